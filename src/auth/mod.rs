@@ -1,0 +1,585 @@
+//! Accounts: sign-up, email verification, sign-in and out, password reset,
+//! and the profile. Roles: everyone is a participant; organisers manage the
+//! programme; presenters are assigned per session (see `programme`).
+
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use chrono::Duration;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    db::{self, Db},
+    http::{
+        error::{ApiError, ApiResult},
+        extract::{AuthUser, Json, SESSION_COOKIE},
+    },
+    mail::{self, address::EmailAddress, templates},
+    AppState,
+};
+use tokens::{fingerprint, Purpose};
+
+const SESSION_TTL_DAYS: i64 = 14;
+
+/// A professional stage, used to suggest sessions and in the record.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Trainee,
+    /// Newly qualified / early-career teacher.
+    #[serde(alias = "nqt")]
+    Ect,
+    Teacher,
+    MiddleLeader,
+    SeniorLeader,
+    Other,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Trainee => "trainee",
+            Stage::Ect => "ect",
+            Stage::Teacher => "teacher",
+            Stage::MiddleLeader => "middle_leader",
+            Stage::SeniorLeader => "senior_leader",
+            Stage::Other => "other",
+        }
+    }
+    fn parse(s: &str) -> Stage {
+        serde_json::from_value(serde_json::Value::String(s.into())).unwrap_or(Stage::Other)
+    }
+}
+
+/// A signed-in person, as loaded for each request.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub school: String,
+    pub stage: Stage,
+    /// IANA zone; null means the programme's zone.
+    pub time_zone: Option<String>,
+    pub is_organiser: bool,
+    pub email_verified: bool,
+    #[serde(skip)]
+    pub session_fingerprint: String,
+}
+
+impl User {
+    pub fn zone(&self, default: Tz) -> Tz {
+        self.time_zone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(default)
+    }
+    pub fn require_organiser(&self) -> ApiResult<()> {
+        if self.is_organiser {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("only organisers can do this"))
+        }
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash";
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+    let hash: String = row.try_get("password_hash")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        school: row.try_get("school")?,
+        stage: Stage::parse(&row.try_get::<String, _>("stage")?),
+        time_zone: row.try_get("time_zone")?,
+        is_organiser: row.try_get::<i64, _>("is_organiser")? != 0,
+        email_verified: row
+            .try_get::<Option<i64>, _>("email_verified_at")?
+            .is_some(),
+        session_fingerprint: fingerprint(&hash),
+    })
+}
+
+pub async fn load_user(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error> {
+    let row = sqlx::query(&format!("select {USER_COLUMNS} from users where id = $1"))
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "select {USER_COLUMNS} from users where email = $1"
+    ))
+    .bind(email.to_lowercase())
+    .fetch_optional(&db.read)
+    .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Creates an account inside `tx` and queues its verification email.
+/// Used by sign-up and by the organiser command.
+pub async fn insert_user(
+    state: &AppState,
+    tx: &mut db::Tx,
+    new: &NewAccount,
+    password_hash: &str,
+    is_organiser: bool,
+) -> ApiResult<i64> {
+    let now = db::now();
+    let inserted = sqlx::query(
+        "insert into users (email, name, school, stage, time_zone, password_hash, is_organiser, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $8) returning id",
+    )
+    .bind(new.email.as_str())
+    .bind(&new.name)
+    .bind(&new.school)
+    .bind(new.stage.as_str())
+    .bind(new.time_zone.as_deref())
+    .bind(password_hash)
+    .bind(is_organiser as i64)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await;
+    let id: i64 = match inserted {
+        Ok(row) => row.try_get("id")?,
+        Err(e) if db::is_unique_violation(&e) => {
+            return Err(ApiError::conflict(
+                "email",
+                "an account with this email already exists; sign in instead",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    queue_verification(state, tx, id, new.email.as_str(), &new.name).await?;
+    Ok(id)
+}
+
+async fn queue_verification(
+    state: &AppState,
+    tx: &mut db::Tx,
+    id: i64,
+    email: &str,
+    name: &str,
+) -> ApiResult<()> {
+    let token = state.keys.sign(
+        Purpose::Verify,
+        &id.to_string(),
+        Duration::days(7),
+        Some(fingerprint(email)),
+    );
+    let link = format!("{}/verify.html?token={token}", state.public_url);
+    mail::enqueue(tx, &templates::verify_email(email, name, &link)).await?;
+    Ok(())
+}
+
+/// A validated sign-up.
+pub struct NewAccount {
+    pub email: EmailAddress,
+    pub name: String,
+    pub school: String,
+    pub stage: Stage,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignUp {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub school: String,
+    pub stage: Stage,
+    /// IANA time zone, e.g. Europe/London; defaults to the programme's.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+pub fn parse_name(field: &str, name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid(field, "name is required"));
+    }
+    if name.chars().count() > 120 {
+        return Err(ApiError::invalid(
+            field,
+            "name must be at most 120 characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn parse_time_zone(zone: Option<&str>) -> ApiResult<Option<String>> {
+    match zone.map(str::trim).filter(|z| !z.is_empty()) {
+        None => Ok(None),
+        Some(z) => z
+            .parse::<Tz>()
+            .map(|tz| Some(tz.name().to_string()))
+            .map_err(|_| {
+                ApiError::invalid(
+                    "time_zone",
+                    format!("unknown time zone {z:?}; use a name like Europe/London"),
+                )
+            }),
+    }
+}
+
+impl SignUp {
+    fn parse(&self) -> ApiResult<NewAccount> {
+        let school = self.school.trim().to_string();
+        if school.chars().count() > 200 {
+            return Err(ApiError::invalid(
+                "school",
+                "school must be at most 200 characters",
+            ));
+        }
+        Ok(NewAccount {
+            email: EmailAddress::parse("email", &self.email)?,
+            name: parse_name("name", &self.name)?,
+            school,
+            stage: self.stage,
+            time_zone: parse_time_zone(self.time_zone.as_deref())?,
+        })
+    }
+}
+
+/// What sign-up and sign-in return: the person and a bearer token for the API.
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn {
+    pub user: User,
+    pub token: String,
+}
+
+fn session_for(state: &AppState, jar: CookieJar, user: User) -> (CookieJar, Json<SignedIn>) {
+    let token = state.keys.sign(
+        Purpose::Session,
+        &user.id.to_string(),
+        Duration::days(SESSION_TTL_DAYS),
+        Some(user.session_fingerprint.clone()),
+    );
+    let cookie = Cookie::build((SESSION_COOKIE, token.clone()))
+        .path("/")
+        .http_only(true)
+        .secure(state.public_url.starts_with("https://"))
+        .same_site(SameSite::Lax)
+        .max_age(time_days(SESSION_TTL_DAYS))
+        .build();
+    (jar.add(cookie), Json(SignedIn { user, token }))
+}
+
+fn time_days(days: i64) -> time::Duration {
+    time::Duration::days(days)
+}
+
+/// Create an account; a verification link is emailed.
+#[utoipa::path(post, path = "/api/auth/signup", tag = "accounts", request_body = SignUp,
+    responses((status = 201, body = SignedIn), (status = 409, body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody)))]
+async fn signup(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Json(body): Json<SignUp>,
+) -> ApiResult<impl IntoResponse> {
+    let new = body.parse()?;
+    password::check_strength("password", &body.password)?;
+    let hash = password::hash(body.password).await?;
+    let mut tx = state.db.begin().await?;
+    let id = insert_user(&state, &mut tx, &new, &hash, false).await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    let user = load_user(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    tracing::info!(user = id, "account created");
+    let (jar, body) = session_for(&state, jar, user);
+    Ok((StatusCode::CREATED, jar, body))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignIn {
+    pub email: String,
+    pub password: String,
+}
+
+/// Sign in. Unknown email and wrong password get the same answer; repeated
+/// failures are slowed per account and per address.
+#[utoipa::path(post, path = "/api/auth/signin", tag = "accounts", request_body = SignIn,
+    responses((status = 200, body = SignedIn), (status = 401, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
+async fn signin(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    Json(body): Json<SignIn>,
+) -> ApiResult<impl IntoResponse> {
+    let email = body.email.trim().to_lowercase();
+    if let Some(wait) = state.throttle.wait(&email, peer.ip()) {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many failed sign-ins; try again in {} seconds",
+            wait.as_secs().max(1)
+        )));
+    }
+    let found = sqlx::query("select id, password_hash from users where email = $1")
+        .bind(&email)
+        .fetch_optional(&state.db.read)
+        .await?;
+    let (id, hash) = match found {
+        Some(row) => (
+            Some(row.try_get::<i64, _>("id")?),
+            Some(row.try_get::<String, _>("password_hash")?),
+        ),
+        None => (None, None),
+    };
+    if !password::verify(body.password, hash).await? {
+        state.throttle.failed(&email, peer.ip());
+        return Err(ApiError::BadCredentials);
+    }
+    state.throttle.succeeded(&email);
+    let id = id.ok_or(ApiError::BadCredentials)?;
+    let user = load_user(&state.db, id)
+        .await?
+        .ok_or(ApiError::BadCredentials)?;
+    Ok(session_for(&state, jar, user))
+}
+
+/// Sign out of the pages (clears the session cookie).
+#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts", responses((status = 204)))]
+async fn signout(jar: CookieJar) -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenBody {
+    pub token: String,
+}
+
+/// Confirm an email address with the token from the verification link.
+#[utoipa::path(post, path = "/api/auth/verify", tag = "accounts", request_body = TokenBody,
+    responses((status = 200, body = User), (status = 422, body = crate::http::error::ErrorBody)))]
+async fn verify(
+    State(state): State<AppState>,
+    Json(body): Json<TokenBody>,
+) -> ApiResult<Json<User>> {
+    let bad = || {
+        ApiError::invalid(
+            "token",
+            "this verification link is invalid or has expired; ask for a new one",
+        )
+    };
+    let claims = state
+        .keys
+        .verify(body.token.trim(), Purpose::Verify)
+        .ok_or_else(bad)?;
+    let id: i64 = claims.sub.parse().map_err(|_| bad())?;
+    let user = load_user(&state.db, id).await?.ok_or_else(bad)?;
+    if claims.fp.as_deref() != Some(fingerprint(&user.email).as_str()) {
+        return Err(bad());
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update users set email_verified_at = coalesce(email_verified_at, $1), updated_at = $1 where id = $2")
+        .bind(db::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(load_user(&state.db, id).await?.ok_or_else(bad)?))
+}
+
+/// Send the verification email again.
+#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts", responses((status = 202)))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<StatusCode> {
+    if user.email_verified {
+        return Err(ApiError::conflict(
+            "email",
+            "this address is already verified",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    queue_verification(&state, &mut tx, user.id, &user.email, &user.name).await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+/// Ask for a password-reset link. Always 202, whether or not the account exists.
+#[utoipa::path(post, path = "/api/auth/password-reset", tag = "accounts", request_body = ResetRequest,
+    responses((status = 202), (status = 422, body = crate::http::error::ErrorBody)))]
+async fn request_reset(
+    State(state): State<AppState>,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    let email = EmailAddress::parse("email", &body.email)?;
+    if let Some(user) = find_user_by_email(&state.db, email.as_str()).await? {
+        let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
+            .bind(user.id)
+            .fetch_one(&state.db.read)
+            .await?;
+        let token = state.keys.sign(
+            Purpose::Reset,
+            &user.id.to_string(),
+            Duration::hours(2),
+            Some(fingerprint(&hash)),
+        );
+        let link = format!("{}/reset.html?token={token}", state.public_url);
+        let mut tx = state.db.begin().await?;
+        mail::enqueue(
+            &mut tx,
+            &templates::reset_password(&user.email, &user.name, &link),
+        )
+        .await?;
+        tx.commit().await?;
+        state.mail_wake.notify_one();
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetConfirm {
+    pub token: String,
+    pub password: String,
+}
+
+/// Set a new password with the token from the reset link. The link works once:
+/// the new password changes the fingerprint it carries. Signs in.
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "accounts", request_body = ResetConfirm,
+    responses((status = 200, body = SignedIn), (status = 422, body = crate::http::error::ErrorBody)))]
+async fn confirm_reset(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Json(body): Json<ResetConfirm>,
+) -> ApiResult<impl IntoResponse> {
+    let bad = || {
+        ApiError::invalid(
+            "token",
+            "this reset link is invalid, used or expired; ask for a new one",
+        )
+    };
+    password::check_strength("password", &body.password)?;
+    let claims = state
+        .keys
+        .verify(body.token.trim(), Purpose::Reset)
+        .ok_or_else(bad)?;
+    let id: i64 = claims.sub.parse().map_err(|_| bad())?;
+    let current: Option<String> =
+        sqlx::query_scalar("select password_hash from users where id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.read)
+            .await?;
+    let current = current.ok_or_else(bad)?;
+    if claims.fp.as_deref() != Some(fingerprint(&current).as_str()) {
+        return Err(bad());
+    }
+    let hash = password::hash(body.password).await?;
+    let mut tx = state.db.begin().await?;
+    // Following the emailed link proves the address too.
+    sqlx::query(
+        "update users set password_hash = $1, email_verified_at = coalesce(email_verified_at, $2), updated_at = $2
+         where id = $3 and password_hash = $4",
+    )
+    .bind(&hash)
+    .bind(db::now())
+    .bind(id)
+    .bind(&current)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let user = load_user(&state.db, id).await?.ok_or_else(bad)?;
+    if user.session_fingerprint != fingerprint(&hash) {
+        return Err(bad());
+    }
+    Ok(session_for(&state, jar, user))
+}
+
+/// The signed-in person.
+#[utoipa::path(get, path = "/api/me", tag = "accounts", responses((status = 200, body = User), (status = 401, body = crate::http::error::ErrorBody)))]
+async fn me(AuthUser(user): AuthUser) -> Json<User> {
+    Json(user)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    pub school: Option<String>,
+    pub stage: Option<Stage>,
+    /// IANA zone; an empty string returns to the programme's zone.
+    pub time_zone: Option<String>,
+}
+
+/// Change name, school, stage or time zone.
+#[utoipa::path(patch, path = "/api/me", tag = "accounts", request_body = ProfileUpdate,
+    responses((status = 200, body = User), (status = 422, body = crate::http::error::ErrorBody)))]
+async fn update_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<ProfileUpdate>,
+) -> ApiResult<Json<User>> {
+    let name = match &body.name {
+        Some(n) => parse_name("name", n)?,
+        None => user.name.clone(),
+    };
+    let school = body
+        .school
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(&user.school)
+        .to_string();
+    let stage = body.stage.unwrap_or(user.stage);
+    let time_zone = match &body.time_zone {
+        Some(z) => parse_time_zone(Some(z))?,
+        None => user.time_zone.clone(),
+    };
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update users set name = $1, school = $2, stage = $3, time_zone = $4, updated_at = $5 where id = $6")
+        .bind(&name)
+        .bind(&school)
+        .bind(stage.as_str())
+        .bind(time_zone.as_deref())
+        .bind(db::now())
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(
+        load_user(&state.db, user.id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?,
+    ))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(signin))
+        .routes(routes!(signout))
+        .routes(routes!(verify))
+        .routes(routes!(resend_verification))
+        .routes(routes!(request_reset))
+        .routes(routes!(confirm_reset))
+        .routes(routes!(me, update_me))
+}

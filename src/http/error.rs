@@ -1,0 +1,203 @@
+//! The one error type every handler returns, and its mapping to HTTP.
+//!
+//! Client errors say what is wrong (and which field) in a JSON body
+//! `{"error": "...", "field": "..."}`; internal errors are logged with their
+//! context and answer a bare 500.
+
+use axum::{
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or a field is invalid.
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// No valid session: sign in first.
+    #[error("sign in first")]
+    Unauthorized,
+    /// Sign-in failed; the same answer for an unknown email and a wrong password.
+    #[error("the email or password is wrong")]
+    BadCredentials,
+    /// Signed in, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing named in the path does not exist (or is not visible to you).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request clashes with what is stored.
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// Anything else: logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, in words a person can act on.
+    pub error: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::Forbidden(message.into())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, field) = match &self {
+            ApiError::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field.clone()),
+            ApiError::Unauthorized | ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, field.clone()),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                let body = ErrorBody {
+                    error: "internal server error".into(),
+                    field: None,
+                };
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+            }
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+                field,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Serde reports a missing or bad field as "missing field `email`" or
+/// "email: invalid type ..."; pull out the field name for the client.
+fn field_of(message: &str) -> Option<String> {
+    if let Some((path, _)) = message.split_once(": ") {
+        let path = path.trim();
+        if !path.is_empty() && !path.contains([' ', '`']) && path != "." {
+            return Some(path.to_string());
+        }
+    }
+    let start = message.find('`')?;
+    let rest = &message[start + 1..];
+    rest.find('`').map(|end| rest[..end].to_string())
+}
+
+/// "missing field `email` at line 1 column 51" reads better without the position.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => message[..i].to_string(),
+        _ => message.to_string(),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let message = match &r {
+            JsonRejection::JsonDataError(e) => {
+                let detail = std::error::Error::source(e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let detail = without_position(&detail);
+                return ApiError::Invalid {
+                    field: field_of(&detail),
+                    message: detail,
+                };
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                let detail = std::error::Error::source(e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                format!("malformed JSON: {detail}")
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                "send the body as JSON with Content-Type: application/json".to_string()
+            }
+            other => other.body_text(),
+        };
+        ApiError::Invalid {
+            field: None,
+            message,
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::Invalid {
+            field: Some("path".into()),
+            message: r.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        let detail = r.body_text();
+        ApiError::Invalid {
+            field: field_of(detail.rsplit(": ").next().unwrap_or("")),
+            message: detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn field_names_come_out_of_serde_messages() {
+        assert_eq!(
+            field_of("missing field `email` at line 1 column 2").as_deref(),
+            Some("email")
+        );
+        assert_eq!(
+            field_of("capacity: invalid value: integer `-1`").as_deref(),
+            Some("capacity")
+        );
+        assert_eq!(field_of("expected value at line 1 column 1"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The HTTP surface: each capability owns its routes; this module merges them,
+//! serves `web/` and the OpenAPI document, and adds the shared layers.
+
+pub mod error;
+pub mod extract;
+
+use std::path::PathBuf;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderValue, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+use serde::Serialize;
+use tower_http::{
+    limit::RequestBodyLimitLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{auth, programme, registration, AppState};
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations."),
+    modifiers(&Security),
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// The `web/` folder: next to the binary's crate in development, or
+/// `STAFFROOM_WEB_DIR` when installed elsewhere.
+fn web_dir() -> PathBuf {
+    std::env::var_os("STAFFROOM_WEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"))
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(programme::router())
+        .merge(registration::router())
+        .split_for_parts();
+    let openapi_json = openapi.to_pretty_json().unwrap_or_default();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/api/openapi.json",
+            get(
+                move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) },
+            ),
+        )
+        .merge(api)
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { ApiError::NotFound("API route") }),
+        )
+        .fallback_service(ServeDir::new(web_dir()).append_index_html_on_directories(true))
+        .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    database: &'static str,
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.db.is_reachable().await {
+        (
+            StatusCode::OK,
+            axum::Json(Health {
+                status: "ok",
+                database: "reachable",
+            }),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(Health {
+                status: "degraded",
+                database: "unreachable",
+            }),
+        )
+    }
+}

@@ -1,0 +1,114 @@
+//! Mail: a durable outbox written in the same transaction as the change that
+//! causes each email, and a worker that delivers it (see [`worker`]).
+
+pub mod address;
+pub mod ics;
+pub mod templates;
+pub mod worker;
+
+use serde::Serialize;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use crate::db::{self, Db, Tx};
+
+/// An email ready to queue.
+#[derive(Clone, Debug)]
+pub struct Email {
+    pub kind: &'static str,
+    pub to_email: String,
+    pub to_name: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// The iCalendar attachment and its method.
+    pub ics: Option<(String, ics::Method)>,
+    pub session_id: Option<i64>,
+    pub batch_id: Option<i64>,
+}
+
+/// Queues `email` inside the caller's transaction: it is sent if and only if
+/// the transaction commits. Call `state.mail_wake.notify_one()` after commit.
+pub async fn enqueue(tx: &mut Tx, email: &Email) -> Result<(), sqlx::Error> {
+    let now = db::now();
+    let message_id = format!("<{}@staffroom>", uuid::Uuid::new_v4());
+    sqlx::query(
+        "insert into outbox (message_id, kind, to_email, to_name, subject, text_body, html_body, ics, ics_method,
+                             session_id, batch_id, status, next_attempt_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $12)",
+    )
+    .bind(message_id)
+    .bind(email.kind)
+    .bind(&email.to_email)
+    .bind(&email.to_name)
+    .bind(&email.subject)
+    .bind(&email.text)
+    .bind(&email.html)
+    .bind(email.ics.as_ref().map(|(text, _)| text.as_str()))
+    .bind(email.ics.as_ref().map(|(_, m)| m.as_str()))
+    .bind(email.session_id)
+    .bind(email.batch_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// How far delivery of a set of emails has got.
+#[derive(Debug, Default, Serialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+pub struct Progress {
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+/// Delivery progress of one invitation batch.
+pub async fn batch_progress(db: &Db, batch_id: i64) -> Result<Progress, sqlx::Error> {
+    let rows =
+        sqlx::query("select status, count(*) as n from outbox where batch_id = $1 group by status")
+            .bind(batch_id)
+            .fetch_all(&db.read)
+            .await?;
+    let mut p = Progress::default();
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        match row.try_get::<String, _>("status")?.as_str() {
+            "sent" => p.sent += n,
+            "failed" => p.failed += n,
+            _ => p.queued += n,
+        }
+    }
+    Ok(p)
+}
+
+/// A message that could not be delivered, for the organiser to see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedMessage {
+    pub to_email: String,
+    pub subject: String,
+    pub error: String,
+    pub attempts: i64,
+}
+
+/// Permanent failures for one session's mail.
+pub async fn session_failures(db: &Db, session_id: i64) -> Result<Vec<FailedMessage>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select to_email, subject, last_error, attempts from outbox
+         where session_id = $1 and status = 'failed' order by id limit 500",
+    )
+    .bind(session_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(FailedMessage {
+                to_email: r.try_get("to_email")?,
+                subject: r.try_get("subject")?,
+                error: r
+                    .try_get::<Option<String>, _>("last_error")?
+                    .unwrap_or_default(),
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,672 @@
+//! The programme: sessions (masterclasses, webinars, coaching, workshops),
+//! their audiences, series and presenters. Organisers create, edit, publish
+//! and cancel; everyone browses what is published.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{any::AnyRow, Row};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::User,
+    db::{self, Db, Tx},
+    http::{
+        error::{ApiError, ApiResult, ErrorBody},
+        extract::{AuthUser, Json, MaybeUser},
+    },
+    registration, AppState,
+};
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Masterclass,
+    Webinar,
+    Coaching,
+    Workshop,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Masterclass => "masterclass",
+            Kind::Webinar => "webinar",
+            Kind::Coaching => "coaching",
+            Kind::Workshop => "workshop",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    Published,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Published => "published",
+            Status::Cancelled => "cancelled",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "published" => Status::Published,
+            "cancelled" => Status::Cancelled,
+            _ => Status::Draft,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Presenter {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A session as shown in the programme.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Session {
+    pub id: i64,
+    pub title: String,
+    pub description: String,
+    pub kind: Kind,
+    pub series: Option<String>,
+    pub subject: Option<String>,
+    pub phase: Option<String>,
+    pub audiences: Vec<String>,
+    pub presenters: Vec<Presenter>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub capacity: i64,
+    pub registered: i64,
+    pub waitlisted: i64,
+    pub seats_left: i64,
+    pub status: Status,
+    /// The caller's own registration, when signed in and registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_registration: Option<registration::Mine>,
+    #[serde(skip)]
+    pub ics_sequence: i64,
+}
+
+const SESSION_SELECT: &str = "select s.id, s.title, s.description, s.kind, s.series, s.subject, s.phase,
+        s.starts_at, s.ends_at, s.capacity, s.status, s.ics_sequence,
+        (select count(*) from registrations r where r.session_id = s.id and r.status = 'confirmed') as registered,
+        (select count(*) from registrations r where r.session_id = s.id and r.status = 'waitlisted') as waitlisted
+    from sessions s";
+
+fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    let capacity: i64 = row.try_get("capacity")?;
+    let registered: i64 = row.try_get("registered")?;
+    Ok(Session {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        kind: serde_json::from_value(serde_json::Value::String(row.try_get("kind")?))
+            .unwrap_or(Kind::Webinar),
+        series: row.try_get("series")?,
+        subject: row.try_get("subject")?,
+        phase: row.try_get("phase")?,
+        audiences: vec![],
+        presenters: vec![],
+        starts_at: at(row.try_get("starts_at")?),
+        ends_at: at(row.try_get("ends_at")?),
+        capacity,
+        registered,
+        waitlisted: row.try_get("waitlisted")?,
+        seats_left: (capacity - registered).max(0),
+        status: Status::parse(&row.try_get::<String, _>("status")?),
+        my_registration: None,
+        ics_sequence: row.try_get("ics_sequence")?,
+    })
+}
+
+pub fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+/// Fills audiences and presenters for a list of sessions with two queries.
+async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Error> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let ids = sessions
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut audiences: HashMap<i64, Vec<String>> = HashMap::new();
+    // The ids are integers we formatted ourselves, so inlining them is safe.
+    for row in sqlx::query(&format!(
+        "select session_id, audience from session_audiences where session_id in ({ids}) order by audience"
+    ))
+    .fetch_all(&db.read)
+    .await?
+    {
+        audiences.entry(row.try_get("session_id")?).or_default().push(row.try_get("audience")?);
+    }
+    let mut presenters: HashMap<i64, Vec<Presenter>> = HashMap::new();
+    for row in sqlx::query(&format!(
+        "select p.session_id, u.id, u.name from session_presenters p join users u on u.id = p.user_id
+         where p.session_id in ({ids}) order by u.name"
+    ))
+    .fetch_all(&db.read)
+    .await?
+    {
+        presenters
+            .entry(row.try_get("session_id")?)
+            .or_default()
+            .push(Presenter { id: row.try_get("id")?, name: row.try_get("name")? });
+    }
+    for s in sessions {
+        s.audiences = audiences.remove(&s.id).unwrap_or_default();
+        s.presenters = presenters.remove(&s.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Loads one session with its details, whatever its status.
+pub async fn load(db: &Db, id: i64) -> Result<Option<Session>, sqlx::Error> {
+    let Some(row) = sqlx::query(&format!("{SESSION_SELECT} where s.id = $1"))
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut sessions = vec![session_from_row(&row)?];
+    fill_details(db, &mut sessions).await?;
+    Ok(sessions.pop())
+}
+
+pub async fn is_presenter(db: &Db, session_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from session_presenters where session_id = $1 and user_id = $2",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_one(&db.read)
+    .await?;
+    Ok(n > 0)
+}
+
+/// A session anyone may see: published or cancelled ones, and drafts for
+/// organisers and the session's presenters.
+pub async fn visible(db: &Db, id: i64, user: Option<&User>) -> ApiResult<Session> {
+    let session = load(db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    if session.status == Status::Draft {
+        let allowed = match user {
+            Some(u) => u.is_organiser || is_presenter(db, id, u.id).await?,
+            None => false,
+        };
+        if !allowed {
+            return Err(ApiError::NotFound("session"));
+        }
+    }
+    Ok(session)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ProgrammeQuery {
+    /// e.g. ect, leaders
+    pub audience: Option<String>,
+    pub subject: Option<String>,
+    pub series: Option<String>,
+    /// Sessions starting at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Sessions starting before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Organisers only: include drafts, cancelled and past sessions.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// The programme: published sessions that have not ended, soonest first.
+#[utoipa::path(get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
+    responses((status = 200, body = [Session]), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<ProgrammeQuery>,
+) -> ApiResult<Json<Vec<Session>>> {
+    let mut sql = format!("{SESSION_SELECT} where 1 = 1");
+    let mut texts: Vec<String> = vec![];
+    let mut ints: Vec<i64> = vec![];
+    let next = |texts: &Vec<String>, ints: &Vec<i64>| texts.len() + ints.len() + 1;
+    if q.all {
+        user.as_ref()
+            .ok_or(ApiError::Unauthorized)?
+            .require_organiser()?;
+    } else {
+        sql.push_str(&format!(
+            " and s.status = 'published' and s.ends_at > {}",
+            db::now()
+        ));
+    }
+    // Text parameters are bound first, then integers, so numbering stays simple.
+    for (col, value) in [("series", &q.series), ("subject", &q.subject)] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            sql.push_str(&format!(
+                " and lower(s.{col}) = lower(${})",
+                next(&texts, &ints)
+            ));
+            texts.push(v.to_string());
+        }
+    }
+    if let Some(a) = q
+        .audience
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        sql.push_str(&format!(
+            " and exists (select 1 from session_audiences a where a.session_id = s.id and a.audience = ${})",
+            next(&texts, &ints)
+        ));
+        texts.push(a.to_lowercase());
+    }
+    for (op, value) in [(">=", q.from), ("<", q.to)] {
+        if let Some(t) = value {
+            sql.push_str(&format!(" and s.starts_at {op} ${}", next(&texts, &ints)));
+            ints.push(t.timestamp());
+        }
+    }
+    sql.push_str(" order by s.starts_at, s.id limit 500");
+    let mut query = sqlx::query(&sql);
+    for t in &texts {
+        query = query.bind(t);
+    }
+    for i in &ints {
+        query = query.bind(*i);
+    }
+    let rows = query.fetch_all(&state.db.read).await?;
+    let mut sessions = rows
+        .iter()
+        .map(session_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    fill_details(&state.db, &mut sessions).await?;
+    if let Some(u) = &user {
+        registration::fill_mine(&state.db, u.id, &mut sessions).await?;
+    }
+    Ok(Json(sessions))
+}
+
+/// One session, with the caller's registration if any.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "programme",
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody)))]
+async fn show(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Session>> {
+    let mut session = visible(&state.db, id, user.as_ref()).await?;
+    if let Some(u) = &user {
+        registration::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
+    }
+    Ok(Json(session))
+}
+
+/// What an organiser sends to create or replace a session.
+#[derive(Deserialize, ToSchema)]
+pub struct SessionInput {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: Kind,
+    pub series: Option<String>,
+    pub subject: Option<String>,
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Presenters' account email addresses.
+    #[serde(default)]
+    pub presenters: Vec<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub capacity: i64,
+    /// Draft (default) or published.
+    #[serde(default)]
+    pub status: Option<Status>,
+}
+
+/// A session input checked against the rules.
+struct Valid {
+    title: String,
+    description: String,
+    kind: Kind,
+    series: Option<String>,
+    subject: Option<String>,
+    phase: Option<String>,
+    audiences: Vec<String>,
+    presenter_ids: Vec<i64>,
+    starts_at: i64,
+    ends_at: i64,
+    capacity: i64,
+}
+
+fn optional_text(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl SessionInput {
+    async fn validate(&self, db: &Db) -> ApiResult<Valid> {
+        let title = self.title.trim();
+        if title.is_empty() {
+            return Err(ApiError::invalid("title", "title is required"));
+        }
+        if title.chars().count() > 200 {
+            return Err(ApiError::invalid(
+                "title",
+                "title must be at most 200 characters",
+            ));
+        }
+        if self.description.chars().count() > 10_000 {
+            return Err(ApiError::invalid(
+                "description",
+                "description must be at most 10,000 characters",
+            ));
+        }
+        if self.capacity < 1 || self.capacity > 100_000 {
+            return Err(ApiError::invalid(
+                "capacity",
+                "capacity must be between 1 and 100,000",
+            ));
+        }
+        if self.ends_at <= self.starts_at {
+            return Err(ApiError::invalid(
+                "ends_at",
+                "the session must end after it starts",
+            ));
+        }
+        if self.ends_at - self.starts_at > chrono::Duration::hours(12) {
+            return Err(ApiError::invalid(
+                "ends_at",
+                "a session can last at most 12 hours",
+            ));
+        }
+        let mut audiences: Vec<String> = self
+            .audiences
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .filter(|a| !a.is_empty())
+            .collect();
+        audiences.sort();
+        audiences.dedup();
+        if audiences.iter().any(|a| a.chars().count() > 60) {
+            return Err(ApiError::invalid(
+                "audiences",
+                "an audience tag must be at most 60 characters",
+            ));
+        }
+        let mut presenter_ids = vec![];
+        for email in &self.presenters {
+            let user = crate::auth::find_user_by_email(db, email.trim())
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "presenters",
+                        format!(
+                            "no account has the address {:?}; ask them to sign up first",
+                            email.trim()
+                        ),
+                    )
+                })?;
+            if !presenter_ids.contains(&user.id) {
+                presenter_ids.push(user.id);
+            }
+        }
+        Ok(Valid {
+            title: title.to_string(),
+            description: self.description.trim().to_string(),
+            kind: self.kind,
+            series: optional_text(&self.series),
+            subject: optional_text(&self.subject),
+            phase: optional_text(&self.phase),
+            audiences,
+            presenter_ids,
+            starts_at: self.starts_at.timestamp(),
+            ends_at: self.ends_at.timestamp(),
+            capacity: self.capacity,
+        })
+    }
+}
+
+async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from session_audiences where session_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for a in &v.audiences {
+        sqlx::query("insert into session_audiences (session_id, audience) values ($1, $2)")
+            .bind(id)
+            .bind(a)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("delete from session_presenters where session_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for p in &v.presenter_ids {
+        sqlx::query("insert into session_presenters (session_id, user_id) values ($1, $2)")
+            .bind(id)
+            .bind(p)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Create a session (organisers).
+#[utoipa::path(post, path = "/api/sessions", tag = "programme", request_body = SessionInput,
+    responses((status = 201, body = Session), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(input): Json<SessionInput>,
+) -> ApiResult<(StatusCode, Json<Session>)> {
+    user.require_organiser()?;
+    let v = input.validate(&state.db).await?;
+    let status = match input.status {
+        None | Some(Status::Draft) => Status::Draft,
+        Some(Status::Published) => Status::Published,
+        Some(Status::Cancelled) => {
+            return Err(ApiError::invalid(
+                "status",
+                "a new session cannot start cancelled",
+            ))
+        }
+    };
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "insert into sessions (title, description, kind, series, subject, phase, starts_at, ends_at, capacity, status,
+                               created_by, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) returning id",
+    )
+    .bind(&v.title)
+    .bind(&v.description)
+    .bind(v.kind.as_str())
+    .bind(&v.series)
+    .bind(&v.subject)
+    .bind(&v.phase)
+    .bind(v.starts_at)
+    .bind(v.ends_at)
+    .bind(v.capacity)
+    .bind(status.as_str())
+    .bind(user.id)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    write_details(&mut tx, id, &v).await?;
+    tx.commit().await?;
+    tracing::info!(session = id, organiser = user.id, "session created");
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            load(&state.db, id)
+                .await?
+                .ok_or(ApiError::NotFound("session"))?,
+        ),
+    ))
+}
+
+/// Replace a session's details (organisers). A change of time sends every
+/// registrant a calendar update with a higher SEQUENCE; more places promote
+/// people from the waiting list.
+#[utoipa::path(put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+    Json(input): Json<SessionInput>,
+) -> ApiResult<Json<Session>> {
+    user.require_organiser()?;
+    let before = load(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("session"))?;
+    if before.status == Status::Cancelled {
+        return Err(ApiError::conflict(
+            "status",
+            "this session is cancelled and can no longer be changed",
+        ));
+    }
+    let v = input.validate(&state.db).await?;
+    let status = match input.status {
+        None => before.status,
+        Some(Status::Cancelled) => {
+            return Err(ApiError::invalid(
+                "status",
+                "cancel a session with POST /api/sessions/{id}/cancel",
+            ))
+        }
+        Some(s) => s,
+    };
+    let moved =
+        v.starts_at != before.starts_at.timestamp() || v.ends_at != before.ends_at.timestamp();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "update sessions set title = $1, description = $2, kind = $3, series = $4, subject = $5, phase = $6,
+                starts_at = $7, ends_at = $8, capacity = $9, status = $10, ics_sequence = ics_sequence + $11, updated_at = $12
+         where id = $13",
+    )
+    .bind(&v.title)
+    .bind(&v.description)
+    .bind(v.kind.as_str())
+    .bind(&v.series)
+    .bind(&v.subject)
+    .bind(&v.phase)
+    .bind(v.starts_at)
+    .bind(v.ends_at)
+    .bind(v.capacity)
+    .bind(status.as_str())
+    .bind(moved as i64)
+    .bind(db::now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    write_details(&mut tx, id, &v).await?;
+    if moved {
+        registration::session_rescheduled(&state, &mut tx, id).await?;
+    }
+    registration::promote_waitlist(&state, &mut tx, id).await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    tracing::info!(session = id, moved, "session updated");
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("session"))?,
+    ))
+}
+
+/// Publish a draft (organisers).
+#[utoipa::path(post, path = "/api/sessions/{id}/publish", tag = "programme",
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn publish(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Session>> {
+    user.require_organiser()?;
+    let session = load(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("session"))?;
+    if session.status == Status::Cancelled {
+        return Err(ApiError::conflict(
+            "status",
+            "a cancelled session cannot be published",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update sessions set status = 'published', updated_at = $1 where id = $2")
+        .bind(db::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("session"))?,
+    ))
+}
+
+/// Cancel a session (organisers): every registrant gets a calendar CANCEL.
+#[utoipa::path(post, path = "/api/sessions/{id}/cancel", tag = "programme",
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Session>> {
+    user.require_organiser()?;
+    let session = load(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("session"))?;
+    if session.status == Status::Cancelled {
+        return Err(ApiError::conflict(
+            "status",
+            "this session is already cancelled",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update sessions set status = 'cancelled', ics_sequence = ics_sequence + 1, updated_at = $1 where id = $2")
+        .bind(db::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    registration::session_cancelled(&state, &mut tx, id).await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    tracing::info!(session = id, "session cancelled");
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("session"))?,
+    ))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update))
+        .routes(routes!(publish))
+        .routes(routes!(cancel))
+}

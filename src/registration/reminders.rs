@@ -1,0 +1,86 @@
+//! Reminders 24 hours and 1 hour before a session, once each.
+//!
+//! "Once" survives restarts because the mark (`reminded_24h_at`,
+//! `reminded_1h_at`) is set by a conditional update in the same transaction
+//! that queues the email: whoever flips the mark sends, nobody else.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::watch;
+
+use super::{session_and_person, Person};
+use crate::{db, mail, mail::templates, AppState};
+
+/// Seconds before the start when each reminder is due.
+pub const DAY_AHEAD: i64 = 24 * 3600;
+pub const HOUR_AHEAD: i64 = 3600;
+
+/// Runs until `stop` turns true, looking for due reminders every interval.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        match send_due(&state, db::now()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, "reminders queued");
+                state.mail_wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = ?e, "failed to queue reminders"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.settings.reminder_interval.max(Duration::from_millis(50))) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Queues every reminder due at `now`; returns how many.
+pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
+    let mut sent = 0;
+    // The hour reminder first: someone inside the last hour gets only that one.
+    for (column, lead, soon) in [
+        ("reminded_1h_at", HOUR_AHEAD, true),
+        ("reminded_24h_at", DAY_AHEAD, false),
+    ] {
+        let due = sqlx::query(&format!(
+            "select r.id, r.session_id from registrations r join sessions s on s.id = r.session_id
+             where r.status = 'confirmed' and r.{column} is null and s.status = 'published'
+               and s.starts_at > $1 and s.starts_at <= $2
+             order by s.starts_at limit 1000"
+        ))
+        .bind(now)
+        .bind(now + lead)
+        .fetch_all(&state.db.read)
+        .await?;
+        for row in due {
+            let registration_id: i64 = row.try_get("id")?;
+            let session_id: i64 = row.try_get("session_id")?;
+            let mut tx = state.db.begin().await?;
+            let claimed = sqlx::query(&format!(
+                "update registrations set {column} = $1, reminded_24h_at = coalesce(reminded_24h_at, $1)
+                 where id = $2 and {column} is null and status = 'confirmed'"
+            ))
+            .bind(now)
+            .bind(registration_id)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            let Some((s, person)) =
+                session_and_person(&mut tx, session_id, registration_id).await?
+            else {
+                continue;
+            };
+            let email =
+                templates::reminder(&s.facts(state), &Person::recipient(&person, state), soon);
+            mail::enqueue(&mut tx, &email).await?;
+            tx.commit().await?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}

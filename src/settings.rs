@@ -1,0 +1,185 @@
+//! Configuration from `STAFFROOM_*` environment variables, with defaults that
+//! let `cargo run` work on a fresh machine: SQLite under `./data`, mail to files.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+use chrono_tz::Tz;
+
+/// How the outbox worker delivers mail.
+#[derive(Clone, Debug)]
+pub enum MailTransport {
+    /// Write each message as an `.eml` file into this folder (no SMTP configured).
+    Files(PathBuf),
+    Smtp(SmtpSettings),
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: SmtpTls,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    // The password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP, e.g. a local relay.
+    None,
+    /// STARTTLS upgrade (port 587).
+    StartTls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub public_url: Option<String>,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// `None` means: read or create `<data_dir>/jwt-secret`.
+    pub jwt_secret: Option<String>,
+    pub mail: MailTransport,
+    pub mail_from: String,
+    pub mail_per_minute: u32,
+    /// How often the outbox is polled even when nothing wakes the worker.
+    pub mail_poll: Duration,
+    /// Smallest delay before a failed delivery is retried; doubles each attempt.
+    pub mail_retry_base: Duration,
+    pub mail_max_attempts: i64,
+    /// How often due reminders are looked for.
+    pub reminder_interval: Duration,
+    /// The programme's time zone, used for people who have not chosen one.
+    pub time_zone: Tz,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings from any key lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |k: &str| get(&format!("STAFFROOM_{k}")).filter(|v| !v.trim().is_empty());
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let addr = var("ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .context("STAFFROOM_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("staffroom.db").display()
+            )
+        });
+        let mail = match var("SMTP_HOST") {
+            None => MailTransport::Files(data_dir.join("outbox-files")),
+            Some(host) => {
+                let tls = match var("SMTP_TLS").as_deref().unwrap_or("starttls") {
+                    "none" => SmtpTls::None,
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" => SmtpTls::Tls,
+                    other => {
+                        bail!("STAFFROOM_SMTP_TLS must be none, starttls or tls, not {other:?}")
+                    }
+                };
+                let default_port = match tls {
+                    SmtpTls::None => 25,
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::Tls => 465,
+                };
+                let port = match var("SMTP_PORT") {
+                    Some(p) => p
+                        .parse()
+                        .context("STAFFROOM_SMTP_PORT must be a port number")?,
+                    None => default_port,
+                };
+                MailTransport::Smtp(SmtpSettings {
+                    host,
+                    port,
+                    username: var("SMTP_USERNAME"),
+                    password: var("SMTP_PASSWORD"),
+                    tls,
+                })
+            }
+        };
+        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_millis(match var(k) {
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("STAFFROOM_{k} must be milliseconds"))?,
+                None => default,
+            }))
+        };
+        let time_zone = var("TIME_ZONE")
+            .unwrap_or_else(|| "Europe/London".into())
+            .parse::<Tz>()
+            .map_err(|e| anyhow::anyhow!("STAFFROOM_TIME_ZONE: {e}"))?;
+        Ok(Settings {
+            addr,
+            public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+            database_url,
+            data_dir,
+            jwt_secret: var("JWT_SECRET"),
+            mail,
+            mail_from: var("MAIL_FROM")
+                .unwrap_or_else(|| "Staffroom <no-reply@staffroom.localhost>".into()),
+            mail_per_minute: match var("MAIL_PER_MINUTE") {
+                Some(v) => v
+                    .parse()
+                    .context("STAFFROOM_MAIL_PER_MINUTE must be a number")?,
+                None => 600,
+            },
+            mail_poll: millis("MAIL_POLL_MS", 5_000)?,
+            mail_retry_base: millis("MAIL_RETRY_BASE_MS", 30_000)?,
+            mail_max_attempts: match var("MAIL_MAX_ATTEMPTS") {
+                Some(v) => v
+                    .parse()
+                    .context("STAFFROOM_MAIL_MAX_ATTEMPTS must be a number")?,
+                None => 12,
+            },
+            reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
+            time_zone,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
+        assert!(s.database_url.starts_with("sqlite://"));
+        assert!(matches!(s.mail, MailTransport::Files(_)));
+    }
+
+    #[test]
+    fn smtp_password_is_never_printed() {
+        let s = Settings::from_lookup(|k| match k {
+            "STAFFROOM_SMTP_HOST" => Some("mail.example.org".into()),
+            "STAFFROOM_SMTP_PASSWORD" => Some("hunter2".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
