@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests (each integration test
+# runs against SQLite and against PostgreSQL), then the browser tests in
+# headless Chromium. Needs PostgreSQL on 127.0.0.1:5432 (or STAFFROOM_TEST_PG),
+# python3-aiosmtpd and chromium: `.ci/run` installs and starts them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --bins
+cargo test --all-targets -- --test-threads=4
+
+if [ -d tests/browser ]; then
+  (cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+  STAFFROOM_BIN="$PWD/target/debug/staffroom" node --test --test-concurrency=1 tests/browser/
+fi
