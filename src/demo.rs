@@ -50,20 +50,12 @@ async fn ensure_account(
 }
 
 /// `staffroom create-organiser`: creates the account, or promotes an existing one.
-pub async fn create_organiser(
-    settings: &Settings,
-    email: &str,
-    name: &str,
-    pw: &str,
-) -> anyhow::Result<String> {
+pub async fn create_organiser(settings: &Settings, email: &str, name: &str, pw: &str) -> anyhow::Result<String> {
     let email = EmailAddress::try_parse(email).map_err(|e| anyhow::anyhow!(e))?;
     let name = name.trim();
     anyhow::ensure!(!name.is_empty(), "--name must not be empty");
     let db = open(settings).await?;
-    if auth::find_user_by_email(&db, email.as_str())
-        .await?
-        .is_none()
-    {
+    if auth::find_user_by_email(&db, email.as_str()).await?.is_none() {
         password::check_strength("password", pw).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let (id, created) = ensure_account(&db, email.as_str(), name, "", "other", pw, true).await?;
@@ -75,10 +67,7 @@ pub async fn create_organiser(
         .await?;
     tx.commit().await?;
     Ok(if created {
-        format!(
-            "Created organiser {} (account {id}). Sign in at /signin.html.",
-            email.as_str()
-        )
+        format!("Created organiser {} (account {id}). Sign in at /signin.html.", email.as_str())
     } else {
         format!("{} is now an organiser (account {id}).", email.as_str())
     })
@@ -91,9 +80,7 @@ pub const DEMO_PASSWORD: &str = "staffroom-demo";
 /// presenters and an organiser. Refuses a database that already has sessions.
 pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
     let db = open(settings).await?;
-    let existing: i64 = sqlx::query_scalar("select count(*) from sessions")
-        .fetch_one(&db.read)
-        .await?;
+    let existing: i64 = sqlx::query_scalar("select count(*) from sessions").fetch_one(&db.read).await?;
     anyhow::ensure!(
         existing == 0,
         "the database already has {existing} sessions; demo data only goes into an empty programme"
@@ -174,20 +161,8 @@ pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
     ];
     let now = db::now();
     let mut tx = db.begin().await?;
-    for (
-        title,
-        description,
-        kind,
-        series,
-        subject,
-        phase,
-        audiences,
-        days,
-        hour,
-        minutes,
-        capacity,
-        presenter,
-    ) in sessions
+    for (title, description, kind, series, subject, phase, audiences, days, hour, minutes, capacity, presenter) in
+        sessions
     {
         let start = at(days, hour);
         let id: i64 = sqlx::query_scalar(

@@ -43,9 +43,8 @@ impl App {
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
         let keys = Keys::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .with_context(|| format!("failed to listen on {}", settings.addr))?;
+        let listener =
+            TcpListener::bind(settings.addr).await.with_context(|| format!("failed to listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
         let public_url: Arc<str> = match &settings.public_url {
             Some(url) => url.as_str().into(),
@@ -71,21 +70,15 @@ impl App {
     }
 
     /// Serves until `shutdown` completes; the background workers stop with it.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mailer = tokio::spawn(mail::worker::run(state.clone(), stop_rx.clone()));
         let reminders = tokio::spawn(registration::reminders::run(state.clone(), stop_rx));
         let router = http::router(state);
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         let _ = stop_tx.send(true);
         let _ = mailer.await;
         let _ = reminders.await;

@@ -34,8 +34,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
         )
         .init();
     let cli = Cli::parse();
@@ -48,18 +47,14 @@ async fn main() -> anyhow::Result<()> {
             println!("Staffroom is running: open {url}/");
             app.run(shutdown_signal()).await
         }
-        Command::CreateOrganiser {
-            email,
-            name,
-            password,
-        } => {
+        Command::CreateOrganiser { email, name, password } => {
             let password = match password {
                 Some(p) => p,
-                None => rpassword::prompt_password("Password for the organiser: ")
-                    .context("failed to read the password")?,
+                None => {
+                    rpassword::prompt_password("Password for the organiser: ").context("failed to read the password")?
+                }
             };
-            let outcome =
-                staffroom::demo::create_organiser(&settings, &email, &name, &password).await?;
+            let outcome = staffroom::demo::create_organiser(&settings, &email, &name, &password).await?;
             println!("{outcome}");
             Ok(())
         }
@@ -77,8 +72,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

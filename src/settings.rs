@@ -82,12 +82,8 @@ impl Settings {
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .context("STAFFROOM_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("staffroom.db").display()
-            )
-        });
+        let database_url = var("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("staffroom.db").display()));
         let mail = match var("SMTP_HOST") {
             None => MailTransport::Files(data_dir.join("outbox-files")),
             Some(host) => {
@@ -105,9 +101,7 @@ impl Settings {
                     SmtpTls::Tls => 465,
                 };
                 let port = match var("SMTP_PORT") {
-                    Some(p) => p
-                        .parse()
-                        .context("STAFFROOM_SMTP_PORT must be a port number")?,
+                    Some(p) => p.parse().context("STAFFROOM_SMTP_PORT must be a port number")?,
                     None => default_port,
                 };
                 MailTransport::Smtp(SmtpSettings {
@@ -121,9 +115,7 @@ impl Settings {
         };
         let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
             Ok(Duration::from_millis(match var(k) {
-                Some(v) => v
-                    .parse()
-                    .with_context(|| format!("STAFFROOM_{k} must be milliseconds"))?,
+                Some(v) => v.parse().with_context(|| format!("STAFFROOM_{k} must be milliseconds"))?,
                 None => default,
             }))
         };
@@ -138,20 +130,15 @@ impl Settings {
             data_dir,
             jwt_secret: var("JWT_SECRET"),
             mail,
-            mail_from: var("MAIL_FROM")
-                .unwrap_or_else(|| "Staffroom <no-reply@staffroom.localhost>".into()),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| "Staffroom <no-reply@staffroom.localhost>".into()),
             mail_per_minute: match var("MAIL_PER_MINUTE") {
-                Some(v) => v
-                    .parse()
-                    .context("STAFFROOM_MAIL_PER_MINUTE must be a number")?,
+                Some(v) => v.parse().context("STAFFROOM_MAIL_PER_MINUTE must be a number")?,
                 None => 600,
             },
             mail_poll: millis("MAIL_POLL_MS", 5_000)?,
             mail_retry_base: millis("MAIL_RETRY_BASE_MS", 30_000)?,
             mail_max_attempts: match var("MAIL_MAX_ATTEMPTS") {
-                Some(v) => v
-                    .parse()
-                    .context("STAFFROOM_MAIL_MAX_ATTEMPTS must be a number")?,
+                Some(v) => v.parse().context("STAFFROOM_MAIL_MAX_ATTEMPTS must be a number")?,
                 None => 12,
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,

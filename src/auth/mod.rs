@@ -82,10 +82,7 @@ pub struct User {
 
 impl User {
     pub fn zone(&self, default: Tz) -> Tz {
-        self.time_zone
-            .as_deref()
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(default)
+        self.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(default)
     }
     pub fn require_organiser(&self) -> ApiResult<()> {
         if self.is_organiser {
@@ -96,8 +93,7 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash";
+const USER_COLUMNS: &str = "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash";
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let hash: String = row.try_get("password_hash")?;
@@ -109,9 +105,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         stage: Stage::parse(&row.try_get::<String, _>("stage")?),
         time_zone: row.try_get("time_zone")?,
         is_organiser: row.try_get::<i64, _>("is_organiser")? != 0,
-        email_verified: row
-            .try_get::<Option<i64>, _>("email_verified_at")?
-            .is_some(),
+        email_verified: row.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
         session_fingerprint: fingerprint(&hash),
     })
 }
@@ -125,12 +119,10 @@ pub async fn load_user(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error> {
 }
 
 pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "select {USER_COLUMNS} from users where email = $1"
-    ))
-    .bind(email.to_lowercase())
-    .fetch_optional(&db.read)
-    .await?;
+    let row = sqlx::query(&format!("select {USER_COLUMNS} from users where email = $1"))
+        .bind(email.to_lowercase())
+        .fetch_optional(&db.read)
+        .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
@@ -161,10 +153,7 @@ pub async fn insert_user(
     let id: i64 = match inserted {
         Ok(row) => row.try_get("id")?,
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict(
-                "email",
-                "an account with this email already exists; sign in instead",
-            ))
+            return Err(ApiError::conflict("email", "an account with this email already exists; sign in instead"))
         }
         Err(e) => return Err(e.into()),
     };
@@ -172,19 +161,8 @@ pub async fn insert_user(
     Ok(id)
 }
 
-async fn queue_verification(
-    state: &AppState,
-    tx: &mut db::Tx,
-    id: i64,
-    email: &str,
-    name: &str,
-) -> ApiResult<()> {
-    let token = state.keys.sign(
-        Purpose::Verify,
-        &id.to_string(),
-        Duration::days(7),
-        Some(fingerprint(email)),
-    );
+async fn queue_verification(state: &AppState, tx: &mut db::Tx, id: i64, email: &str, name: &str) -> ApiResult<()> {
+    let token = state.keys.sign(Purpose::Verify, &id.to_string(), Duration::days(7), Some(fingerprint(email)));
     let link = format!("{}/verify.html?token={token}", state.public_url);
     mail::enqueue(tx, &templates::verify_email(email, name, &link)).await?;
     Ok(())
@@ -218,10 +196,7 @@ pub fn parse_name(field: &str, name: &str) -> ApiResult<String> {
         return Err(ApiError::invalid(field, "name is required"));
     }
     if name.chars().count() > 120 {
-        return Err(ApiError::invalid(
-            field,
-            "name must be at most 120 characters",
-        ));
+        return Err(ApiError::invalid(field, "name must be at most 120 characters"));
     }
     Ok(name.to_string())
 }
@@ -229,15 +204,9 @@ pub fn parse_name(field: &str, name: &str) -> ApiResult<String> {
 fn parse_time_zone(zone: Option<&str>) -> ApiResult<Option<String>> {
     match zone.map(str::trim).filter(|z| !z.is_empty()) {
         None => Ok(None),
-        Some(z) => z
-            .parse::<Tz>()
-            .map(|tz| Some(tz.name().to_string()))
-            .map_err(|_| {
-                ApiError::invalid(
-                    "time_zone",
-                    format!("unknown time zone {z:?}; use a name like Europe/London"),
-                )
-            }),
+        Some(z) => z.parse::<Tz>().map(|tz| Some(tz.name().to_string())).map_err(|_| {
+            ApiError::invalid("time_zone", format!("unknown time zone {z:?}; use a name like Europe/London"))
+        }),
     }
 }
 
@@ -245,10 +214,7 @@ impl SignUp {
     fn parse(&self) -> ApiResult<NewAccount> {
         let school = self.school.trim().to_string();
         if school.chars().count() > 200 {
-            return Err(ApiError::invalid(
-                "school",
-                "school must be at most 200 characters",
-            ));
+            return Err(ApiError::invalid("school", "school must be at most 200 characters"));
         }
         Ok(NewAccount {
             email: EmailAddress::parse("email", &self.email)?,
@@ -303,9 +269,7 @@ async fn signup(
     let id = insert_user(&state, &mut tx, &new, &hash, false).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
-    let user = load_user(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("account"))?;
+    let user = load_user(&state.db, id).await?.ok_or(ApiError::NotFound("account"))?;
     tracing::info!(user = id, "account created");
     let (jar, body) = session_for(&state, jar, user);
     Ok((StatusCode::CREATED, jar, body))
@@ -339,10 +303,7 @@ async fn signin(
         .fetch_optional(&state.db.read)
         .await?;
     let (id, hash) = match found {
-        Some(row) => (
-            Some(row.try_get::<i64, _>("id")?),
-            Some(row.try_get::<String, _>("password_hash")?),
-        ),
+        Some(row) => (Some(row.try_get::<i64, _>("id")?), Some(row.try_get::<String, _>("password_hash")?)),
         None => (None, None),
     };
     if !password::verify(body.password, hash).await? {
@@ -351,19 +312,14 @@ async fn signin(
     }
     state.throttle.succeeded(&email);
     let id = id.ok_or(ApiError::BadCredentials)?;
-    let user = load_user(&state.db, id)
-        .await?
-        .ok_or(ApiError::BadCredentials)?;
+    let user = load_user(&state.db, id).await?.ok_or(ApiError::BadCredentials)?;
     Ok(session_for(&state, jar, user))
 }
 
 /// Sign out of the pages (clears the session cookie).
 #[utoipa::path(post, path = "/api/auth/signout", tag = "accounts", responses((status = 204)))]
 async fn signout(jar: CookieJar) -> impl IntoResponse {
-    (
-        StatusCode::NO_CONTENT,
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-    )
+    (StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -374,20 +330,9 @@ pub struct TokenBody {
 /// Confirm an email address with the token from the verification link.
 #[utoipa::path(post, path = "/api/auth/verify", tag = "accounts", request_body = TokenBody,
     responses((status = 200, body = User), (status = 422, body = crate::http::error::ErrorBody)))]
-async fn verify(
-    State(state): State<AppState>,
-    Json(body): Json<TokenBody>,
-) -> ApiResult<Json<User>> {
-    let bad = || {
-        ApiError::invalid(
-            "token",
-            "this verification link is invalid or has expired; ask for a new one",
-        )
-    };
-    let claims = state
-        .keys
-        .verify(body.token.trim(), Purpose::Verify)
-        .ok_or_else(bad)?;
+async fn verify(State(state): State<AppState>, Json(body): Json<TokenBody>) -> ApiResult<Json<User>> {
+    let bad = || ApiError::invalid("token", "this verification link is invalid or has expired; ask for a new one");
+    let claims = state.keys.verify(body.token.trim(), Purpose::Verify).ok_or_else(bad)?;
     let id: i64 = claims.sub.parse().map_err(|_| bad())?;
     let user = load_user(&state.db, id).await?.ok_or_else(bad)?;
     if claims.fp.as_deref() != Some(fingerprint(&user.email).as_str()) {
@@ -405,15 +350,9 @@ async fn verify(
 
 /// Send the verification email again.
 #[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts", responses((status = 202)))]
-async fn resend_verification(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-) -> ApiResult<StatusCode> {
+async fn resend_verification(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<StatusCode> {
     if user.email_verified {
-        return Err(ApiError::conflict(
-            "email",
-            "this address is already verified",
-        ));
+        return Err(ApiError::conflict("email", "this address is already verified"));
     }
     let mut tx = state.db.begin().await?;
     queue_verification(&state, &mut tx, user.id, &user.email, &user.name).await?;
@@ -430,29 +369,17 @@ pub struct ResetRequest {
 /// Ask for a password-reset link. Always 202, whether or not the account exists.
 #[utoipa::path(post, path = "/api/auth/password-reset", tag = "accounts", request_body = ResetRequest,
     responses((status = 202), (status = 422, body = crate::http::error::ErrorBody)))]
-async fn request_reset(
-    State(state): State<AppState>,
-    Json(body): Json<ResetRequest>,
-) -> ApiResult<StatusCode> {
+async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
     let email = EmailAddress::parse("email", &body.email)?;
     if let Some(user) = find_user_by_email(&state.db, email.as_str()).await? {
         let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
             .bind(user.id)
             .fetch_one(&state.db.read)
             .await?;
-        let token = state.keys.sign(
-            Purpose::Reset,
-            &user.id.to_string(),
-            Duration::hours(2),
-            Some(fingerprint(&hash)),
-        );
+        let token = state.keys.sign(Purpose::Reset, &user.id.to_string(), Duration::hours(2), Some(fingerprint(&hash)));
         let link = format!("{}/reset.html?token={token}", state.public_url);
         let mut tx = state.db.begin().await?;
-        mail::enqueue(
-            &mut tx,
-            &templates::reset_password(&user.email, &user.name, &link),
-        )
-        .await?;
+        mail::enqueue(&mut tx, &templates::reset_password(&user.email, &user.name, &link)).await?;
         tx.commit().await?;
         state.mail_wake.notify_one();
     }
@@ -474,23 +401,14 @@ async fn confirm_reset(
     jar: CookieJar,
     Json(body): Json<ResetConfirm>,
 ) -> ApiResult<impl IntoResponse> {
-    let bad = || {
-        ApiError::invalid(
-            "token",
-            "this reset link is invalid, used or expired; ask for a new one",
-        )
-    };
+    let bad = || ApiError::invalid("token", "this reset link is invalid, used or expired; ask for a new one");
     password::check_strength("password", &body.password)?;
-    let claims = state
-        .keys
-        .verify(body.token.trim(), Purpose::Reset)
-        .ok_or_else(bad)?;
+    let claims = state.keys.verify(body.token.trim(), Purpose::Reset).ok_or_else(bad)?;
     let id: i64 = claims.sub.parse().map_err(|_| bad())?;
-    let current: Option<String> =
-        sqlx::query_scalar("select password_hash from users where id = $1")
-            .bind(id)
-            .fetch_optional(&state.db.read)
-            .await?;
+    let current: Option<String> = sqlx::query_scalar("select password_hash from users where id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.read)
+        .await?;
     let current = current.ok_or_else(bad)?;
     if claims.fp.as_deref() != Some(fingerprint(&current).as_str()) {
         return Err(bad());
@@ -543,12 +461,7 @@ async fn update_me(
         Some(n) => parse_name("name", n)?,
         None => user.name.clone(),
     };
-    let school = body
-        .school
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or(&user.school)
-        .to_string();
+    let school = body.school.as_deref().map(str::trim).unwrap_or(&user.school).to_string();
     let stage = body.stage.unwrap_or(user.stage);
     let time_zone = match &body.time_zone {
         Some(z) => parse_time_zone(Some(z))?,
@@ -565,11 +478,7 @@ async fn update_me(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Json(
-        load_user(&state.db, user.id)
-            .await?
-            .ok_or(ApiError::Unauthorized)?,
-    ))
+    Ok(Json(load_user(&state.db, user.id).await?.ok_or(ApiError::Unauthorized)?))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

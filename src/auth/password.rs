@@ -14,16 +14,10 @@ pub const MAX_LEN: usize = 256;
 pub fn check_strength(field: &str, password: &str) -> ApiResult<()> {
     let n = password.chars().count();
     if n < MIN_LEN {
-        return Err(ApiError::invalid(
-            field,
-            format!("password must be at least {MIN_LEN} characters"),
-        ));
+        return Err(ApiError::invalid(field, format!("password must be at least {MIN_LEN} characters")));
     }
     if n > MAX_LEN {
-        return Err(ApiError::invalid(
-            field,
-            format!("password must be at most {MAX_LEN} characters"),
-        ));
+        return Err(ApiError::invalid(field, format!("password must be at most {MAX_LEN} characters")));
     }
     Ok(())
 }
@@ -54,12 +48,8 @@ pub async fn verify(password: String, hash: Option<String>) -> anyhow::Result<bo
                 stand_in.as_str()
             }
         };
-        let parsed = PasswordHash::new(encoded)
-            .map_err(|e| anyhow::anyhow!("stored hash is unreadable: {e}"))?;
-        Ok(hash.is_some()
-            && Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok())
+        let parsed = PasswordHash::new(encoded).map_err(|e| anyhow::anyhow!("stored hash is unreadable: {e}"))?;
+        Ok(hash.is_some() && Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await?
 }

@@ -47,21 +47,10 @@ impl SignInThrottle {
         if map.len() > 100_000 {
             map.retain(|_, e| now - e.first < WINDOW);
         }
-        for (key, free) in [
-            (account_key(email), FREE_FAILURES),
-            (ip_key(ip), FREE_FAILURES * IP_FACTOR),
-        ] {
-            let e = map.entry(key).or_insert(Entry {
-                count: 0,
-                first: now,
-                locked_until: None,
-            });
+        for (key, free) in [(account_key(email), FREE_FAILURES), (ip_key(ip), FREE_FAILURES * IP_FACTOR)] {
+            let e = map.entry(key).or_insert(Entry { count: 0, first: now, locked_until: None });
             if now - e.first > WINDOW {
-                *e = Entry {
-                    count: 0,
-                    first: now,
-                    locked_until: None,
-                };
+                *e = Entry { count: 0, first: now, locked_until: None };
             }
             e.count += 1;
             if e.count >= free {

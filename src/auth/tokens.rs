@@ -52,10 +52,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn from_secret(secret: &[u8]) -> Keys {
-        Keys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-        }
+        Keys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 
     /// Uses the configured secret, or the one persisted in `data_dir/jwt-secret`,
@@ -70,24 +67,16 @@ impl Keys {
                 return Ok(Keys::from_secret(secret.trim().as_bytes()));
             }
         }
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("failed to create {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &secret)
-            .with_context(|| format!("failed to write {}", path.display()))?;
+        write_private(&path, &secret).with_context(|| format!("failed to write {}", path.display()))?;
         tracing::info!(path = %path.display(), "generated a new token signing secret");
         Ok(Keys::from_secret(secret.as_bytes()))
     }
 
-    pub fn sign(
-        &self,
-        purpose: Purpose,
-        sub: &str,
-        ttl: chrono::Duration,
-        fp: Option<String>,
-    ) -> String {
+    pub fn sign(&self, purpose: Purpose, sub: &str, ttl: chrono::Duration, fp: Option<String>) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_string(),
@@ -104,9 +93,7 @@ impl Keys {
         let mut validation = Validation::default();
         validation.set_audience(&[purpose.audience()]);
         validation.leeway = 0;
-        decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|d| d.claims)
+        decode::<Claims>(token, &self.decoding, &validation).ok().map(|d| d.claims)
     }
 }
 

@@ -52,8 +52,7 @@ impl Db {
         match backend {
             Backend::Sqlite => {
                 if let Some(dir) = sqlite_folder(url) {
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("failed to create {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
                 }
                 let pool = |max| {
                     AnyPoolOptions::new()
@@ -71,17 +70,9 @@ impl Db {
                         })
                         .connect_with(options.clone())
                 };
-                let write = pool(1)
-                    .await
-                    .context("failed to open the SQLite database")?;
-                let read = pool(8)
-                    .await
-                    .context("failed to open the SQLite database")?;
-                Ok(Db {
-                    read,
-                    write,
-                    backend,
-                })
+                let write = pool(1).await.context("failed to open the SQLite database")?;
+                let read = pool(8).await.context("failed to open the SQLite database")?;
+                Ok(Db { read, write, backend })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -90,11 +81,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .context("failed to connect to PostgreSQL")?;
-                Ok(Db {
-                    read: pool.clone(),
-                    write: pool,
-                    backend,
-                })
+                Ok(Db { read: pool.clone(), write: pool, backend })
             }
         }
     }
@@ -104,10 +91,7 @@ impl Db {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.write)
-            .await
-            .context("failed to apply migrations")
+        migrator.run(&self.write).await.context("failed to apply migrations")
     }
 
     /// Starts a write transaction.
@@ -127,10 +111,7 @@ fn sqlite_folder(url: &str) -> Option<std::path::PathBuf> {
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    std::path::Path::new(path)
-        .parent()
-        .map(|p| p.to_path_buf())
-        .filter(|p| !p.as_os_str().is_empty())
+    std::path::Path::new(path).parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty())
 }
 
 /// The current time in Unix seconds.

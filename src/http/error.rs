@@ -17,10 +17,10 @@ use utoipa::ToSchema;
 pub enum ApiError {
     /// The request is malformed or a field is invalid.
     #[error("{message}")]
-    Invalid {
-        field: Option<String>,
-        message: String,
-    },
+    Invalid { field: Option<String>, message: String },
+    /// The body cannot be read at all (not JSON, wrong content type).
+    #[error("{0}")]
+    Malformed(String),
     /// No valid session: sign in first.
     #[error("sign in first")]
     Unauthorized,
@@ -35,10 +35,7 @@ pub enum ApiError {
     NotFound(&'static str),
     /// The request clashes with what is stored.
     #[error("{message}")]
-    Conflict {
-        field: Option<String>,
-        message: String,
-    },
+    Conflict { field: Option<String>, message: String },
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
@@ -61,16 +58,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApiError::Invalid {
-            field: Some(field.to_string()),
-            message: message.into(),
-        }
+        ApiError::Invalid { field: Some(field.to_string()), message: message.into() }
     }
     pub fn conflict(field: &str, message: impl Into<String>) -> Self {
-        ApiError::Conflict {
-            field: Some(field.to_string()),
-            message: message.into(),
-        }
+        ApiError::Conflict { field: Some(field.to_string()), message: message.into() }
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         ApiError::Forbidden(message.into())
@@ -87,6 +78,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, field) = match &self {
             ApiError::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field.clone()),
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, None),
             ApiError::Unauthorized | ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
@@ -94,21 +86,11 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, None),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                let body = ErrorBody {
-                    error: "internal server error".into(),
-                    field: None,
-                };
+                let body = ErrorBody { error: "internal server error".into(), field: None };
                 return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
             }
         };
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-                field,
-            }),
-        )
-            .into_response()
+        (status, Json(ErrorBody { error: self.to_string(), field })).into_response()
     }
 }
 
@@ -138,19 +120,12 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let message = match &r {
             JsonRejection::JsonDataError(e) => {
-                let detail = std::error::Error::source(e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
+                let detail = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
                 let detail = without_position(&detail);
-                return ApiError::Invalid {
-                    field: field_of(&detail),
-                    message: detail,
-                };
+                return ApiError::Invalid { field: field_of(&detail), message: detail };
             }
             JsonRejection::JsonSyntaxError(e) => {
-                let detail = std::error::Error::source(e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
+                let detail = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
                 format!("malformed JSON: {detail}")
             }
             JsonRejection::MissingJsonContentType(_) => {
@@ -158,29 +133,20 @@ impl From<JsonRejection> for ApiError {
             }
             other => other.body_text(),
         };
-        ApiError::Invalid {
-            field: None,
-            message,
-        }
+        ApiError::Malformed(message)
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::Invalid {
-            field: Some("path".into()),
-            message: r.body_text(),
-        }
+        ApiError::Invalid { field: Some("path".into()), message: r.body_text() }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         let detail = r.body_text();
-        ApiError::Invalid {
-            field: field_of(detail.rsplit(": ").next().unwrap_or("")),
-            message: detail,
-        }
+        ApiError::Invalid { field: field_of(detail.rsplit(": ").next().unwrap_or("")), message: detail }
     }
 }
 
@@ -190,14 +156,8 @@ mod tests {
 
     #[test]
     fn field_names_come_out_of_serde_messages() {
-        assert_eq!(
-            field_of("missing field `email` at line 1 column 2").as_deref(),
-            Some("email")
-        );
-        assert_eq!(
-            field_of("capacity: invalid value: integer `-1`").as_deref(),
-            Some("capacity")
-        );
+        assert_eq!(field_of("missing field `email` at line 1 column 2").as_deref(), Some("email"));
+        assert_eq!(field_of("capacity: invalid value: integer `-1`").as_deref(), Some("capacity"));
         assert_eq!(field_of("expected value at line 1 column 1"), None);
     }
 }

@@ -39,6 +39,16 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// `axum::extract::Path`, with errors as JSON [`ApiError`]s.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query`, with errors as JSON [`ApiError`]s.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
 /// The signed-in person, from a bearer token or the session cookie.
 pub struct AuthUser(pub User);
 
@@ -48,10 +58,7 @@ pub struct MaybeUser(pub Option<User>);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match MaybeUser::from_request_parts(parts, state).await? {
             MaybeUser(Some(user)) => Ok(AuthUser(user)),
             MaybeUser(None) => Err(ApiError::Unauthorized),
@@ -62,10 +69,7 @@ impl FromRequestParts<AppState> for AuthUser {
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -92,9 +96,7 @@ impl FromRequestParts<AppState> for MaybeUser {
             return Err(ApiError::Unauthorized);
         };
         let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized)?;
-        let user = crate::auth::load_user(&state.db, id)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        let user = crate::auth::load_user(&state.db, id).await?.ok_or(ApiError::Unauthorized)?;
         // A password change voids every older session.
         if claims.fp.as_deref() != Some(user.session_fingerprint.as_str()) {
             return Err(ApiError::Unauthorized);

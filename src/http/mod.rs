@@ -15,8 +15,7 @@ use axum::{
 };
 use serde::Serialize;
 use tower_http::{
-    limit::RequestBodyLimitLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
-    trace::TraceLayer,
+    limit::RequestBodyLimitLayer, services::ServeDir, set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -42,12 +41,7 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
             "cookie",
@@ -75,25 +69,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route(
             "/api/openapi.json",
-            get(
-                move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) },
-            ),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }),
         )
         .merge(api)
-        .route(
-            "/api/{*rest}",
-            axum::routing::any(|| async { ApiError::NotFound("API route") }),
-        )
+        .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("API route") }))
         .fallback_service(ServeDir::new(web_dir()).append_index_html_on_directories(true))
         .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -106,20 +89,8 @@ struct Health {
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.db.is_reachable().await {
-        (
-            StatusCode::OK,
-            axum::Json(Health {
-                status: "ok",
-                database: "reachable",
-            }),
-        )
+        (StatusCode::OK, axum::Json(Health { status: "ok", database: "reachable" }))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health {
-                status: "degraded",
-                database: "unreachable",
-            }),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status: "degraded", database: "unreachable" }))
     }
 }

@@ -76,9 +76,7 @@ mod tests {
 
     #[test]
     fn a_cancel_keeps_the_uid_and_says_cancel() {
-        let start = DateTime::parse_from_rfc3339("2026-12-01T16:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-12-01T16:00:00Z").unwrap().with_timezone(&Utc);
         let text = render(&Invite {
             method: Method::Cancel,
             uid: "reg-1@staffroom",

@@ -64,11 +64,10 @@ pub struct Progress {
 
 /// Delivery progress of one invitation batch.
 pub async fn batch_progress(db: &Db, batch_id: i64) -> Result<Progress, sqlx::Error> {
-    let rows =
-        sqlx::query("select status, count(*) as n from outbox where batch_id = $1 group by status")
-            .bind(batch_id)
-            .fetch_all(&db.read)
-            .await?;
+    let rows = sqlx::query("select status, count(*) as n from outbox where batch_id = $1 group by status")
+        .bind(batch_id)
+        .fetch_all(&db.read)
+        .await?;
     let mut p = Progress::default();
     for row in rows {
         let n: i64 = row.try_get("n")?;
@@ -104,9 +103,7 @@ pub async fn session_failures(db: &Db, session_id: i64) -> Result<Vec<FailedMess
             Ok(FailedMessage {
                 to_email: r.try_get("to_email")?,
                 subject: r.try_get("subject")?,
-                error: r
-                    .try_get::<Option<String>, _>("last_error")?
-                    .unwrap_or_default(),
+                error: r.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
                 attempts: r.try_get("attempts")?,
             })
         })

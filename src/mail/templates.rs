@@ -71,12 +71,7 @@ struct Letter {
 
 impl Letter {
     fn new(name: &str) -> Letter {
-        Letter {
-            greeting: format!("Hello {name},"),
-            paragraphs: vec![],
-            action: None,
-            footer: vec![],
-        }
+        Letter { greeting: format!("Hello {name},"), paragraphs: vec![], action: None, footer: vec![] }
     }
     fn para(mut self, p: impl Into<String>) -> Letter {
         self.paragraphs.push(p.into());
@@ -123,10 +118,7 @@ impl Letter {
                 }
                 None => {
                     text.push_str(&format!("\n{line}"));
-                    html.push_str(&format!(
-                        "<p style=\"font-size:.85em;color:#5b6475\">{}</p>",
-                        escape(line)
-                    ));
+                    html.push_str(&format!("<p style=\"font-size:.85em;color:#5b6475\">{}</p>", escape(line)));
                 }
             }
         }
@@ -152,11 +144,7 @@ fn email(kind: &'static str, to: &Recipient, subject: String, letter: Letter) ->
 }
 
 pub fn verify_email(to_email: &str, name: &str, link: &str) -> Email {
-    let to = Recipient {
-        email: to_email,
-        name,
-        zone: Tz::UTC,
-    };
+    let to = Recipient { email: to_email, name, zone: Tz::UTC };
     let letter = Letter::new(name)
         .para("Welcome to Staffroom. Please confirm this is your email address, so we can keep your professional record and certificates.")
         .action("Confirm my email address", link)
@@ -165,11 +153,7 @@ pub fn verify_email(to_email: &str, name: &str, link: &str) -> Email {
 }
 
 pub fn reset_password(to_email: &str, name: &str, link: &str) -> Email {
-    let to = Recipient {
-        email: to_email,
-        name,
-        zone: Tz::UTC,
-    };
+    let to = Recipient { email: to_email, name, zone: Tz::UTC };
     let letter = Letter::new(name)
         .para("Someone asked to reset the password of your Staffroom account. The link works once, for two hours.")
         .action("Choose a new password", link)
@@ -184,13 +168,7 @@ pub struct CalendarEntry<'a> {
     pub organiser_email: &'a str,
 }
 
-fn with_calendar(
-    mut e: Email,
-    s: &SessionFacts,
-    to: &Recipient,
-    cal: &CalendarEntry,
-    method: ics::Method,
-) -> Email {
+fn with_calendar(mut e: Email, s: &SessionFacts, to: &Recipient, cal: &CalendarEntry, method: ics::Method) -> Email {
     let text = ics::render(&ics::Invite {
         method,
         uid: cal.uid,
@@ -215,12 +193,7 @@ pub fn confirmation(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry) -> Em
         .para(format!("When: {}", when(s, to.zone)))
         .para("The calendar invitation is attached. Join from the session page when it starts.")
         .action("Open the session page", &s.url);
-    let e = email(
-        "confirmation",
-        to,
-        format!("You're registered: {}", s.title),
-        letter,
-    );
+    let e = email("confirmation", to, format!("You're registered: {}", s.title), letter);
     with_calendar(e, s, to, cal, ics::Method::Request)
 }
 
@@ -230,12 +203,7 @@ pub fn promoted(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry) -> Email 
         .para(format!("When: {}", when(s, to.zone)))
         .para("The calendar invitation is attached. If you can no longer come, cancel on the session page so the next person gets the place.")
         .action("Open the session page", &s.url);
-    let e = email(
-        "promoted",
-        to,
-        format!("A place came free: {}", s.title),
-        letter,
-    );
+    let e = email("promoted", to, format!("A place came free: {}", s.title), letter);
     with_calendar(e, s, to, cal, ics::Method::Request)
 }
 
@@ -245,12 +213,7 @@ pub fn waitlisted(s: &SessionFacts, to: &Recipient, position: i64) -> Email {
         .para(format!("When: {}", when(s, to.zone)))
         .para("If a place comes free it is given to you automatically and we email you with the calendar invitation.")
         .action("Open the session page", &s.url);
-    let mut e = email(
-        "waitlisted",
-        to,
-        format!("On the waiting list: {}", s.title),
-        letter,
-    );
+    let mut e = email("waitlisted", to, format!("On the waiting list: {}", s.title), letter);
     e.session_id = Some(s.id);
     e
 }
@@ -266,19 +229,10 @@ pub fn rescheduled(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry) -> Ema
 }
 
 /// `by_organiser`: the session itself was cancelled, rather than the registration.
-pub fn cancelled(
-    s: &SessionFacts,
-    to: &Recipient,
-    cal: &CalendarEntry,
-    by_organiser: bool,
-) -> Email {
+pub fn cancelled(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry, by_organiser: bool) -> Email {
     let letter = if by_organiser {
         Letter::new(to.name)
-            .para(format!(
-                "We are sorry: “{}”, planned for {}, has been cancelled.",
-                s.title,
-                when(s, to.zone)
-            ))
+            .para(format!("We are sorry: “{}”, planned for {}, has been cancelled.", s.title, when(s, to.zone)))
             .para("The attached update removes it from your calendar.")
     } else {
         Letter::new(to.name)
@@ -291,45 +245,25 @@ pub fn cancelled(
 }
 
 pub fn reminder(s: &SessionFacts, to: &Recipient, soon: bool) -> Email {
-    let lead = if soon {
-        "starts within the hour"
-    } else {
-        "is tomorrow"
-    };
+    let lead = if soon { "starts within the hour" } else { "is tomorrow" };
     let letter = Letter::new(to.name)
         .para(format!("A reminder: “{}” {lead}.", s.title))
         .para(format!("When: {}", when(s, to.zone)))
         .para("Join from the session page; test your microphone and camera a few minutes before.")
         .action("Open the session page", &s.url);
-    let subject = if soon {
-        format!("Starting soon: {}", s.title)
-    } else {
-        format!("Tomorrow: {}", s.title)
-    };
+    let subject = if soon { format!("Starting soon: {}", s.title) } else { format!("Tomorrow: {}", s.title) };
     let mut e = email("reminder", to, subject, letter);
     e.session_id = Some(s.id);
     e
 }
 
-pub fn invitation(
-    s: &SessionFacts,
-    to: &Recipient,
-    accept_url: &str,
-    opt_out_url: &str,
-    batch_id: i64,
-) -> Email {
+pub fn invitation(s: &SessionFacts, to: &Recipient, accept_url: &str, opt_out_url: &str, batch_id: i64) -> Email {
     let letter = Letter::new(if to.name.is_empty() { "there" } else { to.name })
-        .para(format!(
-            "You are invited to “{}”, a free professional-learning session on Staffroom.",
-            s.title
-        ))
+        .para(format!("You are invited to “{}”, a free professional-learning session on Staffroom.", s.title))
         .para(format!("When: {}", when(s, to.zone)))
         .para(s.description.to_string())
         .action("Register in one click", accept_url)
-        .footer(
-            "Don't want invitations from Staffroom? Opt out",
-            Some(opt_out_url),
-        );
+        .footer("Don't want invitations from Staffroom? Opt out", Some(opt_out_url));
     let mut e = email("invitation", to, format!("Invitation: {}", s.title), letter);
     e.session_id = Some(s.id);
     e.batch_id = Some(batch_id);
@@ -342,9 +276,7 @@ mod tests {
 
     #[test]
     fn times_read_in_the_recipients_zone() {
-        let start = DateTime::parse_from_rfc3339("2026-07-01T15:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-07-01T15:00:00Z").unwrap().with_timezone(&Utc);
         let s = SessionFacts {
             id: 1,
             title: "t",
@@ -353,14 +285,8 @@ mod tests {
             ends_at: start + chrono::Duration::minutes(90),
             url: "u".into(),
         };
-        assert_eq!(
-            when(&s, chrono_tz::Europe::London),
-            "Wednesday 1 July 2026, 16:00–17:30 BST"
-        );
-        assert_eq!(
-            when(&s, chrono_tz::UTC),
-            "Wednesday 1 July 2026, 15:00–16:30 UTC"
-        );
+        assert_eq!(when(&s, chrono_tz::Europe::London), "Wednesday 1 July 2026, 16:00–17:30 BST");
+        assert_eq!(when(&s, chrono_tz::UTC), "Wednesday 1 July 2026, 15:00–16:30 UTC");
     }
 
     #[test]

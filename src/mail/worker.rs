@@ -46,27 +46,18 @@ impl Transport {
     fn new(settings: &Settings) -> anyhow::Result<Transport> {
         Ok(match &settings.mail {
             MailTransport::Files(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("failed to create {}", dir.display()))?;
+                std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
                 Transport::Files(AsyncFileTransport::new(dir))
             }
             MailTransport::Smtp(smtp) => {
                 let mut builder = match smtp.tls {
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    }
-                    SmtpTls::StartTls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                            .tls(Tls::Required(TlsParameters::new(smtp.host.clone())?))
-                    }
-                    SmtpTls::Tls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                            .tls(Tls::Wrapper(TlsParameters::new(smtp.host.clone())?))
-                    }
+                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+                    SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                        .tls(Tls::Required(TlsParameters::new(smtp.host.clone())?)),
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                        .tls(Tls::Wrapper(TlsParameters::new(smtp.host.clone())?)),
                 };
-                builder = builder
-                    .port(smtp.port)
-                    .timeout(Some(Duration::from_secs(20)));
+                builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(20)));
                 if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
                 }
@@ -77,11 +68,7 @@ impl Transport {
 
     async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
-            Transport::Files(t) => t
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| SendError::Transient(e.to_string())),
+            Transport::Files(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError::Transient(e.to_string())),
             Transport::Smtp(t) => match t.send(message).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
@@ -212,33 +199,27 @@ async fn claim(db: &Db) -> Result<Vec<Claimed>, sqlx::Error> {
 
 async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query("update outbox set status = 'sent', sent_at = $1, locked_until = null, last_error = null where id = $2")
-        .bind(db::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
-}
-
-async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
     sqlx::query(
-        "update outbox set status = 'failed', locked_until = null, last_error = $1 where id = $2",
+        "update outbox set status = 'sent', sent_at = $1, locked_until = null, last_error = null where id = $2",
     )
-    .bind(error)
+    .bind(db::now())
     .bind(id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
 }
 
-async fn retry_later(
-    db: &Db,
-    id: i64,
-    error: &str,
-    wait: Duration,
-    give_up: bool,
-) -> Result<(), sqlx::Error> {
+async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("update outbox set status = 'failed', locked_until = null, last_error = $1 where id = $2")
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+async fn retry_later(db: &Db, id: i64, error: &str, wait: Duration, give_up: bool) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     sqlx::query(
         "update outbox set status = $1, next_attempt_at = $2, locked_until = null, last_error = $3 where id = $4",
@@ -272,37 +253,20 @@ async fn release(db: &Db, ids: &[i64], wait: Duration) -> Result<(), sqlx::Error
 }
 
 fn build(settings: &Settings, msg: &Claimed) -> Result<Message, String> {
-    let from: Mailbox = settings
-        .mail_from
-        .parse()
-        .map_err(|e| format!("bad sender address: {e}"))?;
-    let address = msg
-        .to_email
-        .parse()
-        .map_err(|e| format!("bad recipient address: {e}"))?;
-    let to = Mailbox::new(
-        (!msg.to_name.is_empty()).then(|| msg.to_name.clone()),
-        address,
-    );
+    let from: Mailbox = settings.mail_from.parse().map_err(|e| format!("bad sender address: {e}"))?;
+    let address = msg.to_email.parse().map_err(|e| format!("bad recipient address: {e}"))?;
+    let to = Mailbox::new((!msg.to_name.is_empty()).then(|| msg.to_name.clone()), address);
     let alternative = MultiPart::alternative()
         .singlepart(SinglePart::plain(msg.text.clone()))
         .singlepart(SinglePart::html(msg.html.clone()));
     let body = match (&msg.ics, &msg.ics_method) {
         (Some(ics), Some(method)) => {
-            let calendar_type = header::ContentType::parse(&format!(
-                "text/calendar; charset=utf-8; method={method}"
-            ))
-            .map_err(|e| e.to_string())?;
-            let file_type = header::ContentType::parse("application/ics; name=\"invite.ics\"")
+            let calendar_type = header::ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
                 .map_err(|e| e.to_string())?;
+            let file_type =
+                header::ContentType::parse("application/ics; name=\"invite.ics\"").map_err(|e| e.to_string())?;
             MultiPart::mixed()
-                .multipart(
-                    alternative.singlepart(
-                        SinglePart::builder()
-                            .header(calendar_type)
-                            .body(ics.clone()),
-                    ),
-                )
+                .multipart(alternative.singlepart(SinglePart::builder().header(calendar_type).body(ics.clone())))
                 .singlepart(Attachment::new("invite.ics".into()).body(ics.clone(), file_type))
         }
         _ => alternative,

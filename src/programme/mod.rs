@@ -4,10 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    extract::{Path, Query, State},
-    http::StatusCode,
-};
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{any::AnyRow, Row};
@@ -19,7 +16,7 @@ use crate::{
     db::{self, Db, Tx},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
-        extract::{AuthUser, Json, MaybeUser},
+        extract::{AuthUser, Json, MaybeUser, Path, Query},
     },
     registration, AppState,
 };
@@ -114,8 +111,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
         id: row.try_get("id")?,
         title: row.try_get("title")?,
         description: row.try_get("description")?,
-        kind: serde_json::from_value(serde_json::Value::String(row.try_get("kind")?))
-            .unwrap_or(Kind::Webinar),
+        kind: serde_json::from_value(serde_json::Value::String(row.try_get("kind")?)).unwrap_or(Kind::Webinar),
         series: row.try_get("series")?,
         subject: row.try_get("subject")?,
         phase: row.try_get("phase")?,
@@ -142,11 +138,7 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
     if sessions.is_empty() {
         return Ok(());
     }
-    let ids = sessions
-        .iter()
-        .map(|s| s.id.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let ids = sessions.iter().map(|s| s.id.to_string()).collect::<Vec<_>>().join(",");
     let mut audiences: HashMap<i64, Vec<String>> = HashMap::new();
     // The ids are integers we formatted ourselves, so inlining them is safe.
     for row in sqlx::query(&format!(
@@ -179,10 +171,7 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
 
 /// Loads one session with its details, whatever its status.
 pub async fn load(db: &Db, id: i64) -> Result<Option<Session>, sqlx::Error> {
-    let Some(row) = sqlx::query(&format!("{SESSION_SELECT} where s.id = $1"))
-        .bind(id)
-        .fetch_optional(&db.read)
-        .await?
+    let Some(row) = sqlx::query(&format!("{SESSION_SELECT} where s.id = $1")).bind(id).fetch_optional(&db.read).await?
     else {
         return Ok(None);
     };
@@ -192,13 +181,11 @@ pub async fn load(db: &Db, id: i64) -> Result<Option<Session>, sqlx::Error> {
 }
 
 pub async fn is_presenter(db: &Db, session_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from session_presenters where session_id = $1 and user_id = $2",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .fetch_one(&db.read)
-    .await?;
+    let n: i64 = sqlx::query_scalar("select count(*) from session_presenters where session_id = $1 and user_id = $2")
+        .bind(session_id)
+        .bind(user_id)
+        .fetch_one(&db.read)
+        .await?;
     Ok(n > 0)
 }
 
@@ -246,31 +233,18 @@ async fn list(
     let mut ints: Vec<i64> = vec![];
     let next = |texts: &Vec<String>, ints: &Vec<i64>| texts.len() + ints.len() + 1;
     if q.all {
-        user.as_ref()
-            .ok_or(ApiError::Unauthorized)?
-            .require_organiser()?;
+        user.as_ref().ok_or(ApiError::Unauthorized)?.require_organiser()?;
     } else {
-        sql.push_str(&format!(
-            " and s.status = 'published' and s.ends_at > {}",
-            db::now()
-        ));
+        sql.push_str(&format!(" and s.status = 'published' and s.ends_at > {}", db::now()));
     }
     // Text parameters are bound first, then integers, so numbering stays simple.
     for (col, value) in [("series", &q.series), ("subject", &q.subject)] {
         if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            sql.push_str(&format!(
-                " and lower(s.{col}) = lower(${})",
-                next(&texts, &ints)
-            ));
+            sql.push_str(&format!(" and lower(s.{col}) = lower(${})", next(&texts, &ints)));
             texts.push(v.to_string());
         }
     }
-    if let Some(a) = q
-        .audience
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
+    if let Some(a) = q.audience.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         sql.push_str(&format!(
             " and exists (select 1 from session_audiences a where a.session_id = s.id and a.audience = ${})",
             next(&texts, &ints)
@@ -292,10 +266,7 @@ async fn list(
         query = query.bind(*i);
     }
     let rows = query.fetch_all(&state.db.read).await?;
-    let mut sessions = rows
-        .iter()
-        .map(session_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
     fill_details(&state.db, &mut sessions).await?;
     if let Some(u) = &user {
         registration::fill_mine(&state.db, u.id, &mut sessions).await?;
@@ -357,10 +328,7 @@ struct Valid {
 }
 
 fn optional_text(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 impl SessionInput {
@@ -370,62 +338,35 @@ impl SessionInput {
             return Err(ApiError::invalid("title", "title is required"));
         }
         if title.chars().count() > 200 {
-            return Err(ApiError::invalid(
-                "title",
-                "title must be at most 200 characters",
-            ));
+            return Err(ApiError::invalid("title", "title must be at most 200 characters"));
         }
         if self.description.chars().count() > 10_000 {
-            return Err(ApiError::invalid(
-                "description",
-                "description must be at most 10,000 characters",
-            ));
+            return Err(ApiError::invalid("description", "description must be at most 10,000 characters"));
         }
         if self.capacity < 1 || self.capacity > 100_000 {
-            return Err(ApiError::invalid(
-                "capacity",
-                "capacity must be between 1 and 100,000",
-            ));
+            return Err(ApiError::invalid("capacity", "capacity must be between 1 and 100,000"));
         }
         if self.ends_at <= self.starts_at {
-            return Err(ApiError::invalid(
-                "ends_at",
-                "the session must end after it starts",
-            ));
+            return Err(ApiError::invalid("ends_at", "the session must end after it starts"));
         }
         if self.ends_at - self.starts_at > chrono::Duration::hours(12) {
-            return Err(ApiError::invalid(
-                "ends_at",
-                "a session can last at most 12 hours",
-            ));
+            return Err(ApiError::invalid("ends_at", "a session can last at most 12 hours"));
         }
-        let mut audiences: Vec<String> = self
-            .audiences
-            .iter()
-            .map(|a| a.trim().to_lowercase())
-            .filter(|a| !a.is_empty())
-            .collect();
+        let mut audiences: Vec<String> =
+            self.audiences.iter().map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).collect();
         audiences.sort();
         audiences.dedup();
         if audiences.iter().any(|a| a.chars().count() > 60) {
-            return Err(ApiError::invalid(
-                "audiences",
-                "an audience tag must be at most 60 characters",
-            ));
+            return Err(ApiError::invalid("audiences", "an audience tag must be at most 60 characters"));
         }
         let mut presenter_ids = vec![];
         for email in &self.presenters {
-            let user = crate::auth::find_user_by_email(db, email.trim())
-                .await?
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "presenters",
-                        format!(
-                            "no account has the address {:?}; ask them to sign up first",
-                            email.trim()
-                        ),
-                    )
-                })?;
+            let user = crate::auth::find_user_by_email(db, email.trim()).await?.ok_or_else(|| {
+                ApiError::invalid(
+                    "presenters",
+                    format!("no account has the address {:?}; ask them to sign up first", email.trim()),
+                )
+            })?;
             if !presenter_ids.contains(&user.id) {
                 presenter_ids.push(user.id);
             }
@@ -447,10 +388,7 @@ impl SessionInput {
 }
 
 async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from session_audiences where session_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("delete from session_audiences where session_id = $1").bind(id).execute(&mut **tx).await?;
     for a in &v.audiences {
         sqlx::query("insert into session_audiences (session_id, audience) values ($1, $2)")
             .bind(id)
@@ -458,10 +396,7 @@ async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Erro
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("delete from session_presenters where session_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("delete from session_presenters where session_id = $1").bind(id).execute(&mut **tx).await?;
     for p in &v.presenter_ids {
         sqlx::query("insert into session_presenters (session_id, user_id) values ($1, $2)")
             .bind(id)
@@ -485,12 +420,7 @@ async fn create(
     let status = match input.status {
         None | Some(Status::Draft) => Status::Draft,
         Some(Status::Published) => Status::Published,
-        Some(Status::Cancelled) => {
-            return Err(ApiError::invalid(
-                "status",
-                "a new session cannot start cancelled",
-            ))
-        }
+        Some(Status::Cancelled) => return Err(ApiError::invalid("status", "a new session cannot start cancelled")),
     };
     let now = db::now();
     let mut tx = state.db.begin().await?;
@@ -516,14 +446,7 @@ async fn create(
     write_details(&mut tx, id, &v).await?;
     tx.commit().await?;
     tracing::info!(session = id, organiser = user.id, "session created");
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            load(&state.db, id)
-                .await?
-                .ok_or(ApiError::NotFound("session"))?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?)))
 }
 
 /// Replace a session's details (organisers). A change of time sends every
@@ -538,28 +461,19 @@ async fn update(
     Json(input): Json<SessionInput>,
 ) -> ApiResult<Json<Session>> {
     user.require_organiser()?;
-    let before = load(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let before = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     if before.status == Status::Cancelled {
-        return Err(ApiError::conflict(
-            "status",
-            "this session is cancelled and can no longer be changed",
-        ));
+        return Err(ApiError::conflict("status", "this session is cancelled and can no longer be changed"));
     }
     let v = input.validate(&state.db).await?;
     let status = match input.status {
         None => before.status,
         Some(Status::Cancelled) => {
-            return Err(ApiError::invalid(
-                "status",
-                "cancel a session with POST /api/sessions/{id}/cancel",
-            ))
+            return Err(ApiError::invalid("status", "cancel a session with POST /api/sessions/{id}/cancel"))
         }
         Some(s) => s,
     };
-    let moved =
-        v.starts_at != before.starts_at.timestamp() || v.ends_at != before.ends_at.timestamp();
+    let moved = v.starts_at != before.starts_at.timestamp() || v.ends_at != before.ends_at.timestamp();
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "update sessions set title = $1, description = $2, kind = $3, series = $4, subject = $5, phase = $6,
@@ -589,11 +503,7 @@ async fn update(
     tx.commit().await?;
     state.mail_wake.notify_one();
     tracing::info!(session = id, moved, "session updated");
-    Ok(Json(
-        load(&state.db, id)
-            .await?
-            .ok_or(ApiError::NotFound("session"))?,
-    ))
+    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
 }
 
 /// Publish a draft (organisers).
@@ -605,14 +515,9 @@ async fn publish(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Session>> {
     user.require_organiser()?;
-    let session = load(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let session = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     if session.status == Status::Cancelled {
-        return Err(ApiError::conflict(
-            "status",
-            "a cancelled session cannot be published",
-        ));
+        return Err(ApiError::conflict("status", "a cancelled session cannot be published"));
     }
     let mut tx = state.db.begin().await?;
     sqlx::query("update sessions set status = 'published', updated_at = $1 where id = $2")
@@ -621,11 +526,7 @@ async fn publish(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Json(
-        load(&state.db, id)
-            .await?
-            .ok_or(ApiError::NotFound("session"))?,
-    ))
+    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
 }
 
 /// Cancel a session (organisers): every registrant gets a calendar CANCEL.
@@ -637,30 +538,23 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Session>> {
     user.require_organiser()?;
-    let session = load(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let session = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     if session.status == Status::Cancelled {
-        return Err(ApiError::conflict(
-            "status",
-            "this session is already cancelled",
-        ));
+        return Err(ApiError::conflict("status", "this session is already cancelled"));
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query("update sessions set status = 'cancelled', ics_sequence = ics_sequence + 1, updated_at = $1 where id = $2")
-        .bind(db::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "update sessions set status = 'cancelled', ics_sequence = ics_sequence + 1, updated_at = $1 where id = $2",
+    )
+    .bind(db::now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     registration::session_cancelled(&state, &mut tx, id).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
     tracing::info!(session = id, "session cancelled");
-    Ok(Json(
-        load(&state.db, id)
-            .await?
-            .ok_or(ApiError::NotFound("session"))?,
-    ))
+    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -6,10 +6,7 @@
 
 use std::collections::HashSet;
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -23,7 +20,7 @@ use crate::{
     db::{self, Db},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
-        extract::{AuthUser, Json, MaybeUser},
+        extract::{AuthUser, Json, MaybeUser, Path},
     },
     mail::{self, address::EmailAddress, templates, Progress},
     programme::{self, Session, Status},
@@ -87,10 +84,9 @@ pub struct Invitee {
 /// Splits "Ann Smith <ann@school.org>" into name and address.
 fn split_mailbox(field: &str) -> (String, String) {
     match (field.find('<'), field.rfind('>')) {
-        (Some(a), Some(b)) if a < b => (
-            field[..a].trim().trim_matches('"').to_string(),
-            field[a + 1..b].trim().to_string(),
-        ),
+        (Some(a), Some(b)) if a < b => {
+            (field[..a].trim().trim_matches('"').to_string(), field[a + 1..b].trim().to_string())
+        }
         _ => (String::new(), field.trim().to_string()),
     }
 }
@@ -109,10 +105,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
             continue;
         }
         if invitees.len() + rejected.len() >= MAX_LINES {
-            return Err(ApiError::invalid(
-                "text",
-                format!("at most {MAX_LINES} lines at a time; split the list"),
-            ));
+            return Err(ApiError::invalid("text", format!("at most {MAX_LINES} lines at a time; split the list")));
         }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -122,11 +115,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
         let record = match reader.records().next() {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
-                rejected.push(Rejected {
-                    line,
-                    text: raw.to_string(),
-                    reason: format!("unreadable CSV: {e}"),
-                });
+                rejected.push(Rejected { line, text: raw.to_string(), reason: format!("unreadable CSV: {e}") });
                 continue;
             }
             None => continue,
@@ -136,11 +125,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
             continue;
         }
         let lower: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
-        if std::mem::take(&mut first)
-            && lower
-                .iter()
-                .any(|f| f == "email" || f == "e-mail" || f == "email address")
-        {
+        if std::mem::take(&mut first) && lower.iter().any(|f| f == "email" || f == "e-mail" || f == "email address") {
             let find = |names: &[&str]| lower.iter().position(|f| names.contains(&f.as_str()));
             columns = (
                 find(&["email", "e-mail", "email address"]).unwrap_or(0),
@@ -151,11 +136,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
         }
         let original = fields.join(", ");
         // A pasted line of several addresses: each field is an address.
-        let several = fields.len() > 1
-            && fields
-                .iter()
-                .filter(|f| !f.is_empty())
-                .all(|f| f.contains('@'));
+        let several = fields.len() > 1 && fields.iter().filter(|f| !f.is_empty()).all(|f| f.contains('@'));
         let entries: Vec<(String, String, String)> = if several {
             fields
                 .iter()
@@ -168,9 +149,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
         } else {
             let get = |i: usize| fields.get(i).map(|s| s.to_string()).unwrap_or_default();
             let (mailbox_name, email) = split_mailbox(&get(columns.0));
-            let name = Some(get(columns.1))
-                .filter(|n| !n.is_empty())
-                .unwrap_or(mailbox_name);
+            let name = Some(get(columns.1)).filter(|n| !n.is_empty()).unwrap_or(mailbox_name);
             vec![(email, name, get(columns.2))]
         };
         for (email, name, school) in entries {
@@ -181,11 +160,7 @@ pub fn parse(text: &str) -> Result<(Vec<Invitee>, Vec<Rejected>), ApiError> {
                     name: name.chars().take(120).collect(),
                     school: school.chars().take(200).collect(),
                 }),
-                Err(reason) => rejected.push(Rejected {
-                    line,
-                    text: original.clone(),
-                    reason,
-                }),
+                Err(reason) => rejected.push(Rejected { line, text: original.clone(), reason }),
             }
         }
     }
@@ -199,17 +174,12 @@ fn new_token() -> String {
 }
 
 pub fn opt_out_url(state: &AppState, email: &str) -> String {
-    let token = state
-        .keys
-        .sign(Purpose::OptOut, email, Duration::days(3650), None);
+    let token = state.keys.sign(Purpose::OptOut, email, Duration::days(3650), None);
     format!("{}/opt-out.html?token={token}", state.public_url)
 }
 
 pub async fn is_opted_out(ex: &mut sqlx::AnyConnection, email: &str) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("select count(*) from opt_outs where email = $1")
-        .bind(email)
-        .fetch_one(ex)
-        .await?;
+    let n: i64 = sqlx::query_scalar("select count(*) from opt_outs where email = $1").bind(email).fetch_one(ex).await?;
     Ok(n > 0)
 }
 
@@ -224,9 +194,7 @@ async fn invite(
     Json(input): Json<InviteInput>,
 ) -> ApiResult<(StatusCode, Json<Batch>)> {
     user.require_organiser()?;
-    let session = programme::load(&state.db, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let session = programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     if session.status == Status::Cancelled {
         return Err(ApiError::conflict("session", "this session is cancelled"));
     }
@@ -237,10 +205,7 @@ async fn invite(
             "no addresses found: paste one address per line, or a CSV with an email column",
         ));
     }
-    let mut report = Report {
-        rejected,
-        skipped: vec![],
-    };
+    let mut report = Report { rejected, skipped: vec![] };
     let facts = templates::SessionFacts {
         id: session.id,
         title: &session.title,
@@ -259,13 +224,12 @@ async fn invite(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    let invited_before: HashSet<String> =
-        sqlx::query_scalar("select email from invitations where session_id = $1")
-            .bind(session_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+    let invited_before: HashSet<String> = sqlx::query_scalar("select email from invitations where session_id = $1")
+        .bind(session_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
     let registered: HashSet<String> = sqlx::query_scalar(
         "select u.email from registrations r join users u on u.id = r.user_id
          where r.session_id = $1 and r.status <> 'cancelled'",
@@ -291,11 +255,7 @@ async fn invite(
             None
         };
         if let Some(reason) = reason {
-            report.skipped.push(Skipped {
-                line: inv.line,
-                email,
-                reason: reason.into(),
-            });
+            report.skipped.push(Skipped { line: inv.line, email, reason: reason.into() });
             continue;
         }
         let token = new_token();
@@ -312,14 +272,9 @@ async fn invite(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let to = templates::Recipient {
-            email: &email,
-            name: &inv.name,
-            zone: state.settings.time_zone,
-        };
+        let to = templates::Recipient { email: &email, name: &inv.name, zone: state.settings.time_zone };
         let accept = format!("{}/invite.html?token={token}", state.public_url);
-        let email =
-            templates::invitation(&facts, &to, &accept, &opt_out_url(&state, &email), batch_id);
+        let email = templates::invitation(&facts, &to, &accept, &opt_out_url(&state, &email), batch_id);
         mail::enqueue(&mut tx, &email).await?;
         invited += 1;
     }
@@ -338,14 +293,7 @@ async fn invite(
         skipped = report.skipped.len(),
         "invitations queued"
     );
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            load_batch(&state.db, batch_id)
-                .await?
-                .ok_or(ApiError::NotFound("batch"))?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(load_batch(&state.db, batch_id).await?.ok_or(ApiError::NotFound("batch"))?)))
 }
 
 async fn load_batch(db: &Db, id: i64) -> Result<Option<Batch>, sqlx::Error> {
@@ -381,15 +329,11 @@ async fn batches(
     Path(session_id): Path<i64>,
 ) -> ApiResult<Json<Vec<Batch>>> {
     user.require_organiser()?;
-    programme::load(&state.db, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "select id from invitation_batches where session_id = $1 order by id desc",
-    )
-    .bind(session_id)
-    .fetch_all(&state.db.read)
-    .await?;
+    programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let ids: Vec<i64> = sqlx::query_scalar("select id from invitation_batches where session_id = $1 order by id desc")
+        .bind(session_id)
+        .fetch_all(&state.db.read)
+        .await?;
     let mut out = vec![];
     for id in ids {
         out.extend(load_batch(&state.db, id).await?);
@@ -400,17 +344,9 @@ async fn batches(
 /// One batch with its sending progress (organisers).
 #[utoipa::path(get, path = "/api/invitation-batches/{id}", tag = "invitations",
     responses((status = 200, body = Batch), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn batch(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Batch>> {
+async fn batch(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Batch>> {
     user.require_organiser()?;
-    Ok(Json(
-        load_batch(&state.db, id)
-            .await?
-            .ok_or(ApiError::NotFound("invitation batch"))?,
-    ))
+    Ok(Json(load_batch(&state.db, id).await?.ok_or(ApiError::NotFound("invitation batch"))?))
 }
 
 /// What an invitation link shows before it is accepted.
@@ -425,17 +361,12 @@ pub struct InvitationView {
     pub accepted: bool,
 }
 
-async fn find_invitation(
-    db: &Db,
-    token: &str,
-) -> ApiResult<(i64, i64, String, String, String, bool)> {
-    let row = sqlx::query(
-        "select id, session_id, email, name, school, accepted_at from invitations where token = $1",
-    )
-    .bind(token)
-    .fetch_optional(&db.read)
-    .await?
-    .ok_or(ApiError::NotFound("invitation"))?;
+async fn find_invitation(db: &Db, token: &str) -> ApiResult<(i64, i64, String, String, String, bool)> {
+    let row = sqlx::query("select id, session_id, email, name, school, accepted_at from invitations where token = $1")
+        .bind(token)
+        .fetch_optional(&db.read)
+        .await?
+        .ok_or(ApiError::NotFound("invitation"))?;
     Ok((
         row.try_get("id")?,
         row.try_get("session_id")?,
@@ -455,23 +386,12 @@ async fn show_invitation(
     Path(token): Path<String>,
 ) -> ApiResult<Json<InvitationView>> {
     let (_, session_id, email, name, school, accepted) = find_invitation(&state.db, &token).await?;
-    let mut session = programme::load(&state.db, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let mut session = programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     if let Some(u) = &user {
         super::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
     }
-    let has_account = crate::auth::find_user_by_email(&state.db, &email)
-        .await?
-        .is_some();
-    Ok(Json(InvitationView {
-        session,
-        email,
-        name,
-        school,
-        has_account,
-        accepted,
-    }))
+    let has_account = crate::auth::find_user_by_email(&state.db, &email).await?.is_some();
+    Ok(Json(InvitationView { session, email, name, school, has_account, accepted }))
 }
 
 /// Accept an invitation: registers the signed-in person in one click.
@@ -508,23 +428,18 @@ pub struct OptedOut {
 /// Opt out of all future invitations (the link at the foot of each one).
 #[utoipa::path(post, path = "/api/opt-out", tag = "invitations", request_body = OptOutInput,
     responses((status = 200, body = OptedOut), (status = 422, body = ErrorBody)))]
-async fn opt_out(
-    State(state): State<AppState>,
-    Json(input): Json<OptOutInput>,
-) -> ApiResult<Json<OptedOut>> {
+async fn opt_out(State(state): State<AppState>, Json(input): Json<OptOutInput>) -> ApiResult<Json<OptedOut>> {
     let claims = state
         .keys
         .verify(input.token.trim(), Purpose::OptOut)
         .ok_or_else(|| ApiError::invalid("token", "this opt-out link is not valid"))?;
     let email = claims.sub.to_lowercase();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "insert into opt_outs (email, created_at) values ($1, $2) on conflict (email) do nothing",
-    )
-    .bind(&email)
-    .bind(db::now())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("insert into opt_outs (email, created_at) values ($1, $2) on conflict (email) do nothing")
+        .bind(&email)
+        .bind(db::now())
+        .execute(&mut *tx)
+        .await?;
     // Invitations still waiting in the outbox are not sent either.
     sqlx::query(
         "update outbox set status = 'failed', last_error = 'recipient opted out', locked_until = null
@@ -553,15 +468,12 @@ mod tests {
 
     #[test]
     fn a_csv_with_a_header_and_bad_lines_is_read_line_by_line() {
-        let text = "school,email,name\nOak Primary,ann@oak.sch.uk,Ann\nElm,not-an-address,Bob\n\nElm,cat@elm.sch.uk,Cat\n";
+        let text =
+            "school,email,name\nOak Primary,ann@oak.sch.uk,Ann\nElm,not-an-address,Bob\n\nElm,cat@elm.sch.uk,Cat\n";
         let (ok, bad) = parse(text).unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!(
-            (
-                ok[0].email.as_str(),
-                ok[0].name.as_str(),
-                ok[0].school.as_str()
-            ),
+            (ok[0].email.as_str(), ok[0].name.as_str(), ok[0].school.as_str()),
             ("ann@oak.sch.uk", "Ann", "Oak Primary")
         );
         assert_eq!(ok[1].line, 5);

@@ -9,7 +9,7 @@ pub mod invitations;
 pub mod reminders;
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{header, StatusCode},
     response::IntoResponse,
 };
@@ -24,7 +24,7 @@ use crate::{
     db::{self, Db, Tx},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
-        extract::{AuthUser, Json},
+        extract::{AuthUser, Json, Path},
     },
     mail::{self, templates},
     programme::{self, Session, Status},
@@ -102,11 +102,7 @@ pub async fn fill_mine(db: &Db, user_id: i64, sessions: &mut [Session]) -> Resul
                 } else {
                     None
                 };
-                (status != RegStatus::Cancelled).then_some(Mine {
-                    id,
-                    status,
-                    waitlist_position,
-                })
+                (status != RegStatus::Cancelled).then_some(Mine { id, status, waitlist_position })
             }
         };
     }
@@ -183,11 +179,7 @@ impl Person {
         templates::Recipient {
             email: &self.email,
             name: &self.name,
-            zone: self
-                .zone
-                .as_deref()
-                .and_then(|z| z.parse().ok())
-                .unwrap_or(state.settings.time_zone),
+            zone: self.zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(state.settings.time_zone),
         }
     }
 }
@@ -201,11 +193,7 @@ fn sender_address(state: &AppState) -> String {
 }
 
 fn calendar<'a>(p: &'a Person, sequence: i64, organiser: &'a str) -> templates::CalendarEntry<'a> {
-    templates::CalendarEntry {
-        uid: &p.uid,
-        sequence: sequence.max(0) as u32,
-        organiser_email: organiser,
-    }
+    templates::CalendarEntry { uid: &p.uid, sequence: sequence.max(0) as u32, organiser_email: organiser }
 }
 
 const PERSON_SELECT: &str = "select r.id, r.ics_uid, u.email, u.name, u.time_zone
@@ -224,12 +212,11 @@ fn person_from_row(r: &sqlx::any::AnyRow) -> Result<Person, sqlx::Error> {
 /// Everyone registered for a session with one of `statuses`.
 async fn people(tx: &mut Tx, session_id: i64, statuses: &str) -> Result<Vec<Person>, sqlx::Error> {
     // `statuses` is one of our own literal lists, never user input.
-    let rows = sqlx::query(&format!(
-        "{PERSON_SELECT} where r.session_id = $1 and r.status in ({statuses}) order by r.id"
-    ))
-    .bind(session_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows =
+        sqlx::query(&format!("{PERSON_SELECT} where r.session_id = $1 and r.status in ({statuses}) order by r.id"))
+            .bind(session_id)
+            .fetch_all(&mut **tx)
+            .await?;
     rows.iter().map(person_from_row).collect()
 }
 
@@ -257,10 +244,7 @@ async fn session_and_person(
 /// that starts within a day (the confirmation says as much), and so on.
 fn reminders_already_due(starts_at: i64, now: i64) -> (Option<i64>, Option<i64>) {
     let lead = starts_at - now;
-    (
-        (lead <= reminders::DAY_AHEAD).then_some(now),
-        (lead <= reminders::HOUR_AHEAD).then_some(now),
-    )
+    ((lead <= reminders::DAY_AHEAD).then_some(now), (lead <= reminders::HOUR_AHEAD).then_some(now))
 }
 
 /// Registers `user` for a session, or puts them on the waiting list when it is
@@ -270,65 +254,38 @@ pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResu
     if !lock_session(&mut tx, session_id).await? {
         return Err(ApiError::NotFound("session"));
     }
-    let s = session_mail(&mut tx, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
-    let existing = sqlx::query(
-        "select id, status, queued_at from registrations where session_id = $1 and user_id = $2",
-    )
-    .bind(session_id)
-    .bind(user.id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let s = session_mail(&mut tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let existing =
+        sqlx::query("select id, status, queued_at from registrations where session_id = $1 and user_id = $2")
+            .bind(session_id)
+            .bind(user.id)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(r) = &existing {
         let id: i64 = r.try_get("id")?;
         let status = RegStatus::parse(&r.try_get::<String, _>("status")?);
         if status != RegStatus::Cancelled {
             let waitlist_position = match status {
-                RegStatus::Waitlisted => {
-                    Some(position_in(&mut tx, session_id, id, r.try_get("queued_at")?).await?)
-                }
+                RegStatus::Waitlisted => Some(position_in(&mut tx, session_id, id, r.try_get("queued_at")?).await?),
                 _ => None,
             };
-            return Ok((
-                Mine {
-                    id,
-                    status,
-                    waitlist_position,
-                },
-                false,
-            ));
+            return Ok((Mine { id, status, waitlist_position }, false));
         }
     }
     if s.status != Status::Published.as_str() {
-        return Err(ApiError::conflict(
-            "session",
-            "this session is not open for registration",
-        ));
+        return Err(ApiError::conflict("session", "this session is not open for registration"));
     }
     let now = db::now();
     if s.ends_at <= now {
-        return Err(ApiError::conflict(
-            "session",
-            "this session has already ended",
-        ));
+        return Err(ApiError::conflict("session", "this session has already ended"));
     }
-    let confirmed: i64 = sqlx::query_scalar(
-        "select count(*) from registrations where session_id = $1 and status = 'confirmed'",
-    )
-    .bind(session_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let status = if confirmed < s.capacity {
-        RegStatus::Confirmed
-    } else {
-        RegStatus::Waitlisted
-    };
-    let status_text = if status == RegStatus::Confirmed {
-        "confirmed"
-    } else {
-        "waitlisted"
-    };
+    let confirmed: i64 =
+        sqlx::query_scalar("select count(*) from registrations where session_id = $1 and status = 'confirmed'")
+            .bind(session_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let status = if confirmed < s.capacity { RegStatus::Confirmed } else { RegStatus::Waitlisted };
+    let status_text = if status == RegStatus::Confirmed { "confirmed" } else { "waitlisted" };
     let queued_at = now_ms();
     // A new UID for each (re)registration: a cancelled event stays cancelled in calendars.
     let uid = format!("registration-{}@staffroom", uuid::Uuid::new_v4());
@@ -378,10 +335,9 @@ pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResu
     let to = person.recipient(state);
     let organiser = sender_address(state);
     let (email, waitlist_position) = match status {
-        RegStatus::Confirmed => (
-            templates::confirmation(&facts, &to, &calendar(&person, s.sequence, &organiser)),
-            None,
-        ),
+        RegStatus::Confirmed => {
+            (templates::confirmation(&facts, &to, &calendar(&person, s.sequence, &organiser)), None)
+        }
         _ => {
             let position = position_in(&mut tx, session_id, id, queued_at).await?;
             (templates::waitlisted(&facts, &to, position), Some(position))
@@ -391,14 +347,7 @@ pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResu
     tx.commit().await?;
     state.mail_wake.notify_one();
     tracing::info!(session = session_id, user = user.id, ?status, "registered");
-    Ok((
-        Mine {
-            id,
-            status,
-            waitlist_position,
-        },
-        true,
-    ))
+    Ok((Mine { id, status, waitlist_position }, true))
 }
 
 /// Cancels a registration and gives the freed place to the waiting list.
@@ -411,15 +360,11 @@ pub async fn cancel(state: &AppState, registration_id: i64, by: &User) -> ApiRes
     let session_id: i64 = owner.try_get("session_id")?;
     let user_id: i64 = owner.try_get("user_id")?;
     if user_id != by.id && !by.is_organiser {
-        return Err(ApiError::forbidden(
-            "this registration belongs to someone else",
-        ));
+        return Err(ApiError::forbidden("this registration belongs to someone else"));
     }
     let mut tx = state.db.begin().await?;
     lock_session(&mut tx, session_id).await?;
-    let s = session_mail(&mut tx, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let s = session_mail(&mut tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     let changed = sqlx::query(
         "update registrations set status = 'cancelled', updated_at = $1 where id = $2 and status <> 'cancelled'",
     )
@@ -428,14 +373,9 @@ pub async fn cancel(state: &AppState, registration_id: i64, by: &User) -> ApiRes
     .execute(&mut *tx)
     .await?;
     if changed.rows_affected() == 0 {
-        return Err(ApiError::conflict(
-            "registration",
-            "this registration is already cancelled",
-        ));
+        return Err(ApiError::conflict("registration", "this registration is already cancelled"));
     }
-    let person = person(&mut tx, registration_id)
-        .await?
-        .ok_or(ApiError::NotFound("registration"))?;
+    let person = person(&mut tx, registration_id).await?.ok_or(ApiError::NotFound("registration"))?;
     let organiser = sender_address(state);
     let email = templates::cancelled(
         &s.facts(state),
@@ -447,29 +387,22 @@ pub async fn cancel(state: &AppState, registration_id: i64, by: &User) -> ApiRes
     promote_waitlist(state, &mut tx, session_id).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
-    tracing::info!(
-        registration = registration_id,
-        by = by.id,
-        "registration cancelled"
-    );
+    tracing::info!(registration = registration_id, by = by.id, "registration cancelled");
     Ok(())
 }
 
 /// Fills free places from the head of the waiting list, emailing each person
 /// promoted. Call inside a transaction that holds the session lock.
 pub async fn promote_waitlist(state: &AppState, tx: &mut Tx, session_id: i64) -> ApiResult<()> {
-    let s = session_mail(tx, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let s = session_mail(tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     if s.status != Status::Published.as_str() {
         return Ok(());
     }
-    let confirmed: i64 = sqlx::query_scalar(
-        "select count(*) from registrations where session_id = $1 and status = 'confirmed'",
-    )
-    .bind(session_id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let confirmed: i64 =
+        sqlx::query_scalar("select count(*) from registrations where session_id = $1 and status = 'confirmed'")
+            .bind(session_id)
+            .fetch_one(&mut **tx)
+            .await?;
     let free = s.capacity - confirmed;
     if free <= 0 {
         return Ok(());
@@ -502,17 +435,9 @@ pub async fn promote_waitlist(state: &AppState, tx: &mut Tx, session_id: i64) ->
         let Some(p) = person(tx, *id).await? else {
             continue;
         };
-        let email = templates::promoted(
-            &s.facts(state),
-            &p.recipient(state),
-            &calendar(&p, s.sequence, &organiser),
-        );
+        let email = templates::promoted(&s.facts(state), &p.recipient(state), &calendar(&p, s.sequence, &organiser));
         mail::enqueue(tx, &email).await?;
-        tracing::info!(
-            registration = p.registration_id,
-            session = session_id,
-            "promoted from the waiting list"
-        );
+        tracing::info!(registration = p.registration_id, session = session_id, "promoted from the waiting list");
     }
     Ok(())
 }
@@ -520,28 +445,20 @@ pub async fn promote_waitlist(state: &AppState, tx: &mut Tx, session_id: i64) ->
 /// The session's time changed (its SEQUENCE was already raised): send every
 /// confirmed registrant the update, and re-arm their reminders.
 pub async fn session_rescheduled(state: &AppState, tx: &mut Tx, session_id: i64) -> ApiResult<()> {
-    let s = session_mail(tx, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let s = session_mail(tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     let (r24, r1) = reminders_already_due(s.starts_at, db::now());
-    sqlx::query(
-        "update registrations set reminded_24h_at = $1, reminded_1h_at = $2 where session_id = $3",
-    )
-    .bind(r24)
-    .bind(r1)
-    .bind(session_id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("update registrations set reminded_24h_at = $1, reminded_1h_at = $2 where session_id = $3")
+        .bind(r24)
+        .bind(r1)
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
     if s.status != Status::Published.as_str() {
         return Ok(());
     }
     let organiser = sender_address(state);
     for p in people(tx, session_id, "'confirmed'").await? {
-        let email = templates::rescheduled(
-            &s.facts(state),
-            &p.recipient(state),
-            &calendar(&p, s.sequence, &organiser),
-        );
+        let email = templates::rescheduled(&s.facts(state), &p.recipient(state), &calendar(&p, s.sequence, &organiser));
         mail::enqueue(tx, &email).await?;
     }
     Ok(())
@@ -550,17 +467,11 @@ pub async fn session_rescheduled(state: &AppState, tx: &mut Tx, session_id: i64)
 /// The session was cancelled (its SEQUENCE already raised): everyone with a
 /// place or on the waiting list gets a calendar CANCEL.
 pub async fn session_cancelled(state: &AppState, tx: &mut Tx, session_id: i64) -> ApiResult<()> {
-    let s = session_mail(tx, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    let s = session_mail(tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     let organiser = sender_address(state);
     for p in people(tx, session_id, "'confirmed', 'waitlisted'").await? {
-        let email = templates::cancelled(
-            &s.facts(state),
-            &p.recipient(state),
-            &calendar(&p, s.sequence, &organiser),
-            true,
-        );
+        let email =
+            templates::cancelled(&s.facts(state), &p.recipient(state), &calendar(&p, s.sequence, &organiser), true);
         mail::enqueue(tx, &email).await?;
     }
     Ok(())
@@ -577,14 +488,7 @@ async fn register_me(
 ) -> ApiResult<(StatusCode, Json<Mine>)> {
     programme::visible(&state.db, id, Some(&user)).await?;
     let (mine, created) = register(&state, id, &user).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(mine),
-    ))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(mine)))
 }
 
 /// Cancel my place (or my spot on the waiting list) for a session.
@@ -602,12 +506,7 @@ async fn cancel_mine(
     .bind(user.id)
     .fetch_optional(&state.db.read)
     .await?;
-    cancel(
-        &state,
-        reg.ok_or(ApiError::NotFound("registration"))?,
-        &user,
-    )
-    .await?;
+    cancel(&state, reg.ok_or(ApiError::NotFound("registration"))?, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -625,10 +524,7 @@ async fn cancel_by_id(
 
 /// My sessions: every session I have a place for or am waiting for.
 #[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [Session])))]
-async fn my_sessions(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-) -> ApiResult<Json<Vec<Session>>> {
+async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<Session>>> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "select r.session_id from registrations r join sessions s on s.id = r.session_id
          where r.user_id = $1 and r.status <> 'cancelled' order by s.starts_at",
@@ -694,9 +590,7 @@ async fn registrants(db: &Db, session_id: i64) -> Result<Vec<Registrant>, sqlx::
 
 async fn require_organiser_of(state: &AppState, user: &User, session_id: i64) -> ApiResult<()> {
     user.require_organiser()?;
-    programme::load(&state.db, session_id)
-        .await?
-        .ok_or(ApiError::NotFound("session"))?;
+    programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
     Ok(())
 }
 
@@ -722,28 +616,13 @@ async fn registrants_csv(
 ) -> ApiResult<impl IntoResponse> {
     require_organiser_of(&state, &user, id).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
-    let write = |out: &mut csv::Writer<Vec<u8>>, rec: &[String]| {
-        out.write_record(rec).map_err(anyhow::Error::from)
-    };
+    let write = |out: &mut csv::Writer<Vec<u8>>, rec: &[String]| out.write_record(rec).map_err(anyhow::Error::from);
     write(
         &mut out,
-        &[
-            "name",
-            "email",
-            "school",
-            "stage",
-            "status",
-            "waitlist_position",
-            "registered_at",
-        ]
-        .map(String::from),
+        &["name", "email", "school", "stage", "status", "waitlist_position", "registered_at"].map(String::from),
     )?;
     for r in registrants(&state.db, id).await? {
-        let status = if r.status == RegStatus::Confirmed {
-            "confirmed"
-        } else {
-            "waitlisted"
-        };
+        let status = if r.status == RegStatus::Confirmed { "confirmed" } else { "waitlisted" };
         write(
             &mut out,
             &[
@@ -752,23 +631,16 @@ async fn registrants_csv(
                 csv_safe(&r.school),
                 r.stage,
                 status.into(),
-                r.waitlist_position
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
+                r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
                 r.registered_at.to_rfc3339(),
             ],
         )?;
     }
-    let body = out
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("failed to write CSV: {e}"))?;
+    let body = out.into_inner().map_err(|e| anyhow::anyhow!("failed to write CSV: {e}"))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"session-{id}-registrants.csv\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"session-{id}-registrants.csv\"")),
         ],
         body,
     ))

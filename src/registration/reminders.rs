@@ -41,10 +41,12 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
     let mut sent = 0;
     // The hour reminder first: someone inside the last hour gets only that one.
-    for (column, lead, soon) in [
-        ("reminded_1h_at", HOUR_AHEAD, true),
-        ("reminded_24h_at", DAY_AHEAD, false),
-    ] {
+    // Claiming the hour reminder also settles the day-before one.
+    let kinds = [
+        ("reminded_1h_at", "reminded_1h_at = $1, reminded_24h_at = coalesce(reminded_24h_at, $1)", HOUR_AHEAD, true),
+        ("reminded_24h_at", "reminded_24h_at = $1", DAY_AHEAD, false),
+    ];
+    for (column, set, lead, soon) in kinds {
         let due = sqlx::query(&format!(
             "select r.id, r.session_id from registrations r join sessions s on s.id = r.session_id
              where r.status = 'confirmed' and r.{column} is null and s.status = 'published'
@@ -60,7 +62,7 @@ pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
             let session_id: i64 = row.try_get("session_id")?;
             let mut tx = state.db.begin().await?;
             let claimed = sqlx::query(&format!(
-                "update registrations set {column} = $1, reminded_24h_at = coalesce(reminded_24h_at, $1)
+                "update registrations set {set}
                  where id = $2 and {column} is null and status = 'confirmed'"
             ))
             .bind(now)
@@ -70,13 +72,10 @@ pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
             if claimed.rows_affected() != 1 {
                 continue;
             }
-            let Some((s, person)) =
-                session_and_person(&mut tx, session_id, registration_id).await?
-            else {
+            let Some((s, person)) = session_and_person(&mut tx, session_id, registration_id).await? else {
                 continue;
             };
-            let email =
-                templates::reminder(&s.facts(state), &Person::recipient(&person, state), soon);
+            let email = templates::reminder(&s.facts(state), &Person::recipient(&person, state), soon);
             mail::enqueue(&mut tx, &email).await?;
             tx.commit().await?;
             sent += 1;

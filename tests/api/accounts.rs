@@ -1,0 +1,142 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    both_backends,
+    helpers::{spawn_app, Backend},
+};
+
+async fn a_new_teacher_signs_up_verifies_by_email_and_signs_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.sign_up("Nia Evans", "Nia@Riverside.sch.uk").await;
+    let (_, me) = app.get("/api/me", Some(&token)).await;
+    assert_eq!(me["email"], "nia@riverside.sch.uk");
+    assert_eq!(me["email_verified"], false);
+
+    let mail = app.mail_to("nia@riverside.sch.uk", "Confirm your email address").await;
+    assert!(mail.html.contains("Confirm my email address"));
+    let link = mail.link(&format!("{}/verify.html?token=", app.url));
+    let verify_token = link.split("token=").nth(1).unwrap();
+    let (status, user) = app.post("/api/auth/verify", None, json!({"token": verify_token})).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["email_verified"], true);
+
+    let (status, body) =
+        app.post("/api/auth/signin", None, json!({"email": "nia@riverside.sch.uk", "password": "correct horse"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = app.get("/api/me", body["token"].as_str()).await;
+    assert_eq!(me["name"], "Nia Evans");
+    assert_eq!(me["email_verified"], true);
+}
+both_backends!(a_new_teacher_signs_up_verifies_by_email_and_signs_in);
+
+async fn signing_up_twice_with_one_address_is_a_conflict(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let (status, body) = app
+        .post(
+            "/api/auth/signup",
+            None,
+            json!({"name": "Ann", "email": "ANN@oak.sch.uk", "password": "another one", "stage": "teacher"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["field"], "email");
+}
+both_backends!(signing_up_twice_with_one_address_is_a_conflict);
+
+async fn unknown_email_and_wrong_password_get_the_same_answer_and_repeats_are_slowed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let (s1, b1) =
+        app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "wrong guess"})).await;
+    let (s2, b2) =
+        app.post("/api/auth/signin", None, json!({"email": "nobody@oak.sch.uk", "password": "wrong guess"})).await;
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    assert_eq!((s1, &b1), (s2, &b2));
+    for _ in 0..4 {
+        app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "wrong guess"})).await;
+    }
+    let (status, body) =
+        app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "correct horse"})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("try again"));
+}
+both_backends!(unknown_email_and_wrong_password_get_the_same_answer_and_repeats_are_slowed);
+
+async fn a_password_reset_link_works_once_and_ends_old_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let old_token = app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let (status, _) = app.post("/api/auth/password-reset", None, json!({"email": "ann@oak.sch.uk"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Unknown addresses get the same answer and no mail.
+    let (status, _) = app.post("/api/auth/password-reset", None, json!({"email": "ghost@oak.sch.uk"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let mail = app.mail_to("ann@oak.sch.uk", "Reset your Staffroom password").await;
+    let token = mail.link(&format!("{}/reset.html?token=", app.url)).split("token=").nth(1).unwrap().to_string();
+    let (status, body) =
+        app.post("/api/auth/password-reset/confirm", None, json!({"token": token, "password": "a new secret"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        app.post("/api/auth/password-reset/confirm", None, json!({"token": token, "password": "yet another"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "token");
+
+    assert_eq!(app.get("/api/me", Some(&old_token)).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _) =
+        app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "a new secret"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(app.smtp.messages().iter().all(|m| m.to != "ghost@oak.sch.uk"));
+}
+both_backends!(a_password_reset_link_works_once_and_ends_old_sessions);
+
+async fn a_cookie_session_must_carry_the_csrf_header_to_change_anything(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Calm classrooms", 10, chrono::Duration::days(3)).await;
+    let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let res = browser
+        .post(format!("{}/api/auth/signup", app.url))
+        .json(&json!({"name": "Ann", "email": "ann@oak.sch.uk", "password": "correct horse", "stage": "ect"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    // Reading with the cookie works.
+    let me = browser.get(format!("{}/api/me", app.url)).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // A forged cross-site POST carries the cookie but cannot add the header.
+    let forged = browser.post(format!("{}/api/sessions/{id}/registration", app.url)).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let real = browser
+        .post(format!("{}/api/sessions/{id}/registration", app.url))
+        .header("x-staffroom-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(real.status(), StatusCode::CREATED);
+}
+both_backends!(a_cookie_session_must_carry_the_csrf_header_to_change_anything);
+
+async fn the_health_check_and_openapi_document_describe_the_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, health) = app.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["database"], "reachable");
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/auth/signup",
+        "/api/sessions",
+        "/api/sessions/{id}/registration",
+        "/api/sessions/{id}/invitations",
+        "/api/opt-out",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
+}
+both_backends!(the_health_check_and_openapi_document_describe_the_server);

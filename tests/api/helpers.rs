@@ -1,0 +1,417 @@
+//! Test harness: the real server in-process on port 0, on a fresh SQLite file
+//! or a fresh PostgreSQL database, with a real SMTP server (aiosmtpd).
+
+use std::{
+    collections::HashMap,
+    net::TcpListener as StdListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use staffroom::{settings::Settings, App, AppState};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// A real SMTP server (Debian's python3-aiosmtpd) writing what it receives to a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    pub fn start(maildir: &Path) -> SmtpServer {
+        let port = free_port();
+        let mut s = SmtpServer { port, maildir: maildir.to_path_buf(), child: None };
+        s.restart();
+        s
+    }
+
+    /// Starts (again) on the same port and maildir.
+    pub fn restart(&mut self) {
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&self.maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is needed for the mail tests (apt-get install python3-aiosmtpd)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every message received so far, parsed.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut out = vec![];
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else { continue };
+            for e in entries.flatten() {
+                if let Ok(raw) = std::fs::read(e.path()) {
+                    out.push(Mail::parse(&raw));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One received email, as a reader (and a calendar client) sees it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub text: String,
+    pub html: String,
+    /// The text/calendar part, if any.
+    pub ics: Option<String>,
+    /// The Content-Type of the calendar part (it carries `method=`).
+    pub ics_content_type: Option<String>,
+    pub attachment_names: Vec<String>,
+}
+
+impl Mail {
+    fn parse(raw: &[u8]) -> Mail {
+        use mail_parser::{MessageParser, MimeHeaders};
+        let m = MessageParser::default().parse(raw).expect("a parseable email");
+        let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_string();
+        let mut ics = None;
+        let mut ics_content_type = None;
+        let mut attachment_names = vec![];
+        for part in m.parts.iter() {
+            if let Some(ct) = part.content_type() {
+                if ct.ctype() == "text" && ct.subtype() == Some("calendar") {
+                    ics = Some(String::from_utf8_lossy(part.contents()).into_owned());
+                    let method = ct.attribute("method").unwrap_or_default();
+                    ics_content_type = Some(format!("text/calendar; method={method}"));
+                }
+            }
+            if let Some(name) = part.attachment_name() {
+                attachment_names.push(name.to_string());
+            }
+        }
+        Mail {
+            to,
+            subject: m.subject().unwrap_or_default().to_string(),
+            message_id: m.message_id().unwrap_or_default().to_string(),
+            text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            html: m.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+            ics,
+            ics_content_type,
+            attachment_names,
+        }
+    }
+
+    /// The first link in the text body that starts with `prefix`.
+    pub fn link(&self, prefix: &str) -> String {
+        let start = self.text.find(prefix).unwrap_or_else(|| panic!("no link {prefix} in:\n{}", self.text));
+        self.text[start..].split_whitespace().next().unwrap().to_string()
+    }
+
+    /// The calendar, read by a third-party iCalendar parser (the `ical` crate).
+    pub fn calendar(&self) -> Calendar {
+        let text = self.ics.as_deref().expect("an iCalendar part");
+        let mut parser = ical::IcalParser::new(std::io::BufReader::new(text.as_bytes()));
+        let cal = parser.next().expect("one VCALENDAR").expect("a valid VCALENDAR");
+        let prop = |props: &[ical::property::Property], name: &str| {
+            props.iter().find(|p| p.name == name).and_then(|p| p.value.clone()).unwrap_or_default()
+        };
+        let event = cal.events.first().expect("one VEVENT");
+        Calendar {
+            method: prop(&cal.properties, "METHOD"),
+            uid: prop(&event.properties, "UID"),
+            sequence: prop(&event.properties, "SEQUENCE").parse().expect("a numeric SEQUENCE"),
+            dtstart: prop(&event.properties, "DTSTART"),
+            summary: prop(&event.properties, "SUMMARY"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Calendar {
+    pub method: String,
+    pub uid: String,
+    pub sequence: u32,
+    pub dtstart: String,
+    pub summary: String,
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("staffroom.db").display()),
+        Backend::Postgres => {
+            let base =
+                std::env::var("STAFFROOM_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("staffroom_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/test")).await.expect(
+                "PostgreSQL must be running on 127.0.0.1:5432 (database test, trust auth) for the PostgreSQL tests",
+            );
+            sqlx::Executor::execute(&mut conn, format!("create database {name}").as_str()).await.unwrap();
+            format!("{base}/{name}")
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub state: AppState,
+    pub smtp: SmtpServer,
+    pub client: reqwest::Client,
+    pub data_dir: TempDir,
+    database_url: String,
+    extra: HashMap<String, String>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts the server; `extra` overrides STAFFROOM_* settings (without the prefix).
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(&data_dir.path().join("maildir"));
+    let database_url = fresh_database(backend, data_dir.path()).await;
+    let extra: HashMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let settings = settings_for(data_dir.path(), &database_url, smtp.port, &extra);
+    let (url, state, stop, handle) = launch(settings).await;
+    TestApp {
+        url,
+        state,
+        smtp,
+        client: reqwest::Client::new(),
+        data_dir,
+        database_url,
+        extra,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+fn settings_for(data_dir: &Path, database_url: &str, smtp_port: u16, extra: &HashMap<String, String>) -> Settings {
+    let mut vars: HashMap<String, String> = [
+        ("ADDR", "127.0.0.1:0".to_string()),
+        ("DATA_DIR", data_dir.display().to_string()),
+        ("DATABASE_URL", database_url.to_string()),
+        ("JWT_SECRET", "test-secret-test-secret-test-secret".into()),
+        ("SMTP_HOST", "127.0.0.1".into()),
+        ("SMTP_PORT", smtp_port.to_string()),
+        ("SMTP_TLS", "none".into()),
+        ("MAIL_POLL_MS", "100".into()),
+        ("MAIL_RETRY_BASE_MS", "200".into()),
+        ("MAIL_PER_MINUTE", "60000".into()),
+        ("REMINDER_INTERVAL_MS", "200".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("STAFFROOM_{k}"), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(format!("STAFFROOM_{k}"), v.clone());
+    }
+    Settings::from_lookup(|k| vars.get(k).cloned()).unwrap()
+}
+
+type Running = (String, AppState, oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>);
+
+async fn launch(settings: Settings) -> Running {
+    let app = App::build(settings).await.expect("the app builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let (stop, rx) = oneshot::channel();
+    let handle = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    (url, state, stop, handle)
+}
+
+impl TestApp {
+    /// Stops the server and starts a new one on the same database and mail server.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let settings = settings_for(self.data_dir.path(), &self.database_url, self.smtp.port, &self.extra);
+        let (url, state, stop, handle) = launch(settings).await;
+        self.url = url;
+        self.state = state;
+        self.stop = Some(stop);
+        self.handle = Some(handle);
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("the server answers");
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Signs up a participant; returns their bearer token.
+    pub async fn sign_up(&self, name: &str, email: &str) -> String {
+        let (status, body) = self
+            .post("/api/auth/signup", None, json!({"name": name, "email": email, "password": "correct horse", "school": "Oak Primary", "stage": "ect"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Signs up an account and makes it an organiser; returns its token.
+    pub async fn organiser(&self) -> String {
+        let token = self.sign_up("Olivia Organiser", "organiser@staffroom.test").await;
+        let mut tx = self.state.db.begin().await.unwrap();
+        sqlx::query("update users set is_organiser = 1 where email = 'organiser@staffroom.test'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        token
+    }
+
+    /// Creates a published session starting `starts_in` from now; returns its id.
+    pub async fn session(&self, organiser: &str, title: &str, capacity: i64, starts_in: chrono::Duration) -> i64 {
+        let start = chrono::Utc::now() + starts_in;
+        let (status, body) = self
+            .post(
+                "/api/sessions",
+                Some(organiser),
+                json!({
+                    "title": title, "description": "A session for the tests.", "kind": "masterclass",
+                    "series": "Early Career", "subject": "Behaviour", "audiences": ["ect"],
+                    "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::hours(1)).to_rfc3339(),
+                    "capacity": capacity, "status": "published"
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Waits until the SMTP server holds mail matching `pred`, and returns it all.
+    pub async fn wait_for_mail(&self, what: &str, pred: impl Fn(&[Mail]) -> bool) -> Vec<Mail> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mail = self.smtp.messages();
+            if pred(&mail) {
+                return mail;
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<_> = mail.iter().map(|m| format!("{} <{}>", m.subject, m.to)).collect();
+                panic!("timed out waiting for {what}; received: {seen:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The one message to `to` whose subject starts with `subject`.
+    pub async fn mail_to(&self, to: &str, subject: &str) -> Mail {
+        let all = self
+            .wait_for_mail(&format!("“{subject}” to {to}"), |m| {
+                m.iter().any(|m| m.to == to && m.subject.starts_with(subject))
+            })
+            .await;
+        let mut found: Vec<Mail> = all.into_iter().filter(|m| m.to == to && m.subject.starts_with(subject)).collect();
+        assert_eq!(found.len(), 1, "expected exactly one “{subject}” to {to}");
+        found.pop().unwrap()
+    }
+
+    /// Waits until the outbox has nothing left to send.
+    pub async fn drain_outbox(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pending: i64 = sqlx::query_scalar("select count(*) from outbox where status in ('queued', 'sending')")
+                .fetch_one(&self.state.db.read)
+                .await
+                .unwrap();
+            if pending == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{pending} emails still unsent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

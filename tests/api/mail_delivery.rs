@@ -1,0 +1,50 @@
+use std::{collections::HashMap, time::Duration as StdDuration};
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::{
+    both_backends,
+    helpers::{spawn_app_with, Backend},
+};
+
+async fn when_the_smtp_server_goes_down_mid_batch_every_message_still_arrives_exactly_once(backend: Backend) {
+    // 300 a minute: a batch of 40 takes about 8 s, time enough to pull the plug.
+    let mut app = spawn_app_with(backend, &[("MAIL_PER_MINUTE", "300"), ("MAIL_RETRY_BASE_MS", "300")]).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Resilience", 100, Duration::days(7)).await;
+    app.drain_outbox().await;
+    let before = app.smtp.messages().len();
+    let text: String = (0..40).map(|i| format!("t{i}@oak.sch.uk\n")).collect();
+    let (_, batch) =
+        app.post(&format!("/api/sessions/{id}/invitations"), Some(&organiser), json!({"text": text})).await;
+    assert_eq!(batch["invited"], 40);
+
+    app.wait_for_mail("the first few invitations", |m| m.len() >= before + 5).await;
+    app.smtp.stop();
+    let during = app.smtp.messages().len() - before;
+    assert!(during < 40, "the batch finished before the server went down");
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let (_, mid) = app.get(&format!("/api/invitation-batches/{}", batch["id"]), Some(&organiser)).await;
+    assert!(mid["progress"]["queued"].as_i64().unwrap() > 0, "{mid}");
+    assert_eq!(mid["progress"]["failed"], 0, "a server outage is not a permanent failure");
+
+    app.smtp.restart();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    loop {
+        let (_, b) = app.get(&format!("/api/invitation-batches/{}", batch["id"]), Some(&organiser)).await;
+        if b["done"] == true {
+            assert_eq!(b["progress"], json!({"queued": 0, "sent": 40, "failed": 0}));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "delivery did not resume: {b}");
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    let mut per_address: HashMap<String, usize> = HashMap::new();
+    for m in app.smtp.messages().iter().filter(|m| m.subject == "Invitation: Resilience") {
+        *per_address.entry(m.to.clone()).or_default() += 1;
+    }
+    assert_eq!(per_address.len(), 40);
+    assert!(per_address.values().all(|&n| n == 1), "duplicates: {per_address:?}");
+}
+both_backends!(when_the_smtp_server_goes_down_mid_batch_every_message_still_arrives_exactly_once);

@@ -1,0 +1,11 @@
+//! API integration tests: every test runs against SQLite and PostgreSQL, with
+//! a real SMTP server receiving the mail.
+
+mod helpers;
+
+mod accounts;
+mod bad_input;
+mod invitations;
+mod mail_delivery;
+mod programme;
+mod registration;
