@@ -73,6 +73,21 @@ pub async fn create_organiser(settings: &Settings, email: &str, name: &str, pw: 
     })
 }
 
+struct DemoSession {
+    title: &'static str,
+    description: &'static str,
+    kind: &'static str,
+    series: Option<&'static str>,
+    subject: Option<&'static str>,
+    phase: Option<&'static str>,
+    audiences: &'static [&'static str],
+    in_days: i64,
+    hour: u32,
+    minutes: i64,
+    capacity: i64,
+    presenter: i64,
+}
+
 /// The password every demo account gets.
 pub const DEMO_PASSWORD: &str = "staffroom-demo";
 
@@ -145,45 +160,115 @@ pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
         }
         Utc.from_utc_datetime(&d.and_hms_opt(hour, 0, 0).unwrap_or_default())
     };
-    let sessions: [(&str, &str, &str, Option<&str>, Option<&str>, Option<&str>, &[&str], i64, u32, i64, i64, i64); 6] = [
-        ("Behaviour that lets learning happen", "Routines, relationships and responses: what the evidence says about calm classrooms, and how to start on Monday.",
-         "masterclass", Some("Early Career Framework"), None, Some("all"), &["ect", "trainee"], 3, 16, 60, 200, okafor),
-        ("Retrieval practice without the tedium", "Low-stakes quizzing, spacing and interleaving that pupils enjoy. Bring a unit you are about to teach.",
-         "webinar", Some("Early Career Framework"), None, Some("secondary"), &["ect", "teacher"], 8, 16, 60, 150, okafor),
-        ("Leading a department through curriculum change", "Sequencing, shared planning time and keeping the team with you.",
-         "masterclass", Some("Leading Learning"), None, Some("secondary"), &["middle_leaders", "leaders"], 10, 16, 75, 80, patel),
-        ("Early reading: phonics catch-up that works", "Assessment, small-group teaching and tracking for pupils who fall behind in Year 1 and 2.",
-         "workshop", None, Some("English"), Some("primary"), &["ect", "teacher"], 12, 16, 60, 40, hughes),
-        ("Coaching conversations for mentors", "A practical model for weekly mentor meetings with early-career teachers, with practice in pairs.",
-         "coaching", Some("Mentoring"), None, Some("all"), &["mentors", "middle_leaders"], 15, 16, 60, 12, hughes),
-        ("Maths mastery in mixed-attainment classes", "Variation, representations and keeping the whole class together.",
-         "webinar", None, Some("Maths"), Some("primary"), &["teacher", "ect"], 19, 16, 60, 120, patel),
+    let sessions = [
+        DemoSession {
+            title: "Behaviour that lets learning happen",
+            description: "Routines, relationships and responses: what the evidence says about calm classrooms, and how to start on Monday.",
+            kind: "masterclass",
+            series: Some("Early Career Framework"),
+            subject: None,
+            phase: Some("all"),
+            audiences: &["ect", "trainee"],
+            in_days: 3,
+            hour: 16,
+            minutes: 60,
+            capacity: 200,
+            presenter: okafor,
+        },
+        DemoSession {
+            title: "Retrieval practice without the tedium",
+            description: "Low-stakes quizzing, spacing and interleaving that pupils enjoy. Bring a unit you are about to teach.",
+            kind: "webinar",
+            series: Some("Early Career Framework"),
+            subject: None,
+            phase: Some("secondary"),
+            audiences: &["ect", "teacher"],
+            in_days: 8,
+            hour: 16,
+            minutes: 60,
+            capacity: 150,
+            presenter: okafor,
+        },
+        DemoSession {
+            title: "Leading a department through curriculum change",
+            description: "Sequencing, shared planning time and keeping the team with you.",
+            kind: "masterclass",
+            series: Some("Leading Learning"),
+            subject: None,
+            phase: Some("secondary"),
+            audiences: &["middle_leaders", "leaders"],
+            in_days: 10,
+            hour: 16,
+            minutes: 75,
+            capacity: 80,
+            presenter: patel,
+        },
+        DemoSession {
+            title: "Early reading: phonics catch-up that works",
+            description: "Assessment, small-group teaching and tracking for pupils who fall behind in Year 1 and 2.",
+            kind: "workshop",
+            series: None,
+            subject: Some("English"),
+            phase: Some("primary"),
+            audiences: &["ect", "teacher"],
+            in_days: 12,
+            hour: 16,
+            minutes: 60,
+            capacity: 40,
+            presenter: hughes,
+        },
+        DemoSession {
+            title: "Coaching conversations for mentors",
+            description: "A practical model for weekly mentor meetings with early-career teachers, with practice in pairs.",
+            kind: "coaching",
+            series: Some("Mentoring"),
+            subject: None,
+            phase: Some("all"),
+            audiences: &["mentors", "middle_leaders"],
+            in_days: 15,
+            hour: 16,
+            minutes: 60,
+            capacity: 12,
+            presenter: hughes,
+        },
+        DemoSession {
+            title: "Maths mastery in mixed-attainment classes",
+            description: "Variation, representations and keeping the whole class together.",
+            kind: "webinar",
+            series: None,
+            subject: Some("Maths"),
+            phase: Some("primary"),
+            audiences: &["teacher", "ect"],
+            in_days: 19,
+            hour: 16,
+            minutes: 60,
+            capacity: 120,
+            presenter: patel,
+        },
     ];
     let now = db::now();
     let mut tx = db.begin().await?;
-    for (title, description, kind, series, subject, phase, audiences, days, hour, minutes, capacity, presenter) in
-        sessions
-    {
-        let start = at(days, hour);
+    for d in sessions {
+        let start = at(d.in_days, d.hour);
         let id: i64 = sqlx::query_scalar(
             "insert into sessions (title, description, kind, series, subject, phase, starts_at, ends_at, capacity, status,
                                    created_by, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'published', $10, $11, $11) returning id",
         )
-        .bind(title)
-        .bind(description)
-        .bind(kind)
-        .bind(series)
-        .bind(subject)
-        .bind(phase)
+        .bind(d.title)
+        .bind(d.description)
+        .bind(d.kind)
+        .bind(d.series)
+        .bind(d.subject)
+        .bind(d.phase)
         .bind(start.timestamp())
-        .bind((start + Duration::minutes(minutes)).timestamp())
-        .bind(capacity)
+        .bind((start + Duration::minutes(d.minutes)).timestamp())
+        .bind(d.capacity)
         .bind(organiser)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        for a in audiences {
+        for a in d.audiences {
             sqlx::query("insert into session_audiences (session_id, audience) values ($1, $2)")
                 .bind(id)
                 .bind(*a)
@@ -192,7 +277,7 @@ pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
         }
         sqlx::query("insert into session_presenters (session_id, user_id) values ($1, $2)")
             .bind(id)
-            .bind(presenter)
+            .bind(d.presenter)
             .execute(&mut *tx)
             .await?;
     }
