@@ -3,6 +3,11 @@
 // `el()` and `textContent`, never with HTML strings, so user text is always
 // shown as text.
 
+// Every form on the site is handled by its page's module. Until that module
+// has attached its handler, a submission must not fall back to the browser's
+// own (which would reload the page, or worse put a password in the address).
+document.addEventListener("submit", (event) => event.preventDefault(), true);
+
 /** An error answer from the API: `message` is for people, `field` names the input at fault. */
 export class ApiError extends Error {
   constructor(message, status, field) {

@@ -77,7 +77,7 @@ async function showList() {
       { class: "table-wrap" },
       el(
         "table",
-        {},
+        { class: "stack" },
         el("caption", { class: "visually-hidden", text: "All sessions" }),
         el(
           "thead",
@@ -100,11 +100,11 @@ async function showList() {
       el(
         "tr",
         {},
-        el("td", {}, el("a", { href: `/organiser.html?id=${s.id}`, text: s.title })),
-        el("td", {}, timeRange(s.starts_at, s.ends_at, zone)),
-        el("td", {}, statusBadge(s.status), new Date(s.ends_at) <= now ? el("span", { class: "muted small", text: " ended" }) : null),
-        el("td", { class: "num", text: `${s.registered} / ${s.capacity}` }),
-        el("td", { class: "num", text: String(s.waitlisted) }),
+        el("td", { "data-label": "Session" }, el("a", { href: `/organiser.html?id=${s.id}`, text: s.title })),
+        el("td", { "data-label": "When" }, timeRange(s.starts_at, s.ends_at, zone)),
+        el("td", { "data-label": "Status" }, statusBadge(s.status), new Date(s.ends_at) <= now ? el("span", { class: "muted small", text: " ended" }) : null),
+        el("td", { class: "num", "data-label": "Places", text: `${s.registered} / ${s.capacity}` }),
+        el("td", { class: "num", "data-label": "Waiting", text: String(s.waitlisted) }),
       ),
     );
   }
@@ -276,11 +276,11 @@ function registrantsSection(session) {
       return el(
         "tr",
         {},
-        el("td", { text: p.name }),
-        el("td", { text: p.email }),
-        el("td", { text: p.school }),
-        el("td", { text: stageName(p.stage) }),
-        el("td", {}, p.status === "confirmed" ? el("span", { class: "badge badge-ok", text: "Registered" }) : el("span", { class: "badge badge-wait", text: `Waiting #${p.waitlist_position}` })),
+        el("td", { "data-label": "Name", text: p.name }),
+        el("td", { "data-label": "Email", text: p.email }),
+        el("td", { "data-label": "School", text: p.school || "—" }),
+        el("td", { "data-label": "Stage", text: stageName(p.stage) }),
+        el("td", { "data-label": "Status" }, p.status === "confirmed" ? el("span", { class: "badge badge-ok", text: "Registered" }) : el("span", { class: "badge badge-wait", text: `Waiting #${p.waitlist_position}` })),
         el("td", {}, session.status === "cancelled" ? null : remove),
       );
     });
@@ -290,7 +290,7 @@ function registrantsSection(session) {
         { class: "table-wrap" },
         el(
           "table",
-          {},
+          { class: "stack" },
           el("caption", { class: "visually-hidden", text: "Registrants" }),
           el("thead", {}, el("tr", {}, ...["Name", "Email", "School", "Stage", "Status"].map((h) => el("th", { scope: "col", text: h })), el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })))),
           el("tbody", {}, rows),
@@ -382,7 +382,7 @@ function inviteSection(session) {
   const section = el("section", { class: "card", "aria-labelledby": "invite-heading" });
   const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
   const result = el("div", { class: "invite-result" });
-  const history = el("div");
+  const history = el("div", { class: "invite-history" });
   const text = el("textarea", { class: "mono", rows: "8", spellcheck: "false" });
   const file = el("input", { type: "file", accept: ".csv,.txt,text/csv,text/plain" });
   const form = el(
@@ -430,7 +430,7 @@ function inviteSection(session) {
           "ul",
           {},
           batches.map((b) =>
-            el("li", { text: `${new Date(b.created_at).toLocaleString("en-GB", { timeZone: zone, dateStyle: "medium", timeStyle: "short" })}: ${b.invited} invited, ${b.progress.sent} sent${b.progress.failed ? `, ${b.progress.failed} failed` : ""}${b.done ? "" : `, ${b.progress.queued} waiting`}${b.report.rejected.length ? `, ${b.report.rejected.length} lines not understood` : ""}.` }),
+            el("li", { text: `${new Date(b.created_at).toLocaleString("en-GB", { timeZone: zone, dateStyle: "medium", timeStyle: "short" })}: ${b.invited} invited, ${b.progress.sent} sent${b.progress.failed ? `, ${b.progress.failed} failed` : ""}${b.done ? "" : `, ${b.progress.queued} waiting`}${b.report.rejected.length ? `, ${b.report.rejected.length} ${b.report.rejected.length === 1 ? "line" : "lines"} not understood` : ""}.` }),
           ),
         ),
       );
