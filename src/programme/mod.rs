@@ -70,6 +70,10 @@ impl Status {
 pub struct Presenter {
     pub id: i64,
     pub name: String,
+    /// The account's address: shown to organisers only, so that the edit
+    /// form can send the presenters back unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// A session as shown in the programme.
@@ -160,7 +164,7 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
         presenters
             .entry(row.try_get("session_id")?)
             .or_default()
-            .push(Presenter { id: row.try_get("id")?, name: row.try_get("name")? });
+            .push(Presenter { id: row.try_get("id")?, name: row.try_get("name")?, email: None });
     }
     for s in sessions {
         s.audiences = audiences.remove(&s.id).unwrap_or_default();
@@ -285,6 +289,13 @@ async fn show(
     let mut session = visible(&state.db, id, user.as_ref()).await?;
     if let Some(u) = &user {
         registration::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
+        if u.is_organiser {
+            for p in &mut session.presenters {
+                p.email = crate::auth::load_user(&state.db, p.id)
+                    .await?
+                    .map(|u| u.email);
+            }
+        }
     }
     Ok(Json(session))
 }

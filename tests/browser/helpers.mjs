@@ -1,0 +1,194 @@
+// The browser-test harness: starts the real server binary on a random port
+// with a fresh data folder and an organiser account, launches Debian's
+// Chromium through playwright-core, and reads the emails the server writes
+// as .eml files. Anything missing (binary, Chromium) is an error, never a skip.
+
+import { spawn, execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export const ORGANISER = { email: "organiser@staffroom.test", name: "Olu Organiser", password: "organiser-password-1" };
+
+export const CHROMIUM = process.env.STAFFROOM_CHROMIUM || "/usr/bin/chromium";
+
+function serverBinary() {
+  const bin = process.env.STAFFROOM_BIN || path.resolve(here, "../../target/debug/staffroom");
+  if (!existsSync(bin)) {
+    throw new Error(`the staffroom binary is missing at ${bin}: run \`cargo build\` or set STAFFROOM_BIN`);
+  }
+  return bin;
+}
+
+/**
+ * Starts a fresh server. Resolves to { url, dataDir, outbox, stop() }.
+ */
+export async function spawnApp() {
+  const bin = serverBinary();
+  const dataDir = mkdtempSync(path.join(tmpdir(), "staffroom-browser-"));
+  const env = {
+    ...process.env,
+    STAFFROOM_DATA_DIR: dataDir,
+    STAFFROOM_ADDR: "127.0.0.1:0",
+    STAFFROOM_MAIL_POLL_MS: "100",
+    RUST_LOG: process.env.RUST_LOG || "warn",
+  };
+  // Settings may come from the environment of whoever runs the tests; these must not leak in.
+  for (const key of ["STAFFROOM_DATABASE_URL", "STAFFROOM_SMTP_HOST", "STAFFROOM_PUBLIC_URL", "STAFFROOM_WEB_DIR"]) delete env[key];
+  await promisify(execFile)(
+    bin,
+    ["create-organiser", "--email", ORGANISER.email, "--name", ORGANISER.name, "--password", ORGANISER.password],
+    { env },
+  );
+  const child = spawn(bin, [], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (d) => {
+    log += d;
+  });
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`the server did not start within 20s:\n${out}\n${log}`)), 20000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/open (http:\/\/[^\s/]+)\/?/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited with ${code} before starting:\n${out}\n${log}`));
+    });
+  });
+  return {
+    url,
+    dataDir,
+    outbox: path.join(dataDir, "outbox-files"),
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Launches headless Chromium (Debian's, not a downloaded one) with a throwaway profile. */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is missing at ${CHROMIUM}: install Debian's chromium package or set STAFFROOM_CHROMIUM`);
+  }
+  // playwright-core refuses a --user-data-dir argument for launch(); it gives
+  // every launch a fresh profile folder in the temp directory itself and
+  // removes it on close.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/** A new browser context (its own cookies) with a fixed zone and locale. */
+export async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ timezoneId: "Europe/London", locale: "en-GB", ...options });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.pageErrors = errors;
+  return page;
+}
+
+/** Decodes quoted-printable text (soft line breaks, =XX bytes as UTF-8). */
+export function decodeQuotedPrintable(text) {
+  const joined = text.replace(/=\r?\n/g, "");
+  const bytes = [];
+  for (let i = 0; i < joined.length; i++) {
+    const c = joined[i];
+    if (c === "=" && /^[0-9A-Fa-f]{2}$/.test(joined.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(joined.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(c, "utf8"));
+    }
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
+
+/** The text/plain part of a MIME message, decoded. */
+export function plainText(eml) {
+  const lines = eml.split(/\r?\n/);
+  // Find a header block that declares text/plain, then read its body up to the next boundary.
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^content-type:\s*text\/plain/i.test(lines[i])) continue;
+    let encoding = "";
+    let j = i;
+    for (; j < lines.length && lines[j] !== ""; j++) {
+      const m = lines[j].match(/^content-transfer-encoding:\s*(\S+)/i);
+      if (m) encoding = m[1].toLowerCase();
+    }
+    const body = [];
+    for (j += 1; j < lines.length && !lines[j].startsWith("--"); j++) body.push(lines[j]);
+    const raw = body.join("\n");
+    if (encoding === "quoted-printable") return decodeQuotedPrintable(raw);
+    if (encoding === "base64") return Buffer.from(raw.replace(/\s+/g, ""), "base64").toString("utf8");
+    return raw;
+  }
+  throw new Error("no text/plain part in the message");
+}
+
+function headerOf(eml, name) {
+  const m = eml.match(new RegExp(`^${name}:\\s*(.*(?:\\r?\\n[ \\t].*)*)`, "im"));
+  return m ? m[1].replace(/\r?\n[ \t]+/g, " ") : "";
+}
+
+/** Every email written so far, oldest first: { to, subject, text }. */
+export function readOutbox(outbox) {
+  if (!existsSync(outbox)) return [];
+  return readdirSync(outbox)
+    .filter((f) => f.endsWith(".eml"))
+    .map((f) => path.join(outbox, f))
+    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
+    .map((file) => {
+      const eml = readFileSync(file, "utf8");
+      return { file, to: headerOf(eml, "To"), subject: headerOf(eml, "Subject"), text: plainText(eml) };
+    });
+}
+
+/**
+ * Waits for an email to `address` whose text contains a link to `pagePath`
+ * and resolves to that link.
+ */
+export async function linkFromEmail(outbox, address, pagePath, timeoutMs = 15000) {
+  const pattern = new RegExp(`https?://[^\\s<>"]*${pagePath.replace(/[.?]/g, "\\$&")}[^\\s<>"]*`);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const mail of readOutbox(outbox)) {
+      if (!mail.to.toLowerCase().includes(address.toLowerCase())) continue;
+      const m = mail.text.match(pattern);
+      if (m) return m[0];
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const seen = readOutbox(outbox).map((m) => `${m.to}: ${m.subject}`);
+  throw new Error(`no email to ${address} with a ${pagePath} link within ${timeoutMs}ms; outbox has:\n${seen.join("\n")}`);
+}

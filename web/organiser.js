@@ -1,0 +1,548 @@
+// The organiser's dashboard. Three views chosen by the address:
+//   organiser.html          every session, drafts included
+//   organiser.html?new=1    the form for a new session
+//   organiser.html?id=N     one session: edit, publish, cancel, registrants, invitations
+
+import {
+  api,
+  audienceName,
+  el,
+  fillSelect,
+  formValues,
+  handleSubmit,
+  isoToZoned,
+  KINDS,
+  param,
+  say,
+  setupPage,
+  stageName,
+  stop,
+  timeRange,
+  viewerZone,
+  zonedToIso,
+} from "/app.js";
+
+const main = document.getElementById("main");
+const content = document.getElementById("content");
+
+let zone = "UTC";
+const FLASH_KEY = "staffroom-organiser-flash";
+
+/** A message to show after the next page load (e.g. "Session created"). */
+function flash(message) {
+  sessionStorage.setItem(FLASH_KEY, message);
+}
+
+function takeFlash() {
+  const message = sessionStorage.getItem(FLASH_KEY);
+  sessionStorage.removeItem(FLASH_KEY);
+  return message;
+}
+
+function statusBadge(status) {
+  const kinds = { draft: ["badge-draft", "Draft"], published: ["badge-ok", "Published"], cancelled: ["badge-bad", "Cancelled"] };
+  const [cls, text] = kinds[status] || ["", status];
+  return el("span", { class: `badge ${cls}`, text });
+}
+
+function field(name, label, input, hint) {
+  input.id = input.id || `f-${name}`;
+  input.name = name;
+  const hintId = hint ? `${input.id}-hint` : null;
+  if (hintId) input.setAttribute("aria-describedby", hintId);
+  return el(
+    "div",
+    { class: "field" },
+    el("label", { for: input.id, text: label }),
+    hint ? el("span", { class: "hint", id: hintId, text: hint }) : null,
+    input,
+  );
+}
+
+// ------------------------------------------------------------------ list view
+
+async function showList() {
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const tbody = el("tbody");
+  content.replaceChildren(
+    el(
+      "div",
+      { class: "page-head" },
+      el("div", {}, el("h1", { text: "Organiser" }), el("p", { class: "lead", text: "Every session in the programme, drafts included." })),
+      el("a", { class: "button", href: "/organiser.html?new=1", text: "New session" }),
+    ),
+    status,
+    el(
+      "div",
+      { class: "table-wrap" },
+      el(
+        "table",
+        { class: "stack" },
+        el("caption", { class: "visually-hidden", text: "All sessions" }),
+        el(
+          "thead",
+          {},
+          el("tr", {}, el("th", { scope: "col", text: "Session" }), el("th", { scope: "col", text: "When" }), el("th", { scope: "col", text: "Status" }), el("th", { scope: "col", class: "num", text: "Places" }), el("th", { scope: "col", class: "num", text: "Waiting" })),
+        ),
+        tbody,
+      ),
+    ),
+  );
+  const message = takeFlash();
+  if (message) say(status, message, "success");
+  const sessions = await api("/api/sessions?all=true");
+  // Upcoming first (soonest at the top), then past sessions, latest first.
+  const now = new Date();
+  const upcoming = sessions.filter((s) => new Date(s.ends_at) > now);
+  const past = sessions.filter((s) => new Date(s.ends_at) <= now).reverse();
+  for (const s of [...upcoming, ...past]) {
+    tbody.append(
+      el(
+        "tr",
+        {},
+        el("td", { "data-label": "Session" }, el("a", { href: `/organiser.html?id=${s.id}`, text: s.title })),
+        el("td", { "data-label": "When" }, timeRange(s.starts_at, s.ends_at, zone)),
+        el("td", { "data-label": "Status" }, statusBadge(s.status), new Date(s.ends_at) <= now ? el("span", { class: "muted small", text: " ended" }) : null),
+        el("td", { class: "num", "data-label": "Places", text: `${s.registered} / ${s.capacity}` }),
+        el("td", { class: "num", "data-label": "Waiting", text: String(s.waitlisted) }),
+      ),
+    );
+  }
+  if (sessions.length === 0) {
+    tbody.append(el("tr", {}, el("td", { colspan: "5", class: "empty" }, "No sessions yet. ", el("a", { href: "/organiser.html?new=1", text: "Create the first one" }), ".")));
+  }
+}
+
+// ------------------------------------------------------------------ the session form
+
+/**
+ * The create/edit form. `session` is null for a new one. `onSaved` gets the
+ * saved session.
+ */
+function sessionForm(session, onSaved) {
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const kind = el("select");
+  fillSelect(kind, KINDS, session ? session.kind : "webinar");
+  const start = session ? isoToZoned(session.starts_at, zone) : null;
+  const end = session ? isoToZoned(session.ends_at, zone) : null;
+  const text = (value, attrs = {}) => el("input", { type: "text", value: value || "", ...attrs });
+  const description = el("textarea", { rows: "6" });
+  description.value = session ? session.description : "";
+  const zoneLabel = zone.replace(/_/g, " ");
+
+  const buttons = session
+    ? [el("button", { type: "submit", value: "keep", text: "Save changes" })]
+    : [
+        el("button", { type: "submit", value: "published", text: "Create and publish" }),
+        el("button", { type: "submit", value: "draft", class: "button-secondary", text: "Save as draft" }),
+      ];
+
+  const form = el(
+    "form",
+    { novalidate: true, "aria-label": session ? "Edit session" : "New session" },
+    field("title", "Title", text(session && session.title, { required: true, maxlength: "200" })),
+    field("description", "Description", description, "What participants will learn, and anything to prepare."),
+    el(
+      "div",
+      { class: "field-row" },
+      field("kind", "Kind", kind),
+      field("capacity", "Places", el("input", { type: "number", min: "1", max: "100000", inputmode: "numeric", value: session ? session.capacity : "100", required: true })),
+    ),
+    el(
+      "div",
+      { class: "field-row" },
+      field("series", "Series", text(session && session.series), "Optional."),
+      field("subject", "Subject", text(session && session.subject), "Optional."),
+      field("phase", "Phase", text(session && session.phase), "e.g. primary, secondary, all."),
+    ),
+    field("audiences", "Audiences", text(session && session.audiences.join(", ")), "Comma-separated tags, e.g. ect, teacher, middle_leaders, leaders, mentors, trainee."),
+    field("presenters", "Presenters", text(session && session.presenters.map((p) => p.email).filter(Boolean).join(", "), { spellcheck: "false" }), "Email addresses of presenters' accounts, comma-separated."),
+    el(
+      "div",
+      { class: "field-row" },
+      field("date", "Date", el("input", { type: "date", value: start ? start.date : "", required: true })),
+      field("start_time", `Starts (${zoneLabel})`, el("input", { type: "time", value: start ? start.time : "16:00", required: true })),
+      field("end_time", `Ends (${zoneLabel})`, el("input", { type: "time", value: end ? end.time : "17:00", required: true })),
+    ),
+    status,
+    el("div", { class: "actions" }, ...buttons),
+  );
+  handleSubmit(
+    form,
+    status,
+    async (submitter) => {
+      const v = formValues(form);
+      if (!v.date) throw Object.assign(new Error("Choose the date of the session."), { field: "date" });
+      if (!v.start_time) throw Object.assign(new Error("Choose a start time."), { field: "start_time" });
+      if (!v.end_time) throw Object.assign(new Error("Choose an end time."), { field: "end_time" });
+      const capacity = Number(v.capacity);
+      if (!Number.isInteger(capacity)) throw Object.assign(new Error("Places must be a whole number."), { field: "capacity" });
+      const startsAt = zonedToIso(v.date, v.start_time, zone);
+      let endsAt = zonedToIso(v.date, v.end_time, zone);
+      // An end before the start means the session runs past midnight.
+      if (endsAt <= startsAt) {
+        const [y, m, d] = v.date.split("-").map(Number);
+        endsAt = zonedToIso(new Date(Date.UTC(y, m - 1, d + 1)).toISOString().slice(0, 10), v.end_time, zone);
+      }
+      const list = (s) => s.split(/[,;\n]+/).map((x) => x.trim()).filter(Boolean);
+      const body = {
+        title: v.title,
+        description: description.value,
+        kind: v.kind,
+        series: v.series || null,
+        subject: v.subject || null,
+        phase: v.phase || null,
+        audiences: list(v.audiences).map((a) => a.toLowerCase().replace(/\s+/g, "_")),
+        presenters: list(v.presenters),
+        starts_at: startsAt,
+        ends_at: endsAt,
+        capacity,
+      };
+      let saved;
+      if (session) {
+        saved = await api(`/api/sessions/${session.id}`, { method: "PUT", body });
+      } else {
+        body.status = submitter && submitter.value === "published" ? "published" : "draft";
+        saved = await api("/api/sessions", { method: "POST", body });
+      }
+      await onSaved(saved, status);
+    },
+    { starts_at: "start_time", ends_at: "end_time" },
+  );
+  return form;
+}
+
+async function showNew() {
+  content.replaceChildren(
+    el("p", {}, el("a", { href: "/organiser.html", text: "← All sessions" })),
+    el("h1", { text: "New session" }),
+    el("p", { class: "lead", text: `Times are in ${zone.replace(/_/g, " ")}. Participants see them in their own zone.` }),
+    el(
+      "div",
+      { class: "card" },
+      sessionForm(null, async (saved) => {
+        flash(saved.status === "published" ? `“${saved.title}” is created and published.` : `“${saved.title}” is saved as a draft.`);
+        location.assign(`/organiser.html?id=${saved.id}`);
+      }),
+    ),
+  );
+  content.querySelector("input[name=title]").focus();
+}
+
+// ------------------------------------------------------------------ one session
+
+function registrantsSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "registrants-heading" });
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const body = el("div");
+  section.append(
+    el(
+      "div",
+      { class: "split" },
+      el("h2", { id: "registrants-heading", text: "Registrants and waiting list" }),
+      el("a", { class: "button button-secondary button-small", href: `/api/sessions/${session.id}/registrations.csv`, download: `session-${session.id}-registrants.csv`, text: "Download CSV" }),
+    ),
+    status,
+    body,
+  );
+  async function load() {
+    const people = await api(`/api/sessions/${session.id}/registrations`);
+    const confirmed = people.filter((p) => p.status === "confirmed").length;
+    const waiting = people.length - confirmed;
+    body.replaceChildren(el("p", { class: "muted", text: `${confirmed} registered of ${session.capacity} places; ${waiting} on the waiting list.` }));
+    if (people.length === 0) {
+      body.append(el("p", { text: "Nobody has registered yet." }));
+      return;
+    }
+    const rows = people.map((p) => {
+      const remove = el("button", {
+        type: "button",
+        class: "button-danger button-small",
+        text: "Cancel",
+        "aria-label": `Cancel the registration of ${p.name}`,
+        onclick: async () => {
+          if (!window.confirm(`Cancel ${p.name}'s ${p.status === "confirmed" ? "place" : "spot on the waiting list"}? They will be told by email.`)) return;
+          remove.disabled = true;
+          try {
+            await api(`/api/registrations/${p.registration_id}`, { method: "DELETE" });
+            say(status, `${p.name}'s registration is cancelled.`, "success");
+            await load();
+          } catch (e) {
+            say(status, e.message, "error");
+            remove.disabled = false;
+          }
+        },
+      });
+      return el(
+        "tr",
+        {},
+        el("td", { "data-label": "Name", text: p.name }),
+        el("td", { "data-label": "Email", text: p.email }),
+        el("td", { "data-label": "School", text: p.school || "—" }),
+        el("td", { "data-label": "Stage", text: stageName(p.stage) }),
+        el("td", { "data-label": "Status" }, p.status === "confirmed" ? el("span", { class: "badge badge-ok", text: "Registered" }) : el("span", { class: "badge badge-wait", text: `Waiting #${p.waitlist_position}` })),
+        el("td", {}, session.status === "cancelled" ? null : remove),
+      );
+    });
+    body.append(
+      el(
+        "div",
+        { class: "table-wrap" },
+        el(
+          "table",
+          { class: "stack" },
+          el("caption", { class: "visually-hidden", text: "Registrants" }),
+          el("thead", {}, el("tr", {}, ...["Name", "Email", "School", "Stage", "Status"].map((h) => el("th", { scope: "col", text: h })), el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })))),
+          el("tbody", {}, rows),
+        ),
+      ),
+    );
+  }
+  load().catch((e) => say(status, e.message, "error"));
+  return section;
+}
+
+/** The per-line report of a batch: lines that were not addresses, and addresses not invited. */
+function reportView(batch) {
+  const { rejected, skipped } = batch.report;
+  const box = el("div", { class: "report" });
+  if (rejected.length) {
+    box.append(
+      el("h4", { text: `${rejected.length} ${rejected.length === 1 ? "line was" : "lines were"} not understood` }),
+      el(
+        "ol",
+        { class: "rejected" },
+        rejected.map((r) => el("li", {}, el("strong", { text: `Line ${r.line}: ` }), el("code", { text: r.text }), ` — ${r.reason}`)),
+      ),
+    );
+  }
+  if (skipped.length) {
+    box.append(
+      el("h4", { text: `${skipped.length} ${skipped.length === 1 ? "address was" : "addresses were"} not invited` }),
+      el(
+        "ol",
+        { class: "skipped" },
+        skipped.map((s) => el("li", {}, el("strong", { text: `Line ${s.line}: ` }), el("code", { text: s.email }), ` — ${s.reason}`)),
+      ),
+    );
+  }
+  return box;
+}
+
+/** A live progress bar for a batch, polling until every email is sent or failed. */
+function progressView(batch, onDone) {
+  const bar = el("progress", { max: String(Math.max(batch.invited, 1)), value: "0", "aria-label": "Invitations sent" });
+  const counts = el("div", { class: "progress-counts" });
+  const announce = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const box = el("div", { class: "progress" }, bar, counts, announce);
+  function paint(b) {
+    const { sent, queued, failed } = b.progress;
+    bar.value = sent + failed;
+    bar.max = Math.max(b.invited, sent + failed + queued, 1);
+    counts.replaceChildren(
+      el("span", { class: "sent", text: `Sent: ${sent}` }),
+      el("span", { class: "queued", text: `Waiting: ${queued}` }),
+      el("span", { class: "failed", text: `Failed: ${failed}` }),
+    );
+    counts.dataset.sent = String(sent);
+    if (b.done) {
+      box.dataset.done = "true";
+      say(
+        announce,
+        failed ? `Finished: ${sent} sent, ${failed} could not be delivered.` : `All ${sent} ${sent === 1 ? "invitation" : "invitations"} sent.`,
+        failed ? "error" : "success",
+      );
+    }
+  }
+  paint(batch);
+  if (!batch.done && batch.invited > 0) {
+    let delay = 500;
+    const poll = async () => {
+      try {
+        const fresh = await api(`/api/invitation-batches/${batch.id}`);
+        paint(fresh);
+        if (fresh.done) {
+          onDone && onDone();
+          return;
+        }
+      } catch (e) {
+        say(announce, `Could not check progress: ${e.message} Retrying…`, "error");
+      }
+      delay = Math.min(delay * 1.3, 4000);
+      setTimeout(poll, delay);
+    };
+    setTimeout(poll, delay);
+  } else if (batch.invited === 0) {
+    say(announce, "Nobody new to invite from this list.", "info");
+  }
+  return box;
+}
+
+function inviteSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "invite-heading" });
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const result = el("div", { class: "invite-result" });
+  const history = el("div", { class: "invite-history" });
+  const text = el("textarea", { class: "mono", rows: "8", spellcheck: "false" });
+  const file = el("input", { type: "file", accept: ".csv,.txt,text/csv,text/plain" });
+  const form = el(
+    "form",
+    { novalidate: true, "aria-label": "Invite people" },
+    field("text", "Email addresses", text, "One per line, or CSV with columns email, name, school (a header row is fine). Line numbers in the report refer to this list."),
+    field("file", "Or choose a CSV file", file, "Its contents appear above so you can check them before sending."),
+    status,
+    el("div", { class: "actions" }, el("button", { type: "submit", text: "Send invitations" })),
+  );
+  file.addEventListener("change", async () => {
+    const chosen = file.files && file.files[0];
+    if (!chosen) return;
+    try {
+      text.value = await chosen.text();
+      const lines = text.value.split(/\r?\n/).filter((l) => l.trim()).length;
+      say(status, `Loaded ${chosen.name}: ${lines} ${lines === 1 ? "line" : "lines"}. Check them, then send.`, "info");
+    } catch (e) {
+      say(status, `Could not read ${chosen.name}: ${e.message}`, "error");
+    }
+  });
+  handleSubmit(form, status, async () => {
+    if (!text.value.trim()) throw Object.assign(new Error("Paste some addresses or choose a CSV file first."), { field: "text" });
+    const batch = await api(`/api/sessions/${session.id}/invitations`, { method: "POST", body: { text: text.value } });
+    const problems = batch.report.rejected.length + batch.report.skipped.length;
+    say(
+      status,
+      `${batch.invited} ${batch.invited === 1 ? "invitation" : "invitations"} on the way.` + (problems ? ` ${problems} ${problems === 1 ? "line needs" : "lines need"} your attention: see below.` : ""),
+      problems ? "info" : "success",
+    );
+    result.replaceChildren(el("h3", { text: "This batch" }), progressView(batch, loadHistory), reportView(batch));
+    text.value = "";
+    file.value = "";
+  });
+  async function loadHistory() {
+    try {
+      const batches = await api(`/api/sessions/${session.id}/invitations`);
+      if (!batches.length) {
+        history.replaceChildren();
+        return;
+      }
+      history.replaceChildren(
+        el("h3", { text: "Earlier invitations" }),
+        el(
+          "ul",
+          {},
+          batches.map((b) =>
+            el("li", { text: `${new Date(b.created_at).toLocaleString("en-GB", { timeZone: zone, dateStyle: "medium", timeStyle: "short" })}: ${b.invited} invited, ${b.progress.sent} sent${b.progress.failed ? `, ${b.progress.failed} failed` : ""}${b.done ? "" : `, ${b.progress.queued} waiting`}${b.report.rejected.length ? `, ${b.report.rejected.length} ${b.report.rejected.length === 1 ? "line" : "lines"} not understood` : ""}.` }),
+          ),
+        ),
+      );
+    } catch (e) {
+      history.replaceChildren(el("p", { class: "muted", text: e.message }));
+    }
+  }
+  section.append(
+    el("h2", { id: "invite-heading", text: "Invite people" }),
+    el("p", { class: "muted", text: "Each person gets a personal link that registers them in one click. People who opted out, or who are already invited or registered, are skipped." }),
+    session.status === "cancelled" ? el("p", { text: "This session is cancelled, so invitations are closed." }) : form,
+    result,
+    history,
+  );
+  loadHistory();
+  return section;
+}
+
+async function showSession(id) {
+  const session = await api(`/api/sessions/${id}`);
+  document.title = `${session.title} · Organiser · Staffroom`;
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const message = takeFlash();
+  const actions = el("div", { class: "actions" }, el("a", { class: "button button-secondary", href: `/session.html?id=${session.id}`, text: "View the public page" }));
+  const act = (label, cls, confirmText, work) =>
+    el("button", {
+      type: "button",
+      class: cls,
+      text: label,
+      onclick: async (event) => {
+        if (confirmText && !window.confirm(confirmText)) return;
+        event.currentTarget.disabled = true;
+        try {
+          const updated = await work();
+          flash(updated);
+          location.reload();
+        } catch (e) {
+          say(status, e.message, "error");
+          event.target.disabled = false;
+        }
+      },
+    });
+  if (session.status === "draft") {
+    actions.append(
+      act("Publish", "", null, async () => {
+        await api(`/api/sessions/${session.id}/publish`, { method: "POST" });
+        return "The session is published and open for registration.";
+      }),
+    );
+  }
+  if (session.status !== "cancelled") {
+    actions.append(
+      act("Cancel session", "button-danger", `Cancel “${session.title}”? Everyone registered gets a cancellation email. This cannot be undone.`, async () => {
+        await api(`/api/sessions/${session.id}/cancel`, { method: "POST" });
+        return "The session is cancelled and registrants are being told.";
+      }),
+    );
+  }
+  const editor =
+    session.status === "cancelled"
+      ? null
+      : el(
+          "details",
+          { class: "card" },
+          el("summary", {}, el("strong", { text: "Edit details" })),
+          el("p", { class: "muted small", text: "A change of time sends everyone registered an updated calendar invitation. More places move people up from the waiting list." }),
+          sessionForm(session, async (saved) => {
+            flash(`Your changes to “${saved.title}” are saved.`);
+            location.reload();
+          }),
+        );
+  content.replaceChildren(
+    el("p", {}, el("a", { href: "/organiser.html", text: "← All sessions" })),
+    el("h1", { text: session.title }),
+    el(
+      "p",
+      {},
+      statusBadge(session.status),
+      " ",
+      timeRange(session.starts_at, session.ends_at, zone),
+      session.audiences.length ? ` · for ${session.audiences.map(audienceName).join(", ")}` : "",
+    ),
+    status,
+    actions,
+    el("div", { style: "height:1.25rem" }),
+    editor,
+    registrantsSection(session),
+    inviteSection(session),
+  );
+  if (message) say(status, message, "success");
+}
+
+async function start() {
+  const user = await setupPage();
+  zone = viewerZone(user);
+  content.removeAttribute("aria-busy");
+  if (!user) {
+    stop(main, "Organisers only", "Sign in with an organiser account to manage the programme.", el("a", { class: "button", href: `/signin.html?next=${encodeURIComponent(location.pathname + location.search)}`, text: "Sign in" }));
+    return;
+  }
+  if (!user.is_organiser) {
+    stop(main, "Organisers only", "Your account cannot manage the programme. Ask an organiser if you need access.", el("a", { href: "/index.html", text: "Back to the programme" }));
+    return;
+  }
+  try {
+    const id = Number(param("id"));
+    if (param("new")) await showNew();
+    else if (Number.isInteger(id) && id > 0) await showSession(id);
+    else await showList();
+  } catch (e) {
+    stop(main, e.status === 404 ? "Session not found" : "Something went wrong", e.message, el("a", { href: "/organiser.html", text: "All sessions" }));
+  }
+}
+
+start();

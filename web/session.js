@@ -1,0 +1,178 @@
+// One session: what it is, when (in the viewer's zone), who presents it, and
+// the viewer's place: register, join the waiting list, or cancel.
+
+import {
+  api,
+  audienceName,
+  el,
+  formatDuration,
+  here,
+  kindName,
+  param,
+  say,
+  seatsText,
+  setupPage,
+  stop,
+  timeRange,
+  viewerZone,
+} from "/app.js";
+
+const content = document.getElementById("content");
+const id = Number(param("id"));
+
+let user = null;
+let zone = "UTC";
+let message = null; // carried across a re-render: [text, kind]
+
+function fact(term, ...value) {
+  return [el("dt", { text: term }), el("dd", {}, ...value)];
+}
+
+function registerPanel(session) {
+  const panel = el("aside", { class: "card register-panel", "aria-labelledby": "place-heading" });
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const mine = session.my_registration;
+  const ended = new Date(session.ends_at) <= new Date();
+  panel.append(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
+
+  const act = (label, kind, work) =>
+    el("button", {
+      type: "button",
+      class: kind,
+      text: label,
+      onclick: async (event) => {
+        event.currentTarget.disabled = true;
+        try {
+          await work();
+        } catch (e) {
+          message = [e.message, "error"];
+        }
+        await load();
+        document.getElementById("place-heading")?.focus();
+      },
+    });
+
+  if (session.status === "cancelled") {
+    panel.append(el("p", { class: "big", text: "This session has been cancelled." }), el("p", { class: "muted", text: "Anyone registered has been told by email." }));
+  } else if (mine && mine.status === "confirmed") {
+    panel.append(
+      el("p", { class: "big" }, el("span", { class: "badge badge-ok", text: "Registered" })),
+      el("p", { text: "You are registered. We have emailed you a calendar invitation and will remind you the day before." }),
+      ended
+        ? null
+        : act("Cancel my place", "button-danger", async () => {
+            await api(`/api/sessions/${session.id}/registration`, { method: "DELETE" });
+            message = ["Your place is cancelled. It has gone to the next person waiting.", "success"];
+          }),
+    );
+  } else if (mine && mine.status === "waitlisted") {
+    panel.append(
+      el("p", { class: "big" }, el("span", { class: "badge badge-wait", text: `Waiting list: position ${mine.waitlist_position ?? "?"}` })),
+      el("p", { text: `You are number ${mine.waitlist_position ?? "?"} on the waiting list. If a place comes free, it is yours and we will email you.` }),
+      act("Leave the waiting list", "button-danger", async () => {
+        await api(`/api/sessions/${session.id}/registration`, { method: "DELETE" });
+        message = ["You have left the waiting list.", "success"];
+      }),
+    );
+  } else if (ended) {
+    panel.append(el("p", { text: "This session has ended." }));
+  } else if (session.status !== "published") {
+    panel.append(el("p", { text: "Registration opens when this session is published." }));
+  } else if (!user) {
+    const next = encodeURIComponent(here());
+    panel.append(
+      el("p", { class: "big", text: seatsText(session) }),
+      el("p", { text: "Sign in or create a free account to register." }),
+      el(
+        "div",
+        { class: "actions" },
+        el("a", { class: "button", href: `/signup.html?next=${next}`, text: "Create an account" }),
+        el("a", { class: "button button-secondary", href: `/signin.html?next=${next}`, text: "Sign in" }),
+      ),
+    );
+  } else {
+    const full = session.seats_left <= 0;
+    panel.append(
+      el("p", { class: "big", text: seatsText(session) }),
+      full ? el("p", { text: "This session is full. Join the waiting list and we will email you if a place comes free." }) : null,
+      act(full ? "Join the waiting list" : "Register", "", async () => {
+        const mine = await api(`/api/sessions/${session.id}/registration`, { method: "POST" });
+        message =
+          mine.status === "confirmed"
+            ? ["You are registered. A confirmation is on its way to your inbox.", "success"]
+            : [`The session is full: you are number ${mine.waitlist_position} on the waiting list.`, "info"];
+      }),
+    );
+  }
+  panel.append(status);
+  if (message) {
+    say(status, message[0], message[1]);
+    message = null;
+  }
+  return panel;
+}
+
+function render(session) {
+  document.title = `${session.title} · Staffroom`;
+  const badges = [];
+  if (session.status === "draft") badges.push(el("span", { class: "badge badge-draft", text: "Draft: not yet published" }));
+  if (session.status === "cancelled") badges.push(el("span", { class: "badge badge-bad", text: "Cancelled" }));
+  const details = el(
+    "dl",
+    { class: "facts" },
+    fact("When", timeRange(session.starts_at, session.ends_at, zone)),
+    fact("Length", formatDuration(session.starts_at, session.ends_at)),
+    session.presenters.length ? fact(session.presenters.length === 1 ? "Presenter" : "Presenters", session.presenters.map((p) => p.name).join(", ")) : [],
+    session.series ? fact("Series", session.series) : [],
+    session.subject ? fact("Subject", session.subject) : [],
+    session.phase ? fact("Phase", session.phase) : [],
+    session.audiences.length ? fact("For", el("ul", { class: "tags" }, session.audiences.map((a) => el("li", { text: audienceName(a) })))) : [],
+    fact("Places", `${session.registered} of ${session.capacity} taken` + (session.waitlisted ? `, ${session.waitlisted} waiting` : "")),
+  );
+  content.replaceChildren(
+    el(
+      "div",
+      { class: "two-columns" },
+      el(
+        "article",
+        {},
+        el("span", { class: "kind", text: kindName(session.kind) }),
+        el("h1", { text: session.title }),
+        badges.length ? el("p", {}, ...badges) : null,
+        el("div", { class: "card" }, details),
+        session.description ? el("h2", { text: "About this session" }) : null,
+        session.description ? el("p", { class: "description", text: session.description }) : null,
+        el("p", { class: "muted small", text: `Times are in ${zone.replace(/_/g, " ")}. Change your time zone in My sessions.` }),
+        user && user.is_organiser ? el("p", {}, el("a", { href: `/organiser.html?id=${session.id}`, text: "Manage this session" })) : null,
+      ),
+      registerPanel(session),
+    ),
+  );
+}
+
+async function load() {
+  try {
+    render(await api(`/api/sessions/${id}`));
+  } catch (e) {
+    if (e.status === 404 || e.status === 422) {
+      stop(content, "Session not found", "This session does not exist, or it is not published yet.", el("a", { href: "/index.html", text: "See the programme" }));
+    } else {
+      stop(content, "Something went wrong", e.message);
+    }
+  } finally {
+    content.removeAttribute("aria-busy");
+  }
+}
+
+async function start() {
+  user = await setupPage();
+  zone = viewerZone(user);
+  if (!Number.isInteger(id) || id <= 0) {
+    stop(content, "Session not found", "The link is missing the session number.", el("a", { href: "/index.html", text: "See the programme" }));
+    content.removeAttribute("aria-busy");
+    return;
+  }
+  await load();
+}
+
+start();
