@@ -302,6 +302,42 @@ function registrantsSection(session) {
   return section;
 }
 
+/** Emails about this session that could not be delivered; shown only when there are some. */
+function failuresSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "failures-heading", hidden: true });
+  api(`/api/sessions/${session.id}/mail-failures`)
+    .then((failures) => {
+      if (failures.length === 0) return;
+      const rows = failures.map((f) =>
+        el(
+          "tr",
+          {},
+          el("td", { "data-label": "To", text: f.to_email }),
+          el("td", { "data-label": "Email", text: f.subject }),
+          el("td", { "data-label": "Attempts", text: String(f.attempts) }),
+          el("td", { "data-label": "Reason", text: f.error }),
+        ),
+      );
+      section.append(
+        el("h2", { id: "failures-heading", text: "Undelivered emails" }),
+        el("p", { class: "muted", text: `${failures.length} ${failures.length === 1 ? "email" : "emails"} could not be delivered after retrying. Check the addresses, or contact these people another way.` }),
+        el(
+          "div",
+          { class: "table-wrap" },
+          el(
+            "table",
+            { class: "stack" },
+            el("thead", {}, el("tr", {}, ...["To", "Email", "Attempts", "Reason"].map((h) => el("th", { scope: "col", text: h })))),
+            el("tbody", {}, rows),
+          ),
+        ),
+      );
+      section.hidden = false;
+    })
+    .catch(() => {});
+  return section;
+}
+
 /** The per-line report of a batch: lines that were not addresses, and addresses not invited. */
 function reportView(batch) {
   const { rejected, skipped } = batch.report;
@@ -519,6 +555,7 @@ async function showSession(id) {
     editor,
     registrantsSection(session),
     inviteSection(session),
+    failuresSection(session),
   );
   if (message) say(status, message, "success");
 }

@@ -23,7 +23,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, programme, registration, AppState};
+use crate::{auth, mail, programme, registration, AppState};
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(programme::router())
         .merge(registration::router())
+        .merge(mail::router())
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()

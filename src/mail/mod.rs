@@ -6,11 +6,20 @@ pub mod ics;
 pub mod templates;
 pub mod worker;
 
+use axum::extract::State;
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::{self, Db, Tx};
+use crate::{
+    db::{self, Db, Tx},
+    http::{
+        error::{ApiError, ApiResult, ErrorBody},
+        extract::{AuthUser, Json, Path},
+    },
+    AppState,
+};
 
 /// An email ready to queue.
 #[derive(Clone, Debug)]
@@ -108,4 +117,22 @@ pub async fn session_failures(db: &Db, session_id: i64) -> Result<Vec<FailedMess
             })
         })
         .collect()
+}
+
+/// Emails about a session that could not be delivered (organisers): bounced
+/// for good, or out of retries.
+#[utoipa::path(get, path = "/api/sessions/{id}/mail-failures", tag = "invitations",
+    responses((status = 200, body = [FailedMessage]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn failures(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<FailedMessage>>> {
+    user.require_organiser()?;
+    crate::programme::load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    Ok(Json(session_failures(&state.db, id).await?))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(failures))
 }

@@ -48,3 +48,27 @@ async fn when_the_smtp_server_goes_down_mid_batch_every_message_still_arrives_ex
     assert!(per_address.values().all(|&n| n == 1), "duplicates: {per_address:?}");
 }
 both_backends!(when_the_smtp_server_goes_down_mid_batch_every_message_still_arrives_exactly_once);
+
+async fn mail_that_runs_out_of_retries_is_shown_to_the_organiser_as_failed(backend: Backend) {
+    let mut app = spawn_app_with(backend, &[("MAIL_MAX_ATTEMPTS", "2"), ("MAIL_RETRY_BASE_MS", "100")]).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Unlucky", 10, Duration::days(7)).await;
+    app.drain_outbox().await;
+    app.smtp.stop();
+    let (_, batch) =
+        app.post(&format!("/api/sessions/{id}/invitations"), Some(&organiser), json!({"text": "ann@oak.sch.uk"})).await;
+    app.drain_outbox().await;
+    let (_, b) = app.get(&format!("/api/invitation-batches/{}", batch["id"]), Some(&organiser)).await;
+    assert_eq!(b["progress"], json!({"queued": 0, "sent": 0, "failed": 1}));
+    let (status, failures) = app.get(&format!("/api/sessions/{id}/mail-failures"), Some(&organiser)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(failures[0]["to_email"], "ann@oak.sch.uk");
+    assert_eq!(failures[0]["attempts"], 2);
+    assert!(!failures[0]["error"].as_str().unwrap().is_empty());
+    let teacher = app.sign_up("Bob", "bob@oak.sch.uk").await;
+    assert_eq!(
+        app.get(&format!("/api/sessions/{id}/mail-failures"), Some(&teacher)).await.0,
+        reqwest::StatusCode::FORBIDDEN
+    );
+}
+both_backends!(mail_that_runs_out_of_retries_is_shown_to_the_organiser_as_failed);
