@@ -75,11 +75,37 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("API route") }))
         .fallback_service(ServeDir::new(web_dir()).append_index_html_on_directories(true))
-        .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Largest request body accepted (a CSV of 20,000 invitations fits).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Errors produced by the framework itself (405, 413, …) become JSON bodies
+/// like every other API error.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the request body is too large (at most {} MiB)", MAX_BODY >> 20),
+        other => other.canonical_reason().unwrap_or("request failed").to_lowercase(),
+    };
+    (status, axum::Json(error::ErrorBody { error, field: None })).into_response()
 }
 
 #[derive(Serialize)]

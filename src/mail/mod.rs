@@ -39,27 +39,47 @@ pub struct Email {
 /// Queues `email` inside the caller's transaction: it is sent if and only if
 /// the transaction commits. Call `state.mail_wake.notify_one()` after commit.
 pub async fn enqueue(tx: &mut Tx, email: &Email) -> Result<(), sqlx::Error> {
+    enqueue_many(tx, std::slice::from_ref(email)).await
+}
+
+/// Rows per multi-row insert: 12 parameters each stays far below SQLite's limit.
+const INSERT_CHUNK: usize = 200;
+
+/// Queues many emails with a few multi-row inserts (an invitation batch of
+/// thousands is a handful of statements, not thousands of round trips).
+pub async fn enqueue_many(tx: &mut Tx, emails: &[Email]) -> Result<(), sqlx::Error> {
     let now = db::now();
-    let message_id = format!("<{}@staffroom>", uuid::Uuid::new_v4());
-    sqlx::query(
-        "insert into outbox (message_id, kind, to_email, to_name, subject, text_body, html_body, ics, ics_method,
-                             session_id, batch_id, status, next_attempt_at, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $12)",
-    )
-    .bind(message_id)
-    .bind(email.kind)
-    .bind(&email.to_email)
-    .bind(&email.to_name)
-    .bind(&email.subject)
-    .bind(&email.text)
-    .bind(&email.html)
-    .bind(email.ics.as_ref().map(|(text, _)| text.as_str()))
-    .bind(email.ics.as_ref().map(|(_, m)| m.as_str()))
-    .bind(email.session_id)
-    .bind(email.batch_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in emails.chunks(INSERT_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+                format!("({}, 'queued', {}, {})", p[..11].join(", "), p[11], p[11])
+            })
+            .collect();
+        let sql = format!(
+            "insert into outbox (message_id, kind, to_email, to_name, subject, text_body, html_body, ics, ics_method,
+                                 session_id, batch_id, status, next_attempt_at, created_at)
+             values {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for email in chunk {
+            query = query
+                .bind(format!("<{}@staffroom>", uuid::Uuid::new_v4()))
+                .bind(email.kind)
+                .bind(&email.to_email)
+                .bind(&email.to_name)
+                .bind(&email.subject)
+                .bind(&email.text)
+                .bind(&email.html)
+                .bind(email.ics.as_ref().map(|(text, _)| text.as_str()))
+                .bind(email.ics.as_ref().map(|(_, m)| m.as_str()))
+                .bind(email.session_id)
+                .bind(email.batch_id)
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -178,9 +178,22 @@ pub fn opt_out_url(state: &AppState, email: &str) -> String {
     format!("{}/opt-out.html?token={token}", state.public_url)
 }
 
-pub async fn is_opted_out(ex: &mut sqlx::AnyConnection, email: &str) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("select count(*) from opt_outs where email = $1").bind(email).fetch_one(ex).await?;
-    Ok(n > 0)
+/// Rows per multi-row insert or `in (...)` list.
+const INSERT_CHUNK: usize = 200;
+
+/// The addresses among `invitees` that opted out, in a few queries.
+async fn opted_out_among(tx: &mut db::Tx, invitees: &[Invitee]) -> Result<HashSet<String>, sqlx::Error> {
+    let mut out = HashSet::new();
+    for chunk in invitees.chunks(INSERT_CHUNK) {
+        let params: Vec<String> = (1..=chunk.len()).map(|k| format!("${k}")).collect();
+        let sql = format!("select email from opt_outs where email in ({})", params.join(", "));
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for inv in chunk {
+            query = query.bind(inv.email.as_str());
+        }
+        out.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(out)
 }
 
 /// Invite people to a session (organisers). Returns at once; the emails go out
@@ -239,8 +252,9 @@ async fn invite(
     .await?
     .into_iter()
     .collect();
+    let opted_out = opted_out_among(&mut tx, &invitees).await?;
     let mut seen = HashSet::new();
-    let mut invited = 0;
+    let mut rows: Vec<(Invitee, String)> = vec![];
     for inv in invitees {
         let email = inv.email.as_str().to_string();
         let reason = if !seen.insert(email.clone()) {
@@ -249,35 +263,51 @@ async fn invite(
             Some("already registered")
         } else if invited_before.contains(&email) {
             Some("already invited to this session")
-        } else if is_opted_out(&mut tx, &email).await? {
+        } else if opted_out.contains(&email) {
             Some("opted out of invitations")
         } else {
             None
         };
-        if let Some(reason) = reason {
-            report.skipped.push(Skipped { line: inv.line, email, reason: reason.into() });
-            continue;
+        match reason {
+            Some(reason) => report.skipped.push(Skipped { line: inv.line, email, reason: reason.into() }),
+            None => rows.push((inv, new_token())),
         }
-        let token = new_token();
-        sqlx::query(
-            "insert into invitations (batch_id, session_id, email, name, school, token, created_at)
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(batch_id)
-        .bind(session_id)
-        .bind(&email)
-        .bind(&inv.name)
-        .bind(&inv.school)
-        .bind(&token)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let to = templates::Recipient { email: &email, name: &inv.name, zone: state.settings.time_zone };
-        let accept = format!("{}/invite.html?token={token}", state.public_url);
-        let email = templates::invitation(&facts, &to, &accept, &opt_out_url(&state, &email), batch_id);
-        mail::enqueue(&mut tx, &email).await?;
-        invited += 1;
     }
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=7).map(|k| format!("${}", i * 7 + k)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "insert into invitations (batch_id, session_id, email, name, school, token, created_at) values {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (inv, token) in chunk {
+            query = query
+                .bind(batch_id)
+                .bind(session_id)
+                .bind(inv.email.as_str())
+                .bind(&inv.name)
+                .bind(&inv.school)
+                .bind(token)
+                .bind(now);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let emails: Vec<mail::Email> = rows
+        .iter()
+        .map(|(inv, token)| {
+            let to =
+                templates::Recipient { email: inv.email.as_str(), name: &inv.name, zone: state.settings.time_zone };
+            let accept = format!("{}/invite.html?token={token}", state.public_url);
+            templates::invitation(&facts, &to, &accept, &opt_out_url(&state, inv.email.as_str()), batch_id)
+        })
+        .collect();
+    mail::enqueue_many(&mut tx, &emails).await?;
+    let invited = rows.len();
     sqlx::query("update invitation_batches set report = $1 where id = $2")
         .bind(serde_json::to_string(&report).map_err(anyhow::Error::from)?)
         .bind(batch_id)

@@ -108,3 +108,25 @@ async fn bad_input_gets_a_json_error_naming_the_problem_and_nothing_stored_is_lo
     assert_eq!((kept["title"].as_str(), kept["capacity"].as_i64()), (Some("Kept safe"), Some(10)));
 }
 both_backends!(bad_input_gets_a_json_error_naming_the_problem_and_nothing_stored_is_lost);
+
+async fn errors_from_the_framework_are_json_too(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let (status, e) = app.request(Method::DELETE, "/api/sessions", Some(&organiser), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(e["error"].as_str().unwrap().contains("not allowed"), "{e}");
+    // Announce a 5 MiB body and send none: the server must answer from the headers.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /api/sessions/1/invitations HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {organiser}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        5 * 1024 * 1024
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"error\":\"the request body is too large"), "{answer}");
+}
+both_backends!(errors_from_the_framework_are_json_too);
