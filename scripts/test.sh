@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --bins
-cargo test --all-targets -- --test-threads=4
+cargo check --benches   # benchmarks are run by hand (docs/BENCHMARKS.md), but must keep compiling
+cargo test --lib --bins --tests -- --test-threads=4
 
 if [ -d tests/browser ]; then
   (cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
