@@ -100,6 +100,29 @@ impl SmtpServer {
     }
 }
 
+/// Drops a test's PostgreSQL database when the test ends, so runs do not pile up.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (base, name) = match self.0.rsplit_once('/') {
+            Some((base, name)) => (base.to_string(), name.to_string()),
+            None => return,
+        };
+        // Drop cannot await; a short-lived thread with its own runtime can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/test")).await.ok()?;
+                sqlx::Executor::execute(&mut conn, format!("drop database if exists {name} with (force)").as_str())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
@@ -217,6 +240,7 @@ pub struct TestApp {
     extra: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _drop_database: Option<DropDatabase>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -237,10 +261,11 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         smtp,
         client: reqwest::Client::new(),
         data_dir,
-        database_url,
+        database_url: database_url.clone(),
         extra,
         stop: Some(stop),
         handle: Some(handle),
+        _drop_database: matches!(backend, Backend::Postgres).then(|| DropDatabase(database_url.clone())),
     }
 }
 
