@@ -8,6 +8,7 @@ pub mod auth;
 pub mod db;
 pub mod demo;
 pub mod http;
+pub mod interaction;
 pub mod mail;
 pub mod programme;
 pub mod registration;

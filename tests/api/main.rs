@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod bad_input;
+mod interaction;
 mod invitations;
 mod mail_delivery;
 mod programme;
