@@ -247,7 +247,7 @@ pub async fn vote(
             .await?;
     }
     tx.commit().await?;
-    Ok(results(db, session_id, poll_id).await?)
+    results(db, session_id, poll_id).await
 }
 
 pub async fn results(db: &Db, session_id: i64, poll_id: i64) -> Result<PollResults, InteractionError> {
