@@ -2,7 +2,8 @@
 //!
 //! [`App::build`] opens the database, applies migrations, binds the listener
 //! (port 0 allowed, for tests) and [`App::run`] serves HTTP while the mail
-//! delivery worker and the reminder scheduler run beside it.
+//! delivery worker and the reminder scheduler run beside it; live rooms start
+//! as people join them.
 
 pub mod auth;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod mail;
 pub mod programme;
 pub mod registration;
+pub mod rooms;
 pub mod settings;
 
 use std::{future::Future, sync::Arc};
@@ -31,6 +33,8 @@ pub struct AppState {
     /// Wakes the mail worker after a transaction queued mail.
     pub mail_wake: Arc<Notify>,
     pub throttle: Arc<auth::throttle::SignInThrottle>,
+    /// The live rooms: each owned by its own task.
+    pub rooms: Arc<rooms::Rooms>,
 }
 
 pub struct App {
@@ -50,6 +54,7 @@ impl App {
             Some(url) => url.as_str().into(),
             None => format!("http://{}:{port}", settings.addr.ip()).into(),
         };
+        let rooms = Arc::new(rooms::Rooms::new(db.clone(), rooms::engine::Engine::new(settings.rtc.clone())));
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -57,6 +62,7 @@ impl App {
             public_url,
             mail_wake: Arc::new(Notify::new()),
             throttle: Arc::new(auth::throttle::SignInThrottle::default()),
+            rooms,
         };
         Ok(App { listener, state })
     }

@@ -1,0 +1,279 @@
+//! Everything that touches the media engine (`webrtc` 0.21): building peer
+//! connections, the event handler, local tracks, and the per-track forwarder.
+//! The room's rules live in `room.rs` and never see these types.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::Context;
+use rtc::{
+    ice::mdns::MulticastDnsMode,
+    media_stream::MediaStreamTrack,
+    rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
+    rtp_transceiver::rtp_sender::{
+        RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+        RtpCodecKind,
+    },
+};
+use tokio::sync::mpsc;
+use webrtc::{
+    media_stream::{
+        track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal},
+        track_remote::{TrackRemote, TrackRemoteEvent},
+    },
+    peer_connection::{
+        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+        PeerConnectionEventHandler, RTCIceCandidateType, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
+        SettingEngineBuilder,
+    },
+};
+
+use super::room::{MediaKind, ParticipantId, TrackId};
+use crate::settings::RtcSettings;
+
+pub const VP8: &str = "video/VP8";
+pub const OPUS: &str = "audio/opus";
+pub const VP8_PAYLOAD_TYPE: u8 = 96;
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// The codecs a room speaks. An SFU forwards what it receives, so every
+/// subscriber must decode what the publisher sends: one codec per kind, the
+/// ones every browser has.
+pub fn codecs() -> [(RTCRtpCodecParameters, RtpCodecKind); 2] {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
+    [
+        (
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: VP8.into(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![
+                        feedback("goog-remb", ""),
+                        feedback("ccm", "fir"),
+                        feedback("nack", ""),
+                        feedback("nack", "pli"),
+                    ],
+                },
+                payload_type: VP8_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        ),
+        (
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: OPUS.into(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: OPUS_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        ),
+    ]
+}
+
+pub fn codec_for(mime_type: &str) -> Option<RTCRtpCodec> {
+    codecs().into_iter().map(|(c, _)| c.rtp_codec).find(|c| c.mime_type.eq_ignore_ascii_case(mime_type))
+}
+
+pub fn kind_of(kind: RtpCodecKind) -> Option<MediaKind> {
+    match kind {
+        RtpCodecKind::Audio => Some(MediaKind::Audio),
+        RtpCodecKind::Video => Some(MediaKind::Video),
+        _ => None,
+    }
+}
+
+/// Builds peer connections with the configured sockets and addresses.
+pub struct Engine {
+    settings: RtcSettings,
+    /// Where the next port search starts, so consecutive connections spread
+    /// over the range instead of all probing its first port.
+    next_port: AtomicU32,
+}
+
+impl Engine {
+    pub fn new(settings: RtcSettings) -> Engine {
+        let span = u32::from(settings.port_max - settings.port_min) + 1;
+        let start = rand::random::<u32>() % span;
+        Engine { settings, next_port: AtomicU32::new(start) }
+    }
+
+    /// A peer connection bound to one free port of the range.
+    pub async fn peer(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        let span = u32::from(self.settings.port_max - self.settings.port_min) + 1;
+        let mut last_error = None;
+        for _ in 0..span.min(64) {
+            let offset = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let port = self.settings.port_min + offset as u16;
+            let addr = SocketAddr::new(self.settings.bind_ip, port);
+            match self.build(addr, handler.clone()).await {
+                Ok(pc) => return Ok(pc),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("empty port range")))
+            .context("failed to bind a media socket in STAFFROOM_RTC_PORT_MIN..MAX")
+    }
+
+    async fn build(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+    ) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        let mut media = MediaEngine::default();
+        for (codec, kind) in codecs() {
+            media.register_codec(codec, kind).context("failed to register a codec")?;
+        }
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).context("failed to set up interceptors")?;
+        // mDNS candidates need multicast, which an isolated network does not have.
+        let mut settings = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        if let Some(ip) = self.settings.public_ip {
+            settings = settings.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
+        }
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec![addr])
+            .build()
+            .await
+            .with_context(|| format!("failed to build a peer connection on {addr}"))?;
+        Ok(Arc::new(pc))
+    }
+}
+
+/// What a peer connection tells its owner.
+pub enum PeerEvent {
+    Candidate(RTCPeerConnectionIceEvent),
+    Track(Arc<dyn TrackRemote>),
+    State(RTCPeerConnectionState),
+}
+
+/// Turns engine callbacks into messages for the peer task: no room state is
+/// touched from the engine's tasks.
+pub struct Handler(pub mpsc::UnboundedSender<PeerEvent>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let _ = self.0.send(PeerEvent::Candidate(event));
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.0.send(PeerEvent::State(state));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.0.send(PeerEvent::Track(track));
+    }
+}
+
+/// A local track carrying one published track to one subscriber, with its own SSRC.
+pub fn local_track(publisher: &str, track: &str, kind: MediaKind, codec: RTCRtpCodec) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand::random::<u32>();
+    let kind = match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    };
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        publisher.to_string(),
+        track.to_string(),
+        track.to_string(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(track), ssrc)
+}
+
+/// Commands to a track's forwarder.
+pub enum ForwarderCommand {
+    /// Start sending to this subscriber's local track, rewriting SSRC and payload type.
+    Attach { subscriber: ParticipantId, local: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8 },
+    Detach { subscriber: ParticipantId },
+    /// Send a PLI to the publisher.
+    RequestKeyframe,
+    Stop,
+}
+
+pub type Forwarder = mpsc::UnboundedSender<ForwarderCommand>;
+
+struct Subscriber {
+    local: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+/// Spawns the task that owns one published track: it reads the publisher's
+/// RTP and writes a copy to each attached subscriber, never decoding.
+/// `ended` is called once when the publisher's track ends.
+pub fn spawn_forwarder(
+    track_id: TrackId,
+    remote: Arc<dyn TrackRemote>,
+    ended: impl FnOnce() + Send + 'static,
+) -> Forwarder {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut subscribers: Vec<(ParticipantId, Subscriber)> = vec![];
+        let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
+        let mut forwarded: u64 = 0;
+        loop {
+            tokio::select! {
+                event = remote.poll() => match event {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        for (_, sub) in &subscribers {
+                            let mut p = packet.clone();
+                            p.header.ssrc = sub.ssrc;
+                            p.header.payload_type = sub.payload_type;
+                            // Extension ids were negotiated with the publisher, not the
+                            // subscriber: drop them rather than send wrong ones.
+                            p.header.extension = false;
+                            p.header.extensions.clear();
+                            p.header.extensions_padding = 0;
+                            if sub.local.write_rtp(p).await.is_ok() {
+                                forwarded += 1;
+                            }
+                        }
+                    }
+                    Some(TrackRemoteEvent::OnEnded) | None => break,
+                    Some(_) => {}
+                },
+                command = rx.recv() => match command {
+                    Some(ForwarderCommand::Attach { subscriber, local, ssrc, payload_type }) => {
+                        subscribers.retain(|(s, _)| *s != subscriber);
+                        subscribers.push((subscriber, Subscriber { local, ssrc, payload_type }));
+                    }
+                    Some(ForwarderCommand::Detach { subscriber }) => subscribers.retain(|(s, _)| *s != subscriber),
+                    Some(ForwarderCommand::RequestKeyframe) => {
+                        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                        if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                            tracing::debug!(track = %track_id, error = %e, "keyframe request not sent");
+                        }
+                    }
+                    Some(ForwarderCommand::Stop) | None => break,
+                },
+            }
+        }
+        tracing::debug!(track = %track_id, forwarded, "forwarder stopped");
+        ended();
+    });
+    tx
+}
+
+/// Reads and discards a refused track, so the engine's queue for it never fills.
+pub fn drain(remote: Arc<dyn TrackRemote>) {
+    tokio::spawn(async move { while remote.poll().await.is_some() {} });
+}
