@@ -1,0 +1,87 @@
+use std::time::{Duration, Instant};
+
+use crate::{
+    client::{connect, Client},
+    helpers::{spawn_app, Backend},
+    room_token, session_with_people,
+};
+
+/// Waits until `client` has received RTP for `n` audio and `n` video packets.
+async fn receives_both(client: &Client, n: u64, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        {
+            let r = client.received.lock().unwrap();
+            if r.packets_of("audio") >= n && r.packets_of("video") >= n && r.keyframes > 0 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_attendees_receive_the_presenters_video_and_audio() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, presenter, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat"]).await;
+
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    priya.join().await;
+    priya.publish();
+    priya.expect("the answer to the presenter's offer", |m| m["type"] == "answer").await;
+    let video = priya.expect("the video published", |m| m["type"] == "track_published" && m["track"]["kind"] == "video").await;
+    assert_eq!(video["track"]["mime_type"], "video/VP8");
+
+    let mut viewers = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        let welcome = c.join().await;
+        assert_eq!(welcome["tracks"].as_array().unwrap().len(), 2, "{welcome}");
+        viewers.push(c);
+    }
+    for (i, viewer) in viewers.iter().enumerate() {
+        assert!(
+            receives_both(viewer, 20, Duration::from_secs(10)).await,
+            "attendee {i} received {:?}",
+            viewer.received.lock().unwrap()
+        );
+    }
+    let mut firsts = vec![];
+    for viewer in &viewers {
+        let r = viewer.received.lock().unwrap();
+        assert_eq!(r.bad_vp8, 0, "VP8 payloads arrive as sent");
+        assert_eq!(r.kinds.len(), 2, "one audio and one video track: {:?}", r.kinds);
+        assert!(r.kinds.contains_key(video["track"]["id"].as_str().unwrap()), "track ids match the announcement");
+        firsts.push(r.first_packet.unwrap().duration_since(viewer.joined_at));
+    }
+    // The presenter only sends a keyframe when asked: the viewers decoding
+    // one proves their keyframe requests reached it.
+    assert!(priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    println!("join-to-first-packet per attendee: {firsts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendee_without_the_publish_grant_cannot_publish() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+
+    ben.publish();
+    let error = ben.expect("the refusal", |m| m["type"] == "error").await;
+    assert_eq!(error["code"], "publish_not_allowed", "{error}");
+    let answer = ben.expect("the answer", |m| m["type"] == "answer").await;
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(!sdp.contains("a=recvonly"), "the answer accepts none of Ben's media:\n{sdp}");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = ann.drain();
+    assert!(!seen.iter().any(|m| m["type"] == "track_published"), "{seen:?}");
+    assert!(ann.received.lock().unwrap().packets.is_empty());
+    // The room goes on.
+    ben.send(serde_json::json!({"v": 1, "type": "leave"}));
+    ann.expect("Ben's leaving", |m| m["type"] == "participant_left").await;
+}
