@@ -127,7 +127,14 @@ impl Keys {
     }
 
     /// Signs a room token for `session_id`, valid for `ttl`.
-    pub fn sign_room(&self, user_id: i64, session_id: i64, name: &str, grants: Grants, ttl: chrono::Duration) -> String {
+    pub fn sign_room(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        name: &str,
+        grants: Grants,
+        ttl: chrono::Duration,
+    ) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = RoomClaims {
             sub: user_id.to_string(),

@@ -161,10 +161,11 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
     .fetch_all(&db.read)
     .await?
     {
-        presenters
-            .entry(row.try_get("session_id")?)
-            .or_default()
-            .push(Presenter { id: row.try_get("id")?, name: row.try_get("name")?, email: None });
+        presenters.entry(row.try_get("session_id")?).or_default().push(Presenter {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            email: None,
+        });
     }
     for s in sessions {
         s.audiences = audiences.remove(&s.id).unwrap_or_default();
@@ -291,9 +292,7 @@ async fn show(
         registration::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
         if u.is_organiser {
             for p in &mut session.presenters {
-                p.email = crate::auth::load_user(&state.db, p.id)
-                    .await?
-                    .map(|u| u.email);
+                p.email = crate::auth::load_user(&state.db, p.id).await?.map(|u| u.email);
             }
         }
     }

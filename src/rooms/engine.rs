@@ -27,9 +27,8 @@ use webrtc::{
         track_remote::{TrackRemote, TrackRemoteEvent},
     },
     peer_connection::{
-        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-        PeerConnectionEventHandler, RTCIceCandidateType, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
-        SettingEngineBuilder,
+        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+        RTCIceCandidateType, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
     },
 };
 
@@ -179,7 +178,12 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// A local track carrying one published track to one subscriber, with its own SSRC.
-pub fn local_track(publisher: &str, track: &str, kind: MediaKind, codec: RTCRtpCodec) -> (Arc<TrackLocalStaticRTP>, u32) {
+pub fn local_track(
+    publisher: &str,
+    track: &str,
+    kind: MediaKind,
+    codec: RTCRtpCodec,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let kind = match kind {
         MediaKind::Audio => RtpCodecKind::Audio,
@@ -202,8 +206,15 @@ pub fn local_track(publisher: &str, track: &str, kind: MediaKind, codec: RTCRtpC
 /// Commands to a track's forwarder.
 pub enum ForwarderCommand {
     /// Start sending to this subscriber's local track, rewriting SSRC and payload type.
-    Attach { subscriber: ParticipantId, local: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8 },
-    Detach { subscriber: ParticipantId },
+    Attach {
+        subscriber: ParticipantId,
+        local: Arc<TrackLocalStaticRTP>,
+        ssrc: u32,
+        payload_type: u8,
+    },
+    Detach {
+        subscriber: ParticipantId,
+    },
     /// Send a PLI to the publisher.
     RequestKeyframe,
     Stop,

@@ -58,7 +58,11 @@ pub struct RoomTicket {
               (status = 401, body = ErrorBody, description = "sign in first"),
               (status = 403, body = ErrorBody, description = "not registered (the error says why)"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session was cancelled")))]
-async fn join(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<RoomTicket>> {
+async fn join(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RoomTicket>> {
     let session = programme::visible(&state.db, id, Some(&user)).await?;
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
@@ -112,9 +116,7 @@ async fn signalling(
 ) -> Response {
     // Frames beyond this are a protocol error (close 1009); up to it, an
     // oversized message gets an `error` reply and the connection stays.
-    upgrade
-        .max_message_size(1024 * 1024)
-        .on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
+    upgrade.max_message_size(1024 * 1024).on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -23,8 +23,13 @@ use super::{
 pub enum PeerCommand {
     /// An offer, answer or candidate from the client.
     Client(ClientMessage),
-    Subscribe { track: TrackInfo, forwarder: Forwarder },
-    Unsubscribe { track: TrackId },
+    Subscribe {
+        track: TrackInfo,
+        forwarder: Forwarder,
+    },
+    Unsubscribe {
+        track: TrackId,
+    },
     Close,
 }
 
@@ -66,7 +71,11 @@ pub fn spawn(ctx: PeerContext, pc: Arc<dyn PeerConnection>, events: mpsc::Unboun
 }
 
 impl PeerTask {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PeerCommand>, mut events: mpsc::UnboundedReceiver<PeerEvent>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<PeerCommand>,
+        mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    ) {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -134,8 +143,10 @@ impl PeerTask {
         let mut refused = 0;
         if !self.ctx.may_publish {
             for t in self.pc.get_transceivers().await {
-                if matches!(t.direction().await, Ok(RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv))
-                    && t.set_direction(RTCRtpTransceiverDirection::Inactive).await.is_ok()
+                if matches!(
+                    t.direction().await,
+                    Ok(RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv)
+                ) && t.set_direction(RTCRtpTransceiverDirection::Inactive).await.is_ok()
                 {
                     refused += 1;
                 }
@@ -221,7 +232,9 @@ impl PeerTask {
                 self.dirty = true;
                 self.negotiate().await;
             }
-            Err(e) => tracing::warn!(participant = self.ctx.participant, track = %track.id, error = %e, "failed to add a track"),
+            Err(e) => {
+                tracing::warn!(participant = self.ctx.participant, track = %track.id, error = %e, "failed to add a track")
+            }
         }
     }
 
@@ -248,7 +261,13 @@ impl PeerTask {
                 continue;
             }
             let mut payload_type = engine::codec_for(&s.mime_type)
-                .map(|_| if s.mime_type.eq_ignore_ascii_case(engine::VP8) { engine::VP8_PAYLOAD_TYPE } else { engine::OPUS_PAYLOAD_TYPE })
+                .map(|_| {
+                    if s.mime_type.eq_ignore_ascii_case(engine::VP8) {
+                        engine::VP8_PAYLOAD_TYPE
+                    } else {
+                        engine::OPUS_PAYLOAD_TYPE
+                    }
+                })
                 .unwrap_or(0);
             if let Ok(Some(sender)) = s.transceiver.sender().await {
                 if let Ok(params) = sender.get_parameters().await {

@@ -29,10 +29,16 @@ pub mod close {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     Join,
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     /// A trickled candidate; `None` is the end-of-candidates marker.
-    Candidate { candidate: Option<Candidate> },
+    Candidate {
+        candidate: Option<Candidate>,
+    },
     Leave,
 }
 
@@ -184,7 +190,10 @@ mod tests {
         let c = parse(r#"{"v":1,"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#).unwrap();
         let ClientMessage::Candidate { candidate: Some(c) } = c else { panic!("{c:?}") };
         assert_eq!((c.sdp_mid.as_deref(), c.sdp_mline_index), (Some("0"), Some(0)));
-        assert_eq!(parse(r#"{"v":1,"type":"candidate","candidate":null}"#), Ok(ClientMessage::Candidate { candidate: None }));
+        assert_eq!(
+            parse(r#"{"v":1,"type":"candidate","candidate":null}"#),
+            Ok(ClientMessage::Candidate { candidate: None })
+        );
     }
 
     #[test]
@@ -198,12 +207,16 @@ mod tests {
         assert_eq!(code(r#"{"v":1,"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"v":1,"type":"offer"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"v":1,"type":"candidate","candidate":{"sdpMid":"0"}}"#), ErrorCode::BadCandidate);
-        assert_eq!(code(&format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES))), ErrorCode::TooLarge);
+        assert_eq!(
+            code(&format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES))),
+            ErrorCode::TooLarge
+        );
     }
 
     #[test]
     fn server_messages_carry_the_version_and_type() {
-        let json: Value = serde_json::from_str(&ServerMessage::TrackUnpublished { track_id: "t1".into() }.to_json()).unwrap();
+        let json: Value =
+            serde_json::from_str(&ServerMessage::TrackUnpublished { track_id: "t1".into() }.to_json()).unwrap();
         assert_eq!(json, serde_json::json!({"v": 1, "type": "track_unpublished", "track_id": "t1"}));
     }
 }

@@ -90,19 +90,36 @@ pub struct Attendance {
 pub enum Effect {
     Send(ParticipantId, ServerMessage),
     /// To everyone in the room except `except`.
-    Broadcast { except: Option<ParticipantId>, message: ServerMessage },
+    Broadcast {
+        except: Option<ParticipantId>,
+        message: ServerMessage,
+    },
     /// Start sending `track` to `subscriber` (engine: add a local track, renegotiate).
-    Subscribe { subscriber: ParticipantId, track: TrackInfo },
+    Subscribe {
+        subscriber: ParticipantId,
+        track: TrackInfo,
+    },
     /// Stop sending `track` to `subscriber`.
-    Unsubscribe { subscriber: ParticipantId, track: TrackId },
+    Unsubscribe {
+        subscriber: ParticipantId,
+        track: TrackId,
+    },
     /// The publisher's track is gone: stop forwarding it.
     StopTrack(TrackId),
     /// Ask the publisher of this video track for a keyframe.
     RequestKeyframe(TrackId),
     /// Close this connection (replaced by a rejoin).
-    Disconnect { participant: ParticipantId, conn: ConnId, code: u16, reason: &'static str },
+    Disconnect {
+        participant: ParticipantId,
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
     /// Drop this participant's media connection.
-    ClosePeer { participant: ParticipantId, conn: ConnId },
+    ClosePeer {
+        participant: ParticipantId,
+        conn: ConnId,
+    },
     Record(Attendance),
 }
 
@@ -193,7 +210,10 @@ impl RoomState {
         fx.push(Effect::Record(Attendance { user_id: participant, left: Some(reason), at: now_ms }));
         fx.push(Effect::Broadcast {
             except: None,
-            message: ServerMessage::ParticipantLeft { participant_id: participant.to_string(), reason: reason.as_str() },
+            message: ServerMessage::ParticipantLeft {
+                participant_id: participant.to_string(),
+                reason: reason.as_str(),
+            },
         });
         fx
     }
@@ -222,7 +242,8 @@ impl RoomState {
             kind: kind.as_str(),
             mime_type: mime_type.to_string(),
         };
-        let mut fx = vec![Effect::Broadcast { except: None, message: ServerMessage::TrackPublished { track: info.clone() } }];
+        let mut fx =
+            vec![Effect::Broadcast { except: None, message: ServerMessage::TrackPublished { track: info.clone() } }];
         for (sub, m) in &self.members {
             if *sub != participant && m.identity.grants.subscribe {
                 self.subscriptions.insert((*sub, id.clone()));
@@ -245,7 +266,10 @@ impl RoomState {
             self.subscriptions.remove(&(sub, track.to_string()));
             fx.push(Effect::Unsubscribe { subscriber: sub, track: track.to_string() });
         }
-        fx.push(Effect::Broadcast { except: None, message: ServerMessage::TrackUnpublished { track_id: track.to_string() } });
+        fx.push(Effect::Broadcast {
+            except: None,
+            message: ServerMessage::TrackUnpublished { track_id: track.to_string() },
+        });
         fx
     }
 
@@ -340,7 +364,9 @@ mod tests {
         let fx = room.join(person(3, false), 30, 0);
         assert_eq!(subscribes(&fx), vec![(3, track.clone())]);
         let welcome = fx.iter().find_map(|e| match e {
-            Effect::Send(3, ServerMessage::Welcome { participants, tracks, .. }) => Some((participants.len(), tracks.len())),
+            Effect::Send(3, ServerMessage::Welcome { participants, tracks, .. }) => {
+                Some((participants.len(), tracks.len()))
+            }
             _ => None,
         });
         assert_eq!(welcome, Some((2, 1)));
@@ -365,7 +391,9 @@ mod tests {
         let fx = room.leave(1, 10, LeaveReason::Left, 5);
         assert!(fx.iter().any(|e| matches!(e, Effect::StopTrack(t) if *t == track)));
         assert!(fx.iter().any(|e| matches!(e, Effect::Unsubscribe { subscriber: 2, .. })));
-        assert!(fx.iter().any(|e| matches!(e, Effect::Record(Attendance { user_id: 1, left: Some(LeaveReason::Left), at: 5 }))));
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, Effect::Record(Attendance { user_id: 1, left: Some(LeaveReason::Left), at: 5 }))));
         assert!(!room.is_empty());
     }
 

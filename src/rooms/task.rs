@@ -19,7 +19,9 @@ use super::{
     engine::{self, Engine, Forwarder, ForwarderCommand},
     peer::{self, Peer, PeerCommand, PeerContext},
     protocol::{ClientMessage, ErrorCode, ServerMessage},
-    room::{Attendance, ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, PublishRefusal, RoomState, TrackId},
+    room::{
+        Attendance, ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, PublishRefusal, RoomState, TrackId,
+    },
 };
 use crate::db::Db;
 
@@ -33,9 +35,22 @@ pub enum Outgoing {
 pub type Outbox = mpsc::UnboundedSender<Outgoing>;
 
 pub enum RoomCommand {
-    Join { identity: Identity, conn: ConnId, out: Outbox, reply: oneshot::Sender<Result<(), JoinError>> },
-    Client { participant: ParticipantId, conn: ConnId, message: ClientMessage },
-    Leave { participant: ParticipantId, conn: ConnId, reason: LeaveReason },
+    Join {
+        identity: Identity,
+        conn: ConnId,
+        out: Outbox,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Client {
+        participant: ParticipantId,
+        conn: ConnId,
+        message: ClientMessage,
+    },
+    Leave {
+        participant: ParticipantId,
+        conn: ConnId,
+        reason: LeaveReason,
+    },
     TrackArrived {
         participant: ParticipantId,
         conn: ConnId,
@@ -43,8 +58,14 @@ pub enum RoomCommand {
         kind: Option<MediaKind>,
         mime_type: Option<String>,
     },
-    TrackEnded { track: TrackId },
-    SubscriberReady { participant: ParticipantId, conn: ConnId, track: TrackId },
+    TrackEnded {
+        track: TrackId,
+    },
+    SubscriberReady {
+        participant: ParticipantId,
+        conn: ConnId,
+        track: TrackId,
+    },
 }
 
 #[derive(Debug)]
@@ -97,7 +118,13 @@ impl Rooms {
     }
 
     /// Enters `session_id`'s room, starting it if nobody is in.
-    pub async fn join(self: &Arc<Self>, session_id: i64, identity: Identity, conn: ConnId, out: Outbox) -> Result<(), JoinError> {
+    pub async fn join(
+        self: &Arc<Self>,
+        session_id: i64,
+        identity: Identity,
+        conn: ConnId,
+        out: Outbox,
+    ) -> Result<(), JoinError> {
         for _ in 0..3 {
             let (reply, answer) = oneshot::channel();
             let command = RoomCommand::Join { identity: identity.clone(), conn, out: out.clone(), reply };
@@ -206,7 +233,8 @@ impl RoomTask {
                 // A rejoin replaces the earlier connection: close it first, so
                 // the effects below only ever meet the new one.
                 if let Some(old) = self.members.remove(&participant) {
-                    let _ = old.out.send(Outgoing::Close(super::protocol::close::REPLACED, "joined again from elsewhere"));
+                    let _ =
+                        old.out.send(Outgoing::Close(super::protocol::close::REPLACED, "joined again from elsewhere"));
                     let _ = old.peer.send(PeerCommand::Close);
                 }
                 let fx = self.state.join(identity, conn, now_ms());
@@ -335,14 +363,16 @@ fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Attendance> 
     tokio::spawn(async move {
         while let Some(a) = rx.recv().await {
             let kind = if a.left.is_some() { "leave" } else { "join" };
-            let written = sqlx::query("insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)")
-                .bind(session_id)
-                .bind(a.user_id)
-                .bind(kind)
-                .bind(a.left.map(|r| r.as_str()))
-                .bind(a.at)
-                .execute(&db.write)
-                .await;
+            let written = sqlx::query(
+                "insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(session_id)
+            .bind(a.user_id)
+            .bind(kind)
+            .bind(a.left.map(|r| r.as_str()))
+            .bind(a.at)
+            .execute(&db.write)
+            .await;
             if let Err(e) = written {
                 tracing::error!(session = session_id, user = a.user_id, kind, error = %e, "failed to record a room event");
             }

@@ -33,9 +33,8 @@ use webrtc::{
         track_remote::{TrackRemote, TrackRemoteEvent},
     },
     peer_connection::{
-        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-        PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, Registry,
-        SettingEngineBuilder,
+        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+        RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, Registry, SettingEngineBuilder,
     },
 };
 
@@ -89,15 +88,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
     let keyframe_requests = Arc::new(AtomicU32::new(0));
     let closed = Arc::new(Mutex::new(None));
     tokio::spawn(drive(socket, command_rx, message_tx, received.clone(), keyframe_requests.clone(), closed.clone()));
-    Client {
-        commands,
-        messages,
-        seen: VecDeque::new(),
-        received,
-        keyframe_requests,
-        closed,
-        joined_at: Instant::now(),
-    }
+    Client { commands, messages, seen: VecDeque::new(), received, keyframe_requests, closed, joined_at: Instant::now() }
 }
 
 impl Client {
@@ -131,7 +122,11 @@ impl Client {
             match tokio::time::timeout_at(deadline, self.messages.recv()).await {
                 Ok(Some(m)) if pred(&m) => return m,
                 Ok(Some(m)) => self.seen.push_back(m),
-                Ok(None) => panic!("the connection closed ({:?}) while waiting for {what}; seen {:?}", self.closed.lock().unwrap(), self.seen),
+                Ok(None) => panic!(
+                    "the connection closed ({:?}) while waiting for {what}; seen {:?}",
+                    self.closed.lock().unwrap(),
+                    self.seen
+                ),
                 Err(_) => panic!("timed out waiting for {what}; seen {:?}", self.seen),
             }
         }
@@ -357,7 +352,7 @@ async fn generate(
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         n += 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let packet = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -375,7 +370,7 @@ async fn generate(
                 audio_seq = audio_seq.wrapping_add(1);
             }
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             let keyframe = asked.swap(false, Ordering::Relaxed);
             let packet = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {

@@ -30,7 +30,8 @@ async fn three_attendees_receive_the_presenters_video_and_audio() {
     priya.join().await;
     priya.publish();
     priya.expect("the answer to the presenter's offer", |m| m["type"] == "answer").await;
-    let video = priya.expect("the video published", |m| m["type"] == "track_published" && m["track"]["kind"] == "video").await;
+    let video =
+        priya.expect("the video published", |m| m["type"] == "track_published" && m["track"]["kind"] == "video").await;
     assert_eq!(video["track"]["mime_type"], "video/VP8");
 
     let mut viewers = vec![];

@@ -112,13 +112,12 @@ async fn every_join_and_leave_is_written_with_its_reason() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let rows = loop {
-        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-            "select user_id, kind, reason, at from room_events where session_id = $1 order by at, id",
-        )
-        .bind(id)
-        .fetch_all(&app.state.db.read)
-        .await
-        .unwrap();
+        let rows: Vec<(i64, String, Option<String>, i64)> =
+            sqlx::query_as("select user_id, kind, reason, at from room_events where session_id = $1 order by at, id")
+                .bind(id)
+                .fetch_all(&app.state.db.read)
+                .await
+                .unwrap();
         if rows.len() == 4 || std::time::Instant::now() > deadline {
             break rows;
         }
