@@ -136,7 +136,13 @@ impl Engine {
         let registry =
             register_default_interceptors(Registry::new(), &mut media).context("failed to set up interceptors")?;
         // mDNS candidates need multicast, which an isolated network does not have.
-        let mut settings = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        // A browser's candidates often reach us first as peer-reflexive ones
+        // (its checks arrive before its trickled candidates, or its host
+        // addresses are hidden); waiting the default second before choosing
+        // such a pair only delays the first packet.
+        let mut settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
         if let Some(ip) = self.settings.public_ip {
             settings = settings.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
         }

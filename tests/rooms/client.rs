@@ -210,6 +210,8 @@ async fn drive(
     let (event_tx, mut events) = mpsc::unbounded_channel();
     let mut pc: Option<Arc<dyn PeerConnection>> = None;
     let stop = Arc::new(AtomicBool::new(false));
+    // Our offer awaits the server's answer.
+    let mut offering = false;
     loop {
         tokio::select! {
             frame = stream.next() => {
@@ -231,14 +233,26 @@ async fn drive(
                 match m["type"].as_str() {
                     Some("offer") => {
                         let pc = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
+                        // The polite peer: on a collision, drop our offer, take the
+                        // server's, and offer again afterwards.
+                        let reoffer = offering;
+                        if offering {
+                            pc.set_local_description(RTCSessionDescription::rollback(None).unwrap()).await.expect("our offer rolls back");
+                            offering = false;
+                        }
                         let sdp = m["sdp"].as_str().unwrap().to_string();
                         pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.expect("the server's offer applies");
                         let answer = pc.create_answer(None).await.unwrap();
                         pc.set_local_description(answer).await.unwrap();
                         let sdp = pc.local_description().await.unwrap().sdp;
                         let _ = sink.send(Message::Text(json!({"v": 1, "type": "answer", "sdp": sdp}).to_string().into())).await;
+                        if reoffer {
+                            let _ = sink.send(offer(&pc).await).await;
+                            offering = true;
+                        }
                     }
                     Some("answer") => {
+                        offering = false;
                         if let Some(pc) = &pc {
                             let sdp = m["sdp"].as_str().unwrap().to_string();
                             pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.expect("the server's answer applies");
@@ -264,10 +278,8 @@ async fn drive(
                         let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
                         p.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
                     }
-                    let offer = p.create_offer(None).await.unwrap();
-                    p.set_local_description(offer).await.unwrap();
-                    let sdp = p.local_description().await.unwrap().sdp;
-                    let _ = sink.send(Message::Text(json!({"v": 1, "type": "offer", "sdp": sdp}).to_string().into())).await;
+                    let _ = sink.send(offer(&p).await).await;
+                    offering = true;
                     tokio::spawn(generate(video, video_ssrc, audio, audio_ssrc, keyframe_requests.clone(), stop.clone()));
                 }
                 None => break,
@@ -286,6 +298,13 @@ async fn drive(
     if let Some(pc) = pc {
         let _ = pc.close().await;
     }
+}
+
+async fn offer(pc: &Arc<dyn PeerConnection>) -> Message {
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    Message::Text(json!({"v": 1, "type": "offer", "sdp": sdp}).to_string().into())
 }
 
 fn local(kind: RtpCodecKind, mime: &str) -> (Arc<TrackLocalStaticRTP>, u32) {

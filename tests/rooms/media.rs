@@ -86,3 +86,59 @@ async fn an_attendee_without_the_publish_grant_cannot_publish() {
     ben.send(serde_json::json!({"v": 1, "type": "leave"}));
     ann.expect("Ben's leaving", |m| m["type"] == "participant_left").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendees_already_waiting_receive_each_presenter_as_they_start_and_stop() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut viewers = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        c.join().await;
+        viewers.push(c);
+    }
+
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    priya.join().await;
+    priya.publish();
+    for (i, viewer) in viewers.iter().enumerate() {
+        assert!(
+            receives_both(viewer, 10, Duration::from_secs(10)).await,
+            "attendee {i}: {:?}",
+            viewer.received.lock().unwrap()
+        );
+    }
+
+    // A second presenter starts on connections that are already up: the
+    // server renegotiates them and they receive four tracks.
+    let mut olivia = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    olivia.join().await;
+    olivia.publish();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, viewer) in viewers.iter().enumerate() {
+        loop {
+            let flowing = {
+                let r = viewer.received.lock().unwrap();
+                r.packets.len() == 4 && r.packets.values().all(|n| *n >= 5)
+            };
+            if flowing {
+                break;
+            }
+            assert!(Instant::now() < deadline, "attendee {i}: {:?}", viewer.received.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Each presenter receives the other.
+    assert!(receives_both(&priya, 5, Duration::from_secs(10)).await, "{:?}", priya.received.lock().unwrap());
+
+    // Priya leaves: her tracks are withdrawn for everyone.
+    priya.send(serde_json::json!({"v": 1, "type": "leave"}));
+    for viewer in viewers.iter_mut() {
+        let mut gone = 0;
+        while gone < 2 {
+            viewer.expect("Priya's tracks withdrawn", |m| m["type"] == "track_unpublished").await;
+            gone += 1;
+        }
+        viewer.expect("Priya's leaving", |m| m["type"] == "participant_left").await;
+    }
+}
