@@ -3,6 +3,7 @@
 //! The room's rules live in `room.rs` and never see these types.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU32, Ordering},
@@ -13,12 +14,14 @@ use std::{
 use anyhow::Context;
 use rtc::{
     ice::mdns::MulticastDnsMode,
+    interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket},
     media_stream::MediaStreamTrack,
-    rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
+    rtcp::payload_feedbacks::{full_intra_request::FullIntraRequest, picture_loss_indication::PictureLossIndication},
     rtp_transceiver::rtp_sender::{
         RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
         RtpCodecKind,
     },
+    sansio,
 };
 use tokio::sync::mpsc;
 use webrtc::{
@@ -133,8 +136,9 @@ impl Engine {
         for (codec, kind) in codecs() {
             media.register_codec(codec, kind).context("failed to register a codec")?;
         }
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).context("failed to set up interceptors")?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .context("failed to set up interceptors")?
+            .with(Slot::from(14_000), KeyframeRequests::default());
         // mDNS candidates need multicast, which an isolated network does not have.
         // A browser's candidates often reach us first as peer-reflexive ones
         // (its checks arrive before its trickled candidates, or its host
@@ -293,4 +297,59 @@ pub fn spawn_forwarder(
 /// Reads and discards a refused track, so the engine's queue for it never fills.
 pub fn drain(remote: Arc<dyn TrackRemote>) {
     tokio::spawn(async move { while remote.poll().await.is_some() {} });
+}
+
+/// A picture loss indication or full intra request: "send me a keyframe".
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// Last in the interceptor chain: passes inbound keyframe requests (PLI,
+/// FIR) on to the application, which alone knows who can answer them (the
+/// publisher, for an SFU); the other interceptors have already acted on the
+/// rest. As in the crate's rtcp-processing example.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -8,16 +8,16 @@ use std::{collections::BTreeMap, sync::Arc};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use webrtc::{
-    media_stream::track_local::static_rtp::TrackLocalStaticRTP,
+    media_stream::track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal, TrackLocalEvent},
     peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription},
     rtp_transceiver::RtpTransceiver,
 };
 
 use super::{
-    engine::{self, Forwarder, ForwarderCommand, PeerEvent},
-    protocol::{Candidate, ClientMessage, ErrorCode, ServerMessage, TrackInfo},
-    room::{ConnId, MediaKind, ParticipantId, TrackId},
-    task::{Outbox, RoomCommand},
+    engine::{self, Engine, Forwarder, ForwarderCommand, Handler, PeerEvent},
+    protocol::{close, Candidate, ClientMessage, ErrorCode, ServerMessage, TrackInfo},
+    room::{ConnId, LeaveReason, MediaKind, ParticipantId, TrackId},
+    task::{Outbox, Outgoing, RoomCommand},
 };
 
 pub enum PeerCommand {
@@ -63,10 +63,29 @@ struct PeerTask {
     dirty: bool,
 }
 
-pub fn spawn(ctx: PeerContext, pc: Arc<dyn PeerConnection>, events: mpsc::UnboundedReceiver<PeerEvent>) -> Peer {
+/// Starts the participant's task; it builds the peer connection first (on
+/// failure the client is told with close code 4011 and counted as dropped).
+pub fn spawn(ctx: PeerContext, engine: Arc<Engine>) -> Peer {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = PeerTask { ctx, pc, sending: BTreeMap::new(), connected: false, offer_outstanding: false, dirty: false };
-    tokio::spawn(task.run(rx, events));
+    tokio::spawn(async move {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let pc = match engine.peer(Arc::new(Handler(events_tx))).await {
+            Ok(pc) => pc,
+            Err(e) => {
+                tracing::error!(participant = ctx.participant, error = ?e, "no media connection for a participant");
+                let _ = ctx.out.send(Outgoing::Close(close::SERVER_ERROR, "no media connection could be made"));
+                let _ = ctx.room.send(RoomCommand::Leave {
+                    participant: ctx.participant,
+                    conn: ctx.conn,
+                    reason: LeaveReason::Dropped,
+                });
+                return;
+            }
+        };
+        let task =
+            PeerTask { ctx, pc, sending: BTreeMap::new(), connected: false, offer_outstanding: false, dirty: false };
+        task.run(rx, events).await
+    });
     tx
 }
 
@@ -96,7 +115,7 @@ impl PeerTask {
     }
 
     fn send(&self, message: ServerMessage) {
-        let _ = self.ctx.out.send(super::task::Outgoing::Message(message));
+        let _ = self.ctx.out.send(Outgoing::Message(message));
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) {
@@ -287,6 +306,20 @@ impl PeerTask {
                 local: s.local.clone(),
                 ssrc: s.ssrc,
                 payload_type,
+            });
+            // Bound now: watch the subscriber's feedback on it for keyframe requests.
+            let (local, room, participant, conn, track) =
+                (s.local.clone(), self.ctx.room.clone(), self.ctx.participant, self.ctx.conn, track_id.clone());
+            tokio::spawn(async move {
+                while let Some(event) = local.poll().await {
+                    let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+                    if packets.iter().any(|p| engine::is_keyframe_request(p.as_ref())) {
+                        let command = RoomCommand::KeyframeWanted { participant, conn, track: track.clone() };
+                        if room.send(command).is_err() {
+                            break;
+                        }
+                    }
+                }
             });
             let _ = self.ctx.room.send(RoomCommand::SubscriberReady {
                 participant: self.ctx.participant,

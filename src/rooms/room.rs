@@ -276,6 +276,13 @@ impl RoomState {
     /// The subscriber's connection is now able to receive `track`: a video
     /// decoder there needs a keyframe to start, so ask for one (rate-limited).
     pub fn subscriber_ready(&mut self, subscriber: ParticipantId, track: &str, now: Instant) -> Vec<Effect> {
+        self.keyframe_wanted(subscriber, track, now)
+    }
+
+    /// A subscriber's decoder asked for a keyframe (PLI/FIR): pass it to the
+    /// publisher, under the same limit, so one struggling viewer cannot make
+    /// the publisher send nothing but keyframes.
+    pub fn keyframe_wanted(&mut self, subscriber: ParticipantId, track: &str, now: Instant) -> Vec<Effect> {
         if !self.subscriptions.contains(&(subscriber, track.to_string())) {
             return vec![];
         }

@@ -66,14 +66,18 @@ pub enum RoomCommand {
         conn: ConnId,
         track: TrackId,
     },
+    /// The subscriber's decoder asked for a keyframe of this track.
+    KeyframeWanted {
+        participant: ParticipantId,
+        conn: ConnId,
+        track: TrackId,
+    },
 }
 
 #[derive(Debug)]
 pub enum JoinError {
     /// The room was closing as the join arrived: try again (a new room starts).
     Closing,
-    /// No media connection could be made (no free port, engine failure).
-    Media(anyhow::Error),
 }
 
 /// Every live room of this server, by session id.
@@ -213,15 +217,6 @@ impl RoomTask {
         match command {
             RoomCommand::Join { identity, conn, out, reply } => {
                 let participant = identity.user_id;
-                let (events_tx, events_rx) = mpsc::unbounded_channel();
-                let pc = match self.rooms.engine.peer(Arc::new(engine::Handler(events_tx))).await {
-                    Ok(pc) => pc,
-                    Err(e) => {
-                        tracing::error!(error = ?e, "no media connection for a participant");
-                        let _ = reply.send(Err(JoinError::Media(e)));
-                        return;
-                    }
-                };
                 let ctx = PeerContext {
                     participant,
                     conn,
@@ -229,7 +224,9 @@ impl RoomTask {
                     out: out.clone(),
                     room: self.tx.clone(),
                 };
-                let peer = peer::spawn(ctx, pc, events_rx);
+                // The peer task builds its connection itself, so a slow build never
+                // holds up the room.
+                let peer = peer::spawn(ctx, self.rooms.engine.clone());
                 // A rejoin replaces the earlier connection: close it first, so
                 // the effects below only ever meet the new one.
                 if let Some(old) = self.members.remove(&participant) {
@@ -289,6 +286,12 @@ impl RoomTask {
             RoomCommand::TrackEnded { track } => {
                 let fx = self.state.unpublish(&track);
                 self.apply(fx).await;
+            }
+            RoomCommand::KeyframeWanted { participant, conn, track } => {
+                if self.state.is_current(participant, conn) {
+                    let fx = self.state.keyframe_wanted(participant, &track, Instant::now());
+                    self.apply(fx).await;
+                }
             }
             RoomCommand::SubscriberReady { participant, conn, track } => {
                 if self.state.is_current(participant, conn) {

@@ -14,14 +14,13 @@ use std::{
 
 use futures::{SinkExt, StreamExt};
 use rtc::{
-    interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket},
+    interceptor::Slot,
     media_stream::MediaStreamTrack,
     rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
     rtp_transceiver::{
         rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind},
         RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
     },
-    sansio,
 };
 use serde_json::{json, Value};
 use staffroom::rooms::engine;
@@ -72,6 +71,8 @@ pub struct Client {
     pub keyframe_requests: Arc<AtomicU32>,
     pub closed: Arc<Mutex<Option<(u16, String)>>>,
     pub joined_at: Instant,
+    /// The video track received, to ask its sender for a keyframe.
+    video: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 }
 
 /// Connects to the signalling socket; `None` for the token leaves it out.
@@ -87,8 +88,25 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
     let received = Arc::new(Mutex::new(Received::default()));
     let keyframe_requests = Arc::new(AtomicU32::new(0));
     let closed = Arc::new(Mutex::new(None));
-    tokio::spawn(drive(socket, command_rx, message_tx, received.clone(), keyframe_requests.clone(), closed.clone()));
-    Client { commands, messages, seen: VecDeque::new(), received, keyframe_requests, closed, joined_at: Instant::now() }
+    let video = Arc::new(Mutex::new(None));
+    tokio::spawn(drive(
+        socket,
+        command_rx,
+        message_tx,
+        (received.clone(), video.clone()),
+        keyframe_requests.clone(),
+        closed.clone(),
+    ));
+    Client {
+        commands,
+        messages,
+        seen: VecDeque::new(),
+        received,
+        keyframe_requests,
+        closed,
+        joined_at: Instant::now(),
+        video,
+    }
 }
 
 impl Client {
@@ -110,6 +128,14 @@ impl Client {
     /// Adds a VP8 and an Opus track, offers them, and streams generated media.
     pub fn publish(&self) {
         let _ = self.commands.send(Command::Publish);
+    }
+
+    /// Asks the sender of the received video for a keyframe, as a decoder
+    /// that lost its reference frame does.
+    pub async fn request_keyframe(&self) {
+        let track = self.video.lock().unwrap().clone().expect("a video track received");
+        let media_ssrc = track.ssrcs().await[0];
+        track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await.unwrap();
     }
 
     /// Waits for a server message matching `pred`, skipping (but keeping) others.
@@ -182,7 +208,7 @@ async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
     }
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     // Last in the chain: hands keyframe requests to the application.
-    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
+    let registry = registry.with(Slot::from(14_000), engine::KeyframeRequests::default());
     let settings = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(media)
@@ -202,7 +228,7 @@ async fn drive(
     socket: Socket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Value>,
-    received: Arc<Mutex<Received>>,
+    (received, video): (Arc<Mutex<Received>>, Arc<Mutex<Option<Arc<dyn TrackRemote>>>>),
     keyframe_requests: Arc<AtomicU32>,
     closed: Arc<Mutex<Option<(u16, String)>>>,
 ) {
@@ -290,7 +316,12 @@ async fn drive(
                         let _ = sink.send(Message::Text(json!({"v": 1, "type": "candidate", "candidate": init}).to_string().into())).await;
                     }
                 }
-                Event::Track(track) => { tokio::spawn(count(track, received.clone())); }
+                Event::Track(track) => {
+                    if track.kind().await == RtpCodecKind::Video {
+                        *video.lock().unwrap() = Some(track.clone());
+                    }
+                    tokio::spawn(count(track, received.clone()));
+                }
             },
         }
     }
@@ -434,51 +465,4 @@ async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
             }
         }
     }
-}
-
-/// Passes inbound keyframe requests (PLI) on to the application and lets the
-/// other interceptors keep the rest, as the crate's rtcp-processing example does.
-#[derive(Default)]
-struct KeyframeRequests {
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = std::time::Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let plis: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| p.as_any().is::<PictureLossIndication>()).cloned().collect();
-            if plis.is_empty() {
-                return Ok(());
-            }
-            msg.message.packet = Packet::Rtcp(plis);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequests {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

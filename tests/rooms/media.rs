@@ -58,8 +58,23 @@ async fn three_attendees_receive_the_presenters_video_and_audio() {
     }
     // The presenter only sends a keyframe when asked: the viewers decoding
     // one proves their keyframe requests reached it.
-    assert!(priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let asked = priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(asked >= 1);
     println!("join-to-first-packet per attendee: {firsts:?}");
+
+    // A viewer's decoder asking for a keyframe reaches the presenter too
+    // (after the rate limit's window).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed);
+    let keyframes = viewers[1].received.lock().unwrap().keyframes;
+    viewers[1].request_keyframe().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed) == before
+        || viewers[1].received.lock().unwrap().keyframes == keyframes
+    {
+        assert!(Instant::now() < deadline, "the viewer's keyframe request was not answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
