@@ -72,8 +72,10 @@ pub struct Client {
     pub closed: Arc<Mutex<Option<(u16, String)>>>,
     pub joined_at: Instant,
     /// The video track received, to ask its sender for a keyframe.
-    video: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
+    video: VideoSlot,
 }
+
+type VideoSlot = Arc<Mutex<Option<Arc<dyn TrackRemote>>>>;
 
 /// Connects to the signalling socket; `None` for the token leaves it out.
 pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Client {
@@ -228,7 +230,7 @@ async fn drive(
     socket: Socket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Value>,
-    (received, video): (Arc<Mutex<Received>>, Arc<Mutex<Option<Arc<dyn TrackRemote>>>>),
+    (received, video): (Arc<Mutex<Received>>, VideoSlot),
     keyframe_requests: Arc<AtomicU32>,
     closed: Arc<Mutex<Option<(u16, String)>>>,
 ) {
