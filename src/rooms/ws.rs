@@ -79,9 +79,18 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     let mut writer = tokio::spawn(write(sink, outgoing));
 
     let mut reason = LeaveReason::Dropped;
+    let mut goodbye = (1000, "goodbye");
     while let Some(message) = stream.next().await {
         let error = match message {
-            Err(_) | Ok(Message::Close(_)) => break,
+            Ok(Message::Close(_)) => break,
+            Err(e) => {
+                // The WebSocket layer refuses frames over its limit; say so
+                // with the standard code rather than a plain goodbye.
+                if e.to_string().contains("too long") {
+                    goodbye = (1009, "message too big");
+                }
+                break;
+            }
             Ok(Message::Text(text)) => match protocol::parse(&text) {
                 Ok(ClientMessage::Leave) => {
                     reason = LeaveReason::Left;
@@ -100,7 +109,7 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
         let _ = out.send(Outgoing::Message(error));
     }
     state.rooms.send(session_id, RoomCommand::Leave { participant: user_id, conn, reason });
-    let _ = out.send(Outgoing::Close(1000, "goodbye"));
+    let _ = out.send(Outgoing::Close(goodbye.0, goodbye.1));
     drop(out);
     if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();

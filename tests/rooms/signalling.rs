@@ -132,3 +132,37 @@ async fn every_join_and_leave_is_written_with_its_reason() {
     let now = chrono::Utc::now().timestamp_millis();
     assert!(rows.iter().all(|r| (now - r.3).abs() < 60_000), "times are Unix milliseconds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_again_replaces_the_earlier_connection_and_a_huge_frame_only_ends_its_own() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+
+    // Ben's laptop reconnects: the old connection is closed, not duplicated.
+    let mut ben_again = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    let welcome = ben_again.join().await;
+    let (code, _) = ben.closed().await;
+    assert_eq!(code, 4009);
+    let names: Vec<&str> =
+        welcome["participants"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Ann"]);
+    assert_eq!(
+        welcome["you"]["id"],
+        ann.expect("Ben's return", |m| m["type"] == "participant_joined").await["participant"]["id"]
+    );
+
+    // A frame beyond the WebSocket limit ends that connection only.
+    ben_again.send_raw(Message::Text("x".repeat(2 * 1024 * 1024).into()));
+    let (code, _) = ben_again.closed().await;
+    assert_eq!(code, 1009);
+    let replaced = ann.expect("Ben's first connection replaced", |m| m["type"] == "participant_left").await;
+    assert_eq!(replaced["reason"], "dropped");
+    let left = ann.expect("Ben dropped", |m| m["type"] == "participant_left").await;
+    assert_eq!(left["reason"], "dropped");
+    ann.send(json!({"v": 1, "type": "teleport"}));
+    assert_eq!(ann.error().await["code"], "unknown_type", "Ann's connection goes on");
+}
