@@ -105,14 +105,17 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(settings: RtcSettings) -> Engine {
-        let span = u32::from(settings.port_max - settings.port_min) + 1;
+        let span = u32::from(settings.port_max.saturating_sub(settings.port_min)) + 1;
         let start = rand::random::<u32>() % span;
         Engine { settings, next_port: AtomicU32::new(start) }
     }
 
-    /// A peer connection bound to one free port of the range.
-    pub async fn peer(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> anyhow::Result<Arc<dyn PeerConnection>> {
-        let span = u32::from(self.settings.port_max - self.settings.port_min) + 1;
+    /// A peer connection bound to one free port of the range; its events
+    /// arrive on `events`, host candidates already carrying the public address.
+    pub async fn peer(&self, events: mpsc::UnboundedSender<PeerEvent>) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        let handler: Arc<dyn PeerConnectionEventHandler> =
+            Arc::new(Handler { events, public_ip: self.settings.public_ip.map(|ip| ip.to_string()) });
+        let span = u32::from(self.settings.port_max.saturating_sub(self.settings.port_min)) + 1;
         let mut last_error = None;
         for _ in 0..span.min(64) {
             let offset = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
@@ -140,16 +143,16 @@ impl Engine {
             .context("failed to set up interceptors")?
             .with(Slot::from(14_000), KeyframeRequests::default());
         // mDNS candidates need multicast, which an isolated network does not have.
+        // (`with_nat_1to1_ips` is stored but not used by webrtc 0.21.1, so
+        // the public address is put into candidates by `Handler` and
+        // `announce_sdp` instead.)
         // A browser's candidates often reach us first as peer-reflexive ones
         // (its checks arrive before its trickled candidates, or its host
         // addresses are hidden); waiting the default second before choosing
         // such a pair only delays the first packet.
-        let mut settings = SettingEngineBuilder::new()
+        let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
-        if let Some(ip) = self.settings.public_ip {
-            settings = settings.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
-        }
         let pc = PeerConnectionBuilder::new()
             .with_media_engine(media)
             .with_setting_engine(settings.build())
@@ -170,20 +173,60 @@ pub enum PeerEvent {
     State(RTCPeerConnectionState),
 }
 
+impl Engine {
+    /// The SDP with each host candidate's address replaced by the public
+    /// one, when there is one.
+    pub fn announce_sdp(&self, sdp: String) -> String {
+        match self.settings.public_ip {
+            None => sdp,
+            Some(ip) => announce_sdp(&sdp, &ip.to_string()),
+        }
+    }
+}
+
+fn announce_sdp(sdp: &str, ip: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        match body.strip_prefix("a=candidate:") {
+            Some(candidate) => {
+                let mut fields: Vec<&str> = candidate.split(' ').collect();
+                if fields.len() >= 8 && fields[6] == "typ" && fields[7] == "host" {
+                    fields[4] = ip;
+                }
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str(ending);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Turns engine callbacks into messages for the peer task: no room state is
 /// touched from the engine's tasks.
-pub struct Handler(pub mpsc::UnboundedSender<PeerEvent>);
+struct Handler {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    public_ip: Option<String>,
+}
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        let _ = self.0.send(PeerEvent::Candidate(event));
+    async fn on_ice_candidate(&self, mut event: RTCPeerConnectionIceEvent) {
+        if let Some(ip) = &self.public_ip {
+            if event.candidate.typ == RTCIceCandidateType::Host {
+                event.candidate.address = ip.clone();
+            }
+        }
+        let _ = self.events.send(PeerEvent::Candidate(event));
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.0.send(PeerEvent::State(state));
+        let _ = self.events.send(PeerEvent::State(state));
     }
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.0.send(PeerEvent::Track(track));
+        let _ = self.events.send(PeerEvent::Track(track));
     }
 }
 
@@ -297,6 +340,19 @@ pub fn spawn_forwarder(
 /// Reads and discards a refused track, so the engine's queue for it never fills.
 pub fn drain(remote: Arc<dyn TrackRemote>) {
     tokio::spawn(async move { while remote.poll().await.is_some() {} });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_candidates_in_sdp_announce_the_public_address() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 50001 typ host\r\n\
+                   a=candidate:2 1 udp 1694498815 198.51.100.1 50001 typ srflx raddr 10.0.0.5 rport 50001\r\nm=audio\r\n";
+        let out = super::announce_sdp(sdp, "203.0.113.9");
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.9 50001 typ host\r\n"), "{out}");
+        assert!(out.contains("198.51.100.1 50001 typ srflx raddr 10.0.0.5"), "{out}");
+        assert!(out.starts_with("v=0\r\n") && out.ends_with("m=audio\r\n"));
+    }
 }
 
 /// A picture loss indication or full intra request: "send me a keyframe".

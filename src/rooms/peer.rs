@@ -14,7 +14,7 @@ use webrtc::{
 };
 
 use super::{
-    engine::{self, Engine, Forwarder, ForwarderCommand, Handler, PeerEvent},
+    engine::{self, Engine, Forwarder, ForwarderCommand, PeerEvent},
     protocol::{close, Candidate, ClientMessage, ErrorCode, ServerMessage, TrackInfo},
     room::{ConnId, LeaveReason, MediaKind, ParticipantId, TrackId},
     task::{Outbox, Outgoing, RoomCommand},
@@ -55,6 +55,7 @@ struct Sending {
 struct PeerTask {
     ctx: PeerContext,
     pc: Arc<dyn PeerConnection>,
+    engine: Arc<Engine>,
     sending: BTreeMap<TrackId, Sending>,
     connected: bool,
     /// Our offer awaits the client's answer.
@@ -69,7 +70,7 @@ pub fn spawn(ctx: PeerContext, engine: Arc<Engine>) -> Peer {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let pc = match engine.peer(Arc::new(Handler(events_tx))).await {
+        let pc = match engine.peer(events_tx).await {
             Ok(pc) => pc,
             Err(e) => {
                 tracing::error!(participant = ctx.participant, error = ?e, "no media connection for a participant");
@@ -82,8 +83,15 @@ pub fn spawn(ctx: PeerContext, engine: Arc<Engine>) -> Peer {
                 return;
             }
         };
-        let task =
-            PeerTask { ctx, pc, sending: BTreeMap::new(), connected: false, offer_outstanding: false, dirty: false };
+        let task = PeerTask {
+            ctx,
+            pc,
+            engine,
+            sending: BTreeMap::new(),
+            connected: false,
+            offer_outstanding: false,
+            dirty: false,
+        };
         task.run(rx, events).await
     });
     tx
@@ -178,7 +186,7 @@ impl PeerTask {
         }
         .await;
         match answered {
-            Ok(Some(desc)) => self.send(ServerMessage::Answer { sdp: desc.sdp }),
+            Ok(Some(desc)) => self.send(ServerMessage::Answer { sdp: self.engine.announce_sdp(desc.sdp) }),
             Ok(None) => self.error(ErrorCode::BadSdp, "no answer could be made for this offer"),
             Err(e) => self.error(ErrorCode::BadSdp, format!("no answer could be made for this offer: {e}")),
         }
@@ -227,7 +235,7 @@ impl PeerTask {
         match offered {
             Ok(Some(desc)) => {
                 self.offer_outstanding = true;
-                self.send(ServerMessage::Offer { sdp: desc.sdp });
+                self.send(ServerMessage::Offer { sdp: self.engine.announce_sdp(desc.sdp) });
             }
             Ok(None) => tracing::warn!(participant = self.ctx.participant, "no local offer after setting it"),
             Err(e) => tracing::warn!(participant = self.ctx.participant, error = %e, "failed to make an offer"),

@@ -157,3 +157,56 @@ async fn attendees_already_waiting_receive_each_presenter_as_they_start_and_stop
         viewer.expect("Priya's leaving", |m| m["type"] == "participant_left").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_sockets_use_the_configured_ports_and_announce_the_public_address() {
+    use staffroom::{
+        rooms::engine::{Engine, PeerEvent},
+        settings::RtcSettings,
+    };
+    use webrtc::media_stream::track_local::TrackLocal;
+
+    let port_min = crate::helpers::free_port();
+    let engine = Engine::new(RtcSettings {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        port_min,
+        port_max: port_min.saturating_add(2),
+        public_ip: Some("203.0.113.9".parse().unwrap()),
+    });
+    let (mut ports, mut open) = (vec![], vec![]);
+    for _ in 0..2 {
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let pc = engine.peer(tx).await.expect("a port in the range is free");
+        let (track, _) = staffroom::rooms::engine::local_track(
+            "p1",
+            "t1",
+            staffroom::rooms::room::MediaKind::Audio,
+            staffroom::rooms::engine::codec_for("audio/opus").unwrap(),
+        );
+        pc.add_track(track as std::sync::Arc<dyn TrackLocal>).await.unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        let candidate = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(PeerEvent::Candidate(c)) = events.recv().await {
+                    return c.candidate;
+                }
+            }
+        })
+        .await
+        .expect("a host candidate");
+        assert_eq!(candidate.address, "203.0.113.9");
+        assert!((port_min..=port_min + 2).contains(&candidate.port), "{} not in {port_min}..", candidate.port);
+        ports.push(candidate.port);
+        let sdp = engine.announce_sdp(pc.local_description().await.unwrap().sdp);
+        for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
+            assert!(line.contains(" 203.0.113.9 "), "{line}");
+        }
+        // Kept open (with its socket) while the next one binds.
+        open.push(pc);
+    }
+    assert_ne!(ports[0], ports[1], "each connection gets its own port");
+    for pc in open {
+        pc.close().await.unwrap();
+    }
+}
