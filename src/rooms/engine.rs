@@ -275,14 +275,39 @@ pub enum ForwarderCommand {
 
 pub type Forwarder = mpsc::UnboundedSender<ForwarderCommand>;
 
-struct Subscriber {
-    local: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
+/// Packets queued for one subscriber before newer ones are dropped (about a
+/// second of 720p video).
+const SUBSCRIBER_QUEUE: usize = 256;
+
+/// One subscriber's copy of a track: its own queue and task, so a slow
+/// subscriber loses packets instead of holding up everyone else.
+struct Downtrack {
+    queue: mpsc::Sender<rtc::rtp::Packet>,
+    dropped: u64,
+}
+
+fn spawn_downtrack(track_id: TrackId, local: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8) -> Downtrack {
+    let (queue, mut packets) = mpsc::channel::<rtc::rtp::Packet>(SUBSCRIBER_QUEUE);
+    tokio::spawn(async move {
+        while let Some(mut p) = packets.recv().await {
+            p.header.ssrc = ssrc;
+            p.header.payload_type = payload_type;
+            // Extension ids were negotiated with the publisher, not the
+            // subscriber: drop them rather than send wrong ones.
+            p.header.extension = false;
+            p.header.extensions.clear();
+            p.header.extensions_padding = 0;
+            if let Err(e) = local.write_rtp(p).await {
+                tracing::debug!(track = %track_id, error = %e, "a subscriber's track stopped taking packets");
+                break;
+            }
+        }
+    });
+    Downtrack { queue, dropped: 0 }
 }
 
 /// Spawns the task that owns one published track: it reads the publisher's
-/// RTP and writes a copy to each attached subscriber, never decoding.
+/// RTP and hands a copy to each attached subscriber, never decoding.
 /// `ended` is called once when the publisher's track ends.
 pub fn spawn_forwarder(
     track_id: TrackId,
@@ -291,24 +316,17 @@ pub fn spawn_forwarder(
 ) -> Forwarder {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut subscribers: Vec<(ParticipantId, Subscriber)> = vec![];
+        let mut subscribers: Vec<(ParticipantId, Downtrack)> = vec![];
         let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
-        let mut forwarded: u64 = 0;
+        let mut received: u64 = 0;
         loop {
             tokio::select! {
                 event = remote.poll() => match event {
                     Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                        for (_, sub) in &subscribers {
-                            let mut p = packet.clone();
-                            p.header.ssrc = sub.ssrc;
-                            p.header.payload_type = sub.payload_type;
-                            // Extension ids were negotiated with the publisher, not the
-                            // subscriber: drop them rather than send wrong ones.
-                            p.header.extension = false;
-                            p.header.extensions.clear();
-                            p.header.extensions_padding = 0;
-                            if sub.local.write_rtp(p).await.is_ok() {
-                                forwarded += 1;
+                        received += 1;
+                        for (_, sub) in subscribers.iter_mut() {
+                            if sub.queue.try_send(packet.clone()).is_err() {
+                                sub.dropped += 1;
                             }
                         }
                     }
@@ -318,9 +336,14 @@ pub fn spawn_forwarder(
                 command = rx.recv() => match command {
                     Some(ForwarderCommand::Attach { subscriber, local, ssrc, payload_type }) => {
                         subscribers.retain(|(s, _)| *s != subscriber);
-                        subscribers.push((subscriber, Subscriber { local, ssrc, payload_type }));
+                        subscribers.push((subscriber, spawn_downtrack(track_id.clone(), local, ssrc, payload_type)));
                     }
-                    Some(ForwarderCommand::Detach { subscriber }) => subscribers.retain(|(s, _)| *s != subscriber),
+                    Some(ForwarderCommand::Detach { subscriber }) => {
+                        if let Some((_, d)) = subscribers.iter().find(|(s, _)| *s == subscriber) {
+                            tracing::debug!(track = %track_id, subscriber, dropped = d.dropped, "detached");
+                        }
+                        subscribers.retain(|(s, _)| *s != subscriber);
+                    }
                     Some(ForwarderCommand::RequestKeyframe) => {
                         let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                         if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
@@ -331,7 +354,7 @@ pub fn spawn_forwarder(
                 },
             }
         }
-        tracing::debug!(track = %track_id, forwarded, "forwarder stopped");
+        tracing::debug!(track = %track_id, received, "forwarder stopped");
         ended();
     });
     tx
