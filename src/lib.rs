@@ -81,7 +81,14 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mailer = tokio::spawn(mail::worker::run(state.clone(), stop_rx.clone()));
         let reminders = tokio::spawn(registration::reminders::run(state.clone(), stop_rx));
+        let rooms = state.rooms.clone();
         let router = http::router(state);
+        // Rooms end first: everyone in one is told and recorded as `ended`,
+        // and their WebSockets close, so the graceful shutdown can finish.
+        let shutdown = async move {
+            shutdown.await;
+            rooms.end_all().await;
+        };
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;

@@ -21,6 +21,8 @@ pub mod close {
     pub const REPLACED: u16 = 4009;
     /// The first message was not `join` within the allowed time.
     pub const NO_JOIN: u16 = 4008;
+    /// The room has ended for everyone (the server is stopping; later, a host ends it).
+    pub const ENDED: u16 = 4010;
     /// The server could not set up this participant's media.
     pub const SERVER_ERROR: u16 = 4011;
 }

@@ -218,6 +218,12 @@ impl RoomState {
         fx
     }
 
+    /// The room closes for everyone (the host ended it, or the server stops).
+    pub fn end(&mut self, now_ms: i64) -> Vec<Effect> {
+        let members: Vec<(ParticipantId, ConnId)> = self.members.iter().map(|(id, m)| (*id, m.conn)).collect();
+        members.into_iter().flat_map(|(id, conn)| self.leave(id, conn, LeaveReason::Ended, now_ms)).collect()
+    }
+
     /// A participant's connection brought in a new track. Refused (and never
     /// forwarded) without the publish grant.
     pub fn publish(
@@ -402,6 +408,20 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Effect::Record(Attendance { user_id: 1, left: Some(LeaveReason::Left), at: 5 }))));
         assert!(!room.is_empty());
+    }
+
+    #[test]
+    fn ending_the_room_records_everyone_as_ended() {
+        let mut room = RoomState::default();
+        room.join(person(1, true), 10, 0);
+        room.join(person(2, false), 20, 0);
+        let fx = room.end(9);
+        let ended = fx
+            .iter()
+            .filter(|e| matches!(e, Effect::Record(Attendance { left: Some(LeaveReason::Ended), at: 9, .. })))
+            .count();
+        assert_eq!(ended, 2);
+        assert!(room.is_empty());
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub enum RoomCommand {
         conn: ConnId,
         track: TrackId,
     },
+    /// Close the room for everyone; `done` once their leaves are stored.
+    End {
+        done: oneshot::Sender<()>,
+    },
     /// The subscriber's decoder asked for a keyframe of this track.
     KeyframeWanted {
         participant: ParticipantId,
@@ -151,6 +155,26 @@ impl Rooms {
         }
     }
 
+    /// Ends every room (at shutdown), so that everyone in one is recorded as
+    /// having left with reason `ended` and told so (close code 4010).
+    pub async fn end_all(&self) {
+        let rooms: Vec<_> = {
+            let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.values().map(|(_, tx)| tx.clone()).collect()
+        };
+        let mut waiting = vec![];
+        for tx in rooms {
+            let (done, ended) = oneshot::channel();
+            if tx.send(RoomCommand::End { done }).is_ok() {
+                waiting.push(ended);
+            }
+        }
+        let all = futures_util::future::join_all(waiting);
+        if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
+            tracing::warn!("some rooms did not end within 10 seconds");
+        }
+    }
+
     fn closed(&self, session_id: i64, generation: u64) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if rooms.get(&session_id).is_some_and(|(g, _)| *g == generation) {
@@ -172,7 +196,7 @@ struct RoomTask {
     state: RoomState,
     members: HashMap<ParticipantId, Member>,
     forwarders: HashMap<TrackId, Forwarder>,
-    records: mpsc::UnboundedSender<Attendance>,
+    records: mpsc::UnboundedSender<Record>,
     /// For callbacks (peer tasks, forwarders) to reach this task.
     tx: mpsc::UnboundedSender<RoomCommand>,
 }
@@ -287,6 +311,19 @@ impl RoomTask {
                 let fx = self.state.unpublish(&track);
                 self.apply(fx).await;
             }
+            RoomCommand::End { done } => {
+                let outs: Vec<Outbox> = self.members.values().map(|m| m.out.clone()).collect();
+                let fx = self.state.end(now_ms());
+                self.apply(fx).await;
+                for out in outs {
+                    let _ = out.send(Outgoing::Close(super::protocol::close::ENDED, "the room has ended"));
+                }
+                let (flushed, written) = oneshot::channel();
+                let _ = self.records.send(Record::Flush(flushed));
+                let _ = written.await;
+                let _ = done.send(());
+                tracing::info!("room ended");
+            }
             RoomCommand::KeyframeWanted { participant, conn, track } => {
                 if self.state.is_current(participant, conn) {
                     let fx = self.state.keyframe_wanted(participant, &track, Instant::now());
@@ -352,19 +389,32 @@ impl RoomTask {
                     }
                 }
                 Effect::Record(attendance) => {
-                    let _ = self.records.send(attendance);
+                    let _ = self.records.send(Record::Attendance(attendance));
                 }
             }
         }
     }
 }
 
+enum Record {
+    Attendance(Attendance),
+    /// Answered once everything sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Writes attendance in order, off the room task so a slow database never
 /// holds up signalling.
-fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Attendance> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Attendance>();
+fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Record> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
     tokio::spawn(async move {
-        while let Some(a) = rx.recv().await {
+        while let Some(record) = rx.recv().await {
+            let a = match record {
+                Record::Attendance(a) => a,
+                Record::Flush(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let kind = if a.left.is_some() { "leave" } else { "join" };
             let written = sqlx::query(
                 "insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)",

@@ -166,3 +166,26 @@ async fn joining_again_replaces_the_earlier_connection_and_a_huge_frame_only_end
     ann.send(json!({"v": 1, "type": "teleport"}));
     assert_eq!(ann.error().await["code"], "unknown_type", "Ann's connection goes on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_server_stops_everyone_in_a_room_is_told_and_recorded_as_ended() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let (id, _, presenter, attendees) = session_with_people(&app, &["Ann"]).await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    priya.join().await;
+
+    tokio::time::timeout(Duration::from_secs(15), app.shutdown()).await.expect("the server stops with rooms open");
+    for client in [&mut ann, &mut priya] {
+        let (code, reason) = client.closed().await;
+        assert_eq!((code, reason.as_str()), (4010, "the room has ended"));
+    }
+    let reasons: Vec<Option<String>> =
+        sqlx::query_scalar("select reason from room_events where session_id = $1 and kind = 'leave' order by id")
+            .bind(id)
+            .fetch_all(&app.state.db.read)
+            .await
+            .unwrap();
+    assert_eq!(reasons, [Some("ended".to_string()), Some("ended".to_string())]);
+}
