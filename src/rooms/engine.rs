@@ -87,6 +87,14 @@ pub fn codec_for(mime_type: &str) -> Option<RTCRtpCodec> {
     codecs().into_iter().map(|(c, _)| c.rtp_codec).find(|c| c.mime_type.eq_ignore_ascii_case(mime_type))
 }
 
+pub fn payload_type_for(mime_type: &str) -> Option<u8> {
+    codecs()
+        .into_iter()
+        .map(|(c, _)| c)
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
+        .map(|c| c.payload_type)
+}
+
 pub fn kind_of(kind: RtpCodecKind) -> Option<MediaKind> {
     match kind {
         RtpCodecKind::Audio => Some(MediaKind::Audio),

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use webrtc::{
     media_stream::track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal, TrackLocalEvent},
     peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription},
@@ -68,32 +69,36 @@ struct PeerTask {
 /// failure the client is told with close code 4011 and counted as dropped).
 pub fn spawn(ctx: PeerContext, engine: Arc<Engine>) -> Peer {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let pc = match engine.peer(events_tx).await {
-            Ok(pc) => pc,
-            Err(e) => {
-                tracing::error!(participant = ctx.participant, error = ?e, "no media connection for a participant");
-                let _ = ctx.out.send(Outgoing::Close(close::SERVER_ERROR, "no media connection could be made"));
-                let _ = ctx.room.send(RoomCommand::Leave {
-                    participant: ctx.participant,
-                    conn: ctx.conn,
-                    reason: LeaveReason::Dropped,
-                });
-                return;
-            }
-        };
-        let task = PeerTask {
-            ctx,
-            pc,
-            engine,
-            sending: BTreeMap::new(),
-            connected: false,
-            offer_outstanding: false,
-            dirty: false,
-        };
-        task.run(rx, events).await
-    });
+    let span = tracing::info_span!("peer", participant = ctx.participant, conn = ctx.conn);
+    tokio::spawn(
+        async move {
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let pc = match engine.peer(events_tx).await {
+                Ok(pc) => pc,
+                Err(e) => {
+                    tracing::error!(participant = ctx.participant, error = ?e, "no media connection for a participant");
+                    let _ = ctx.out.send(Outgoing::Close(close::SERVER_ERROR, "no media connection could be made"));
+                    let _ = ctx.room.send(RoomCommand::Leave {
+                        participant: ctx.participant,
+                        conn: ctx.conn,
+                        reason: LeaveReason::Dropped,
+                    });
+                    return;
+                }
+            };
+            let task = PeerTask {
+                ctx,
+                pc,
+                engine,
+                sending: BTreeMap::new(),
+                connected: false,
+                offer_outstanding: false,
+                dirty: false,
+            };
+            task.run(rx, events).await
+        }
+        .instrument(span),
+    );
     tx
 }
 
@@ -287,15 +292,8 @@ impl PeerTask {
             if !matches!(s.transceiver.mid().await, Ok(Some(_))) {
                 continue;
             }
-            let mut payload_type = engine::codec_for(&s.mime_type)
-                .map(|_| {
-                    if s.mime_type.eq_ignore_ascii_case(engine::VP8) {
-                        engine::VP8_PAYLOAD_TYPE
-                    } else {
-                        engine::OPUS_PAYLOAD_TYPE
-                    }
-                })
-                .unwrap_or(0);
+            // What we registered, unless the negotiation settled on another number.
+            let mut payload_type = engine::payload_type_for(&s.mime_type).unwrap_or(0);
             if let Ok(Some(sender)) = s.transceiver.sender().await {
                 if let Ok(params) = sender.get_parameters().await {
                     if let Some(c) = params
