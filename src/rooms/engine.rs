@@ -35,7 +35,7 @@ use webrtc::{
     },
 };
 
-use super::room::{MediaKind, ParticipantId, TrackId};
+use super::room::{ConnId, MediaKind, ParticipantId, TrackId};
 use crate::settings::RtcSettings;
 
 pub const VP8: &str = "video/VP8";
@@ -266,15 +266,17 @@ pub fn local_track(
 
 /// Commands to a track's forwarder.
 pub enum ForwarderCommand {
-    /// Start sending to this subscriber's local track, rewriting SSRC and payload type.
+    /// Start sending to this subscriber's local track, rewriting SSRC and
+    /// payload type. A subscriber is a connection, not a person: a rejoin's
+    /// new connection must not be detached by the old one's goodbye.
     Attach {
-        subscriber: ParticipantId,
+        subscriber: (ParticipantId, ConnId),
         local: Arc<TrackLocalStaticRTP>,
         ssrc: u32,
         payload_type: u8,
     },
     Detach {
-        subscriber: ParticipantId,
+        subscriber: (ParticipantId, ConnId),
     },
     /// Send a PLI to the publisher.
     RequestKeyframe,
@@ -324,7 +326,7 @@ pub fn spawn_forwarder(
 ) -> Forwarder {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut subscribers: Vec<(ParticipantId, Downtrack)> = vec![];
+        let mut subscribers: Vec<((ParticipantId, ConnId), Downtrack)> = vec![];
         let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
         let mut received: u64 = 0;
         loop {
@@ -348,7 +350,7 @@ pub fn spawn_forwarder(
                     }
                     Some(ForwarderCommand::Detach { subscriber }) => {
                         if let Some((_, d)) = subscribers.iter().find(|(s, _)| *s == subscriber) {
-                            tracing::debug!(track = %track_id, subscriber, dropped = d.dropped, "detached");
+                            tracing::debug!(track = %track_id, subscriber = subscriber.0, dropped = d.dropped, "detached");
                         }
                         subscribers.retain(|(s, _)| *s != subscriber);
                     }

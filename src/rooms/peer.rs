@@ -120,7 +120,7 @@ impl PeerTask {
             }
         }
         for (_, s) in std::mem::take(&mut self.sending) {
-            let _ = s.forwarder.send(ForwarderCommand::Detach { subscriber: self.ctx.participant });
+            let _ = s.forwarder.send(ForwarderCommand::Detach { subscriber: (self.ctx.participant, self.ctx.conn) });
         }
         if let Err(e) = self.pc.close().await {
             tracing::debug!(participant = self.ctx.participant, error = %e, "closing a peer connection failed");
@@ -272,7 +272,7 @@ impl PeerTask {
 
     async fn unsubscribe(&mut self, track: &str) {
         let Some(s) = self.sending.remove(track) else { return };
-        let _ = s.forwarder.send(ForwarderCommand::Detach { subscriber: self.ctx.participant });
+        let _ = s.forwarder.send(ForwarderCommand::Detach { subscriber: (self.ctx.participant, self.ctx.conn) });
         if let Ok(Some(sender)) = s.transceiver.sender().await {
             if let Err(e) = self.pc.remove_track(&sender).await {
                 tracing::debug!(track, error = %e, "failed to remove a track");
@@ -308,7 +308,7 @@ impl PeerTask {
             }
             s.attached = true;
             let _ = s.forwarder.send(ForwarderCommand::Attach {
-                subscriber: self.ctx.participant,
+                subscriber: (self.ctx.participant, self.ctx.conn),
                 local: s.local.clone(),
                 ssrc: s.ssrc,
                 payload_type,
