@@ -2,7 +2,8 @@
 //!
 //! [`App::build`] opens the database, applies migrations, binds the listener
 //! (port 0 allowed, for tests) and [`App::run`] serves HTTP while the mail
-//! delivery worker and the reminder scheduler run beside it.
+//! delivery worker and the reminder scheduler run beside it; live rooms start
+//! as people join them.
 
 pub mod auth;
 pub mod db;
@@ -12,6 +13,7 @@ pub mod interaction;
 pub mod mail;
 pub mod programme;
 pub mod registration;
+pub mod rooms;
 pub mod settings;
 
 use std::{future::Future, sync::Arc};
@@ -32,6 +34,8 @@ pub struct AppState {
     /// Wakes the mail worker after a transaction queued mail.
     pub mail_wake: Arc<Notify>,
     pub throttle: Arc<auth::throttle::SignInThrottle>,
+    /// The live rooms: each owned by its own task.
+    pub rooms: Arc<rooms::Rooms>,
 }
 
 pub struct App {
@@ -51,6 +55,7 @@ impl App {
             Some(url) => url.as_str().into(),
             None => format!("http://{}:{port}", settings.addr.ip()).into(),
         };
+        let rooms = Arc::new(rooms::Rooms::new(db.clone(), rooms::engine::Engine::new(settings.rtc.clone())));
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -58,6 +63,7 @@ impl App {
             public_url,
             mail_wake: Arc::new(Notify::new()),
             throttle: Arc::new(auth::throttle::SignInThrottle::default()),
+            rooms,
         };
         Ok(App { listener, state })
     }
@@ -76,7 +82,14 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mailer = tokio::spawn(mail::worker::run(state.clone(), stop_rx.clone()));
         let reminders = tokio::spawn(registration::reminders::run(state.clone(), stop_rx));
+        let rooms = state.rooms.clone();
         let router = http::router(state);
+        // Rooms end first: everyone in one is told and recorded as `ended`,
+        // and their WebSockets close, so the graceful shutdown can finish.
+        let shutdown = async move {
+            shutdown.await;
+            rooms.end_all().await;
+        };
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;

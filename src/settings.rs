@@ -1,7 +1,11 @@
 //! Configuration from `STAFFROOM_*` environment variables, with defaults that
 //! let `cargo run` work on a fresh machine: SQLite under `./data`, mail to files.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
 use chrono_tz::Tz;
@@ -46,6 +50,24 @@ pub enum SmtpTls {
     Tls,
 }
 
+/// Where the media engine binds its UDP sockets and what it announces.
+///
+/// The engine binds sockets per peer connection (no single-port mux), so a
+/// firewall must open the whole port range.
+#[derive(Clone, Debug)]
+pub struct RtcSettings {
+    /// The address the media sockets bind: the listen address's IP unless
+    /// `STAFFROOM_RTC_BIND_IP` says otherwise (`0.0.0.0` means every
+    /// non-loopback interface).
+    pub bind_ip: IpAddr,
+    /// Inclusive UDP port range for media sockets.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// The public address announced in candidates instead of the bound one,
+    /// for a server behind a 1:1 NAT (a cloud VM with an elastic IP).
+    pub public_ip: Option<IpAddr>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub addr: SocketAddr,
@@ -66,6 +88,7 @@ pub struct Settings {
     pub reminder_interval: Duration,
     /// The programme's time zone, used for people who have not chosen one.
     pub time_zone: Tz,
+    pub rtc: RtcSettings,
 }
 
 impl Settings {
@@ -78,7 +101,7 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let var = |k: &str| get(&format!("STAFFROOM_{k}")).filter(|v| !v.trim().is_empty());
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let addr = var("ADDR")
+        let addr: SocketAddr = var("ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .context("STAFFROOM_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
@@ -123,6 +146,24 @@ impl Settings {
             .unwrap_or_else(|| "Europe/London".into())
             .parse::<Tz>()
             .map_err(|e| anyhow::anyhow!("STAFFROOM_TIME_ZONE: {e}"))?;
+        let port = |k: &str, default: u16| -> anyhow::Result<u16> {
+            match var(k) {
+                Some(v) => v.parse().with_context(|| format!("STAFFROOM_{k} must be a port number")),
+                None => Ok(default),
+            }
+        };
+        let ip = |k: &str| -> anyhow::Result<Option<IpAddr>> {
+            var(k).map(|v| v.parse().with_context(|| format!("STAFFROOM_{k} must be an IP address"))).transpose()
+        };
+        let rtc = RtcSettings {
+            bind_ip: ip("RTC_BIND_IP")?.unwrap_or(addr.ip()),
+            port_min: port("RTC_PORT_MIN", 50_000)?,
+            port_max: port("RTC_PORT_MAX", 59_999)?,
+            public_ip: ip("RTC_PUBLIC_IP")?,
+        };
+        if rtc.port_min == 0 || rtc.port_min > rtc.port_max {
+            bail!("STAFFROOM_RTC_PORT_MIN must be at least 1 and at most STAFFROOM_RTC_PORT_MAX");
+        }
         Ok(Settings {
             addr,
             public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
@@ -143,6 +184,7 @@ impl Settings {
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
             time_zone,
+            rtc,
         })
     }
 }
@@ -157,6 +199,23 @@ mod tests {
         assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
         assert!(s.database_url.starts_with("sqlite://"));
         assert!(matches!(s.mail, MailTransport::Files(_)));
+    }
+
+    #[test]
+    fn media_sockets_bind_where_the_server_listens_unless_told_otherwise() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!(s.rtc.bind_ip.to_string(), "127.0.0.1");
+        assert!(s.rtc.port_min <= s.rtc.port_max && s.rtc.public_ip.is_none());
+        let s = Settings::from_lookup(|k| match k {
+            "STAFFROOM_RTC_PUBLIC_IP" => Some("203.0.113.7".into()),
+            "STAFFROOM_RTC_PORT_MIN" => Some("40000".into()),
+            "STAFFROOM_RTC_PORT_MAX" => Some("40100".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((s.rtc.port_min, s.rtc.port_max), (40000, 40100));
+        assert_eq!(s.rtc.public_ip.unwrap().to_string(), "203.0.113.7");
+        assert!(Settings::from_lookup(|k| (k == "STAFFROOM_RTC_PORT_MIN").then(|| "70000".into())).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Purpose {
     Reset,
     /// The opt-out link at the foot of an invitation.
     OptOut,
+    /// Entry to one live room (see [`RoomClaims`]).
+    Room,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
             Purpose::Verify => "verify",
             Purpose::Reset => "reset",
             Purpose::OptOut => "opt-out",
+            Purpose::Room => "room",
         }
     }
 }
@@ -43,6 +46,41 @@ pub struct Claims {
     /// resets and sessions, the address for verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp: Option<String>,
+}
+
+/// What a room token lets its holder do once inside.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Grants {
+    /// May send camera, microphone and screen.
+    pub publish: bool,
+    /// May receive what others publish.
+    pub subscribe: bool,
+    /// May run the room (later: stage, mutes, removals).
+    pub host: bool,
+}
+
+/// A room token: short-lived, for one session, carrying who enters and with
+/// which grants, so the signalling socket needs no database lookup to admit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoomClaims {
+    /// The user id.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// The session (room) this token opens, and no other.
+    pub sid: i64,
+    /// The display name shown to others in the room.
+    pub name: String,
+    pub grants: Grants,
+}
+
+/// Why a token was refused: an expired one deserves a different answer
+/// ("ask for a new one") from a forged or foreign one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    Invalid,
 }
 
 pub struct Keys {
@@ -88,6 +126,40 @@ impl Keys {
         encode(&Header::default(), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
+    /// Signs a room token for `session_id`, valid for `ttl`.
+    pub fn sign_room(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        name: &str,
+        grants: Grants,
+        ttl: chrono::Duration,
+    ) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = RoomClaims {
+            sub: user_id.to_string(),
+            aud: Purpose::Room.audience().to_string(),
+            exp: now + ttl.num_seconds(),
+            iat: now,
+            sid: session_id,
+            name: name.to_string(),
+            grants,
+        };
+        encode(&Header::default(), &claims, &self.encoding).expect("HS256 signing cannot fail")
+    }
+
+    /// Checks a room token's signature, expiry and purpose (not its session:
+    /// the caller compares `sid` with the room it is asked to open).
+    pub fn verify_room(&self, token: &str) -> Result<RoomClaims, Refusal> {
+        let mut validation = Validation::default();
+        validation.set_audience(&[Purpose::Room.audience()]);
+        validation.leeway = 0;
+        decode::<RoomClaims>(token, &self.decoding, &validation).map(|d| d.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Refusal::Expired,
+            _ => Refusal::Invalid,
+        })
+    }
+
     /// Checks signature, expiry and purpose.
     pub fn verify(&self, token: &str, purpose: Purpose) -> Option<Claims> {
         let mut validation = Validation::default();
@@ -128,6 +200,20 @@ mod tests {
         let t = keys.sign(Purpose::Reset, "7", chrono::Duration::hours(1), None);
         assert_eq!(keys.verify(&t, Purpose::Reset).unwrap().sub, "7");
         assert!(keys.verify(&t, Purpose::Session).is_none());
+    }
+
+    #[test]
+    fn a_room_token_carries_its_session_and_grants_and_nothing_else_accepts_it() {
+        let keys = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let grants = Grants { publish: true, subscribe: true, host: false };
+        let t = keys.sign_room(7, 42, "Ann", grants, chrono::Duration::minutes(2));
+        let claims = keys.verify_room(&t).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid, claims.name.as_str(), claims.grants), ("7", 42, "Ann", grants));
+        assert!(keys.verify(&t, Purpose::Session).is_none());
+        let session = keys.sign(Purpose::Session, "7", chrono::Duration::hours(1), None);
+        assert_eq!(keys.verify_room(&session).unwrap_err(), Refusal::Invalid);
+        let old = keys.sign_room(7, 42, "Ann", grants, chrono::Duration::seconds(-5));
+        assert_eq!(keys.verify_room(&old).unwrap_err(), Refusal::Expired);
     }
 
     #[test]

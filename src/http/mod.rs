@@ -23,14 +23,14 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, interaction, mail, programme, registration, AppState};
+use crate::{auth, interaction, mail, programme, registration, rooms, AppState};
 use error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations."),
+    info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations, live rooms."),
     modifiers(&Security),
-    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "interaction"))
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"))
 )]
 struct ApiDoc;
 
@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registration::router())
         .merge(mail::router())
         .merge(interaction::polls::router())
+        .merge(rooms::router())
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()

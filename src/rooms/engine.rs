@@ -1,0 +1,444 @@
+//! Everything that touches the media engine (`webrtc` 0.21): building peer
+//! connections, the event handler, local tracks, and the per-track forwarder.
+//! The room's rules live in `room.rs` and never see these types.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::Context;
+use rtc::{
+    ice::mdns::MulticastDnsMode,
+    interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket},
+    media_stream::MediaStreamTrack,
+    rtcp::payload_feedbacks::{full_intra_request::FullIntraRequest, picture_loss_indication::PictureLossIndication},
+    rtp_transceiver::rtp_sender::{
+        RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+        RtpCodecKind,
+    },
+    sansio,
+};
+use tokio::sync::mpsc;
+use webrtc::{
+    media_stream::{
+        track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal},
+        track_remote::{TrackRemote, TrackRemoteEvent},
+    },
+    peer_connection::{
+        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+        RTCIceCandidateType, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    },
+};
+
+use super::room::{ConnId, MediaKind, ParticipantId, TrackId};
+use crate::settings::RtcSettings;
+
+pub const VP8: &str = "video/VP8";
+pub const OPUS: &str = "audio/opus";
+pub const VP8_PAYLOAD_TYPE: u8 = 96;
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// The codecs a room speaks. An SFU forwards what it receives, so every
+/// subscriber must decode what the publisher sends: one codec per kind, the
+/// ones every browser has.
+pub fn codecs() -> [(RTCRtpCodecParameters, RtpCodecKind); 2] {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
+    [
+        (
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: VP8.into(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![
+                        feedback("goog-remb", ""),
+                        feedback("ccm", "fir"),
+                        feedback("nack", ""),
+                        feedback("nack", "pli"),
+                    ],
+                },
+                payload_type: VP8_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        ),
+        (
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: OPUS.into(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: OPUS_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        ),
+    ]
+}
+
+pub fn codec_for(mime_type: &str) -> Option<RTCRtpCodec> {
+    codecs().into_iter().map(|(c, _)| c.rtp_codec).find(|c| c.mime_type.eq_ignore_ascii_case(mime_type))
+}
+
+pub fn payload_type_for(mime_type: &str) -> Option<u8> {
+    codecs()
+        .into_iter()
+        .map(|(c, _)| c)
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
+        .map(|c| c.payload_type)
+}
+
+pub fn kind_of(kind: RtpCodecKind) -> Option<MediaKind> {
+    match kind {
+        RtpCodecKind::Audio => Some(MediaKind::Audio),
+        RtpCodecKind::Video => Some(MediaKind::Video),
+        _ => None,
+    }
+}
+
+/// Builds peer connections with the configured sockets and addresses.
+pub struct Engine {
+    settings: RtcSettings,
+    /// Where the next port search starts, so consecutive connections spread
+    /// over the range instead of all probing its first port.
+    next_port: AtomicU32,
+}
+
+impl Engine {
+    pub fn new(settings: RtcSettings) -> Engine {
+        let span = u32::from(settings.port_max.saturating_sub(settings.port_min)) + 1;
+        let start = rand::random::<u32>() % span;
+        Engine { settings, next_port: AtomicU32::new(start) }
+    }
+
+    /// A peer connection bound to one free port of the range; its events
+    /// arrive on `events`, host candidates already carrying the public address.
+    pub async fn peer(&self, events: mpsc::UnboundedSender<PeerEvent>) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        let handler: Arc<dyn PeerConnectionEventHandler> =
+            Arc::new(Handler { events, public_ip: self.settings.public_ip.map(|ip| ip.to_string()) });
+        let span = u32::from(self.settings.port_max.saturating_sub(self.settings.port_min)) + 1;
+        let mut last_error = None;
+        for _ in 0..span.min(64) {
+            let offset = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let port = self.settings.port_min + offset as u16;
+            let addr = SocketAddr::new(self.settings.bind_ip, port);
+            match self.build(addr, handler.clone()).await {
+                Ok(pc) => return Ok(pc),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("empty port range")))
+            .context("failed to bind a media socket in STAFFROOM_RTC_PORT_MIN..MAX")
+    }
+
+    async fn build(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+    ) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        let mut media = MediaEngine::default();
+        for (codec, kind) in codecs() {
+            media.register_codec(codec, kind).context("failed to register a codec")?;
+        }
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .context("failed to set up interceptors")?
+            .with(Slot::from(14_000), KeyframeRequests::default());
+        // mDNS candidates need multicast, which an isolated network does not have.
+        // (`with_nat_1to1_ips` is stored but not used by webrtc 0.21.1, so
+        // the public address is put into candidates by `Handler` and
+        // `announce_sdp` instead.)
+        // A browser's candidates often reach us first as peer-reflexive ones
+        // (its checks arrive before its trickled candidates, or its host
+        // addresses are hidden); waiting the default second before choosing
+        // such a pair only delays the first packet.
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec![addr])
+            .build()
+            .await
+            .with_context(|| format!("failed to build a peer connection on {addr}"))?;
+        Ok(Arc::new(pc))
+    }
+}
+
+/// What a peer connection tells its owner.
+pub enum PeerEvent {
+    Candidate(RTCPeerConnectionIceEvent),
+    Track(Arc<dyn TrackRemote>),
+    State(RTCPeerConnectionState),
+}
+
+impl Engine {
+    /// The SDP with each host candidate's address replaced by the public
+    /// one, when there is one.
+    pub fn announce_sdp(&self, sdp: String) -> String {
+        match self.settings.public_ip {
+            None => sdp,
+            Some(ip) => announce_sdp(&sdp, &ip.to_string()),
+        }
+    }
+}
+
+fn announce_sdp(sdp: &str, ip: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        match body.strip_prefix("a=candidate:") {
+            Some(candidate) => {
+                let mut fields: Vec<&str> = candidate.split(' ').collect();
+                if fields.len() >= 8 && fields[6] == "typ" && fields[7] == "host" {
+                    fields[4] = ip;
+                }
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str(ending);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Turns engine callbacks into messages for the peer task: no room state is
+/// touched from the engine's tasks.
+struct Handler {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    public_ip: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, mut event: RTCPeerConnectionIceEvent) {
+        if let Some(ip) = &self.public_ip {
+            if event.candidate.typ == RTCIceCandidateType::Host {
+                event.candidate.address = ip.clone();
+            }
+        }
+        let _ = self.events.send(PeerEvent::Candidate(event));
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PeerEvent::State(state));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track));
+    }
+}
+
+/// A local track carrying one published track to one subscriber, with its own SSRC.
+pub fn local_track(
+    publisher: &str,
+    track: &str,
+    kind: MediaKind,
+    codec: RTCRtpCodec,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand::random::<u32>();
+    let kind = match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    };
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        publisher.to_string(),
+        track.to_string(),
+        track.to_string(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(track), ssrc)
+}
+
+/// Commands to a track's forwarder.
+pub enum ForwarderCommand {
+    /// Start sending to this subscriber's local track, rewriting SSRC and
+    /// payload type. A subscriber is a connection, not a person: a rejoin's
+    /// new connection must not be detached by the old one's goodbye.
+    Attach {
+        subscriber: (ParticipantId, ConnId),
+        local: Arc<TrackLocalStaticRTP>,
+        ssrc: u32,
+        payload_type: u8,
+    },
+    Detach {
+        subscriber: (ParticipantId, ConnId),
+    },
+    /// Send a PLI to the publisher.
+    RequestKeyframe,
+    Stop,
+}
+
+pub type Forwarder = mpsc::UnboundedSender<ForwarderCommand>;
+
+/// Packets queued for one subscriber before newer ones are dropped (about a
+/// second of 720p video).
+const SUBSCRIBER_QUEUE: usize = 256;
+
+/// One subscriber's copy of a track: its own queue and task, so a slow
+/// subscriber loses packets instead of holding up everyone else.
+struct Downtrack {
+    queue: mpsc::Sender<rtc::rtp::Packet>,
+    dropped: u64,
+}
+
+fn spawn_downtrack(track_id: TrackId, local: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8) -> Downtrack {
+    let (queue, mut packets) = mpsc::channel::<rtc::rtp::Packet>(SUBSCRIBER_QUEUE);
+    tokio::spawn(async move {
+        while let Some(mut p) = packets.recv().await {
+            p.header.ssrc = ssrc;
+            p.header.payload_type = payload_type;
+            // Extension ids were negotiated with the publisher, not the
+            // subscriber: drop them rather than send wrong ones.
+            p.header.extension = false;
+            p.header.extensions.clear();
+            p.header.extensions_padding = 0;
+            if let Err(e) = local.write_rtp(p).await {
+                tracing::debug!(track = %track_id, error = %e, "a subscriber's track stopped taking packets");
+                break;
+            }
+        }
+    });
+    Downtrack { queue, dropped: 0 }
+}
+
+/// Spawns the task that owns one published track: it reads the publisher's
+/// RTP and hands a copy to each attached subscriber, never decoding.
+/// `ended` is called once when the publisher's track ends.
+pub fn spawn_forwarder(
+    track_id: TrackId,
+    remote: Arc<dyn TrackRemote>,
+    ended: impl FnOnce() + Send + 'static,
+) -> Forwarder {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut subscribers: Vec<((ParticipantId, ConnId), Downtrack)> = vec![];
+        let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
+        let mut received: u64 = 0;
+        loop {
+            tokio::select! {
+                event = remote.poll() => match event {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        received += 1;
+                        for (_, sub) in subscribers.iter_mut() {
+                            if sub.queue.try_send(packet.clone()).is_err() {
+                                sub.dropped += 1;
+                            }
+                        }
+                    }
+                    Some(TrackRemoteEvent::OnEnded) | None => break,
+                    Some(_) => {}
+                },
+                command = rx.recv() => match command {
+                    Some(ForwarderCommand::Attach { subscriber, local, ssrc, payload_type }) => {
+                        subscribers.retain(|(s, _)| *s != subscriber);
+                        subscribers.push((subscriber, spawn_downtrack(track_id.clone(), local, ssrc, payload_type)));
+                    }
+                    Some(ForwarderCommand::Detach { subscriber }) => {
+                        if let Some((_, d)) = subscribers.iter().find(|(s, _)| *s == subscriber) {
+                            tracing::debug!(track = %track_id, subscriber = subscriber.0, dropped = d.dropped, "detached");
+                        }
+                        subscribers.retain(|(s, _)| *s != subscriber);
+                    }
+                    Some(ForwarderCommand::RequestKeyframe) => {
+                        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                        if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                            tracing::debug!(track = %track_id, error = %e, "keyframe request not sent");
+                        }
+                    }
+                    Some(ForwarderCommand::Stop) | None => break,
+                },
+            }
+        }
+        tracing::debug!(track = %track_id, received, "forwarder stopped");
+        ended();
+    });
+    tx
+}
+
+/// Reads and discards a refused track, so the engine's queue for it never fills.
+pub fn drain(remote: Arc<dyn TrackRemote>) {
+    tokio::spawn(async move { while remote.poll().await.is_some() {} });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_candidates_in_sdp_announce_the_public_address() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 50001 typ host\r\n\
+                   a=candidate:2 1 udp 1694498815 198.51.100.1 50001 typ srflx raddr 10.0.0.5 rport 50001\r\nm=audio\r\n";
+        let out = super::announce_sdp(sdp, "203.0.113.9");
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.9 50001 typ host\r\n"), "{out}");
+        assert!(out.contains("198.51.100.1 50001 typ srflx raddr 10.0.0.5"), "{out}");
+        assert!(out.starts_with("v=0\r\n") && out.ends_with("m=audio\r\n"));
+    }
+}
+
+/// A picture loss indication or full intra request: "send me a keyframe".
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// Last in the interceptor chain: passes inbound keyframe requests (PLI,
+/// FIR) on to the application, which alone knows who can answer them (the
+/// publisher, for an SFU); the other interceptors have already acted on the
+/// rest. As in the crate's rtcp-processing example.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}

@@ -1,0 +1,124 @@
+//! Live rooms: a selective forwarding unit (SFU) for each session.
+//!
+//! `POST /api/sessions/{id}/join` hands a signed-in person a short-lived room
+//! token; the token opens the signalling WebSocket (`ws.rs`, protocol in
+//! `protocol.rs` and `docs/signalling.md`). One task owns each room
+//! (`task.rs`), applying the rules in `room.rs`; each participant's peer
+//! connection has its own task (`peer.rs`); each published track has a
+//! forwarder (`engine.rs`) copying RTP to subscribers without decoding.
+
+pub mod engine;
+pub mod peer;
+pub mod protocol;
+pub mod room;
+pub mod task;
+pub mod ws;
+
+use axum::{
+    extract::{ws::WebSocketUpgrade, State},
+    response::Response,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub use task::Rooms;
+
+use crate::{
+    auth::tokens::Grants,
+    http::{
+        error::{ApiError, ApiResult, ErrorBody},
+        extract::{AuthUser, Json, Path, Query},
+    },
+    programme::{self, Status},
+    AppState,
+};
+
+/// How long a room token may wait before it is used to connect.
+pub const TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Everything a client needs to enter the room.
+#[derive(Serialize, ToSchema)]
+pub struct RoomTicket {
+    /// The room token: pass it as `?token=` to the WebSocket.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// The signalling WebSocket's path, e.g. `/api/rooms/42/ws`.
+    pub ws_path: String,
+    /// Your id inside the room.
+    pub participant_id: String,
+    pub grants: Grants,
+}
+
+/// A room token for this session, if you may enter: confirmed registrants
+/// receive, presenters also publish, organisers also host.
+#[utoipa::path(post, path = "/api/sessions/{id}/join", tag = "rooms",
+    responses((status = 200, body = RoomTicket),
+              (status = 401, body = ErrorBody, description = "sign in first"),
+              (status = 403, body = ErrorBody, description = "not registered (the error says why)"),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session was cancelled")))]
+async fn join(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RoomTicket>> {
+    let session = programme::visible(&state.db, id, Some(&user)).await?;
+    if session.status == Status::Cancelled {
+        return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
+    }
+    let grants = if user.is_organiser {
+        Grants { publish: true, subscribe: true, host: true }
+    } else if session.presenters.iter().any(|p| p.id == user.id) {
+        Grants { publish: true, subscribe: true, host: false }
+    } else {
+        let status: Option<String> =
+            sqlx::query_scalar("select status from registrations where session_id = $1 and user_id = $2")
+                .bind(id)
+                .bind(user.id)
+                .fetch_optional(&state.db.read)
+                .await?;
+        match status.as_deref() {
+            Some("confirmed") => Grants { publish: false, subscribe: true, host: false },
+            Some("waitlisted") => {
+                return Err(ApiError::forbidden("you are on the waiting list: only confirmed places can join"))
+            }
+            _ => return Err(ApiError::forbidden("register for this session to join")),
+        }
+    };
+    let token = state.keys.sign_room(user.id, id, &user.name, grants, TOKEN_TTL);
+    tracing::info!(session = id, user = user.id, ?grants, "room token issued");
+    Ok(Json(RoomTicket {
+        token,
+        expires_at: Utc::now() + TOKEN_TTL,
+        ws_path: format!("/api/rooms/{id}/ws"),
+        participant_id: user.id.to_string(),
+        grants,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct WsQuery {
+    /// The room token from `POST /api/sessions/{id}/join`.
+    token: Option<String>,
+}
+
+/// The signalling WebSocket (see docs/signalling.md). A bad token is
+/// answered after the upgrade, with close code 4001 (invalid or expired) or
+/// 4003 (another session's), because browsers cannot read an HTTP status.
+#[utoipa::path(get, path = "/api/rooms/{id}/ws", tag = "rooms", params(WsQuery),
+    responses((status = 101, description = "switching to the signalling protocol")))]
+async fn signalling(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Frames beyond this are a protocol error (close 1009); up to it, an
+    // oversized message gets an `error` reply and the connection stays.
+    upgrade.max_message_size(1024 * 1024).on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(join)).routes(routes!(signalling))
+}

@@ -1,0 +1,224 @@
+//! The signalling protocol: versioned JSON text frames, `{"v":1,"type":...}`.
+//! `docs/signalling.md` is the reference; this module is its parser.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::tokens::Grants;
+
+/// The protocol version this server speaks.
+pub const VERSION: u64 = 1;
+/// Largest text message we read (an SDP with many candidates is ~10 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// WebSocket close codes (4000–4999 is the range for applications).
+pub mod close {
+    /// The token is missing, forged, expired or not a room token.
+    pub const BAD_TOKEN: u16 = 4001;
+    /// The token is valid but for another session.
+    pub const WRONG_ROOM: u16 = 4003;
+    /// The same person joined again from elsewhere; this connection is replaced.
+    pub const REPLACED: u16 = 4009;
+    /// The first message was not `join` within the allowed time.
+    pub const NO_JOIN: u16 = 4008;
+    /// The room has ended for everyone (the server is stopping; later, a host ends it).
+    pub const ENDED: u16 = 4010;
+    /// The server could not set up this participant's media.
+    pub const SERVER_ERROR: u16 = 4011;
+}
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Join,
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    /// A trickled candidate; `None` is the end-of-candidates marker.
+    Candidate {
+        candidate: Option<Candidate>,
+    },
+    Leave,
+}
+
+/// A trickled ICE candidate, as `RTCIceCandidate.toJSON()` gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// Why a message was refused; `code` in the `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a field missing or of the wrong type, or binary.
+    BadMessage,
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// `v` is missing or not a version this server speaks.
+    UnsupportedVersion,
+    /// `type` names no message this server knows.
+    UnknownType,
+    /// `join` must come first, and only once.
+    NotJoined,
+    AlreadyJoined,
+    /// The SDP could not be parsed or applied.
+    BadSdp,
+    /// The candidate could not be parsed or applied.
+    BadCandidate,
+    /// An offer arrived while the server's own offer awaits an answer:
+    /// answer the server's offer, then offer again.
+    Glare,
+    /// Media offered without the publish grant: refused, not forwarded.
+    PublishNotAllowed,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome { you: ParticipantInfo, participants: Vec<ParticipantInfo>, tracks: Vec<TrackInfo> },
+    Offer { sdp: String },
+    Answer { sdp: String },
+    Candidate { candidate: Candidate },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant_id: String, reason: &'static str },
+    TrackPublished { track: TrackInfo },
+    TrackUnpublished { track_id: String },
+    Error { code: ErrorCode, message: String },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+        ServerMessage::Error { code, message: message.into() }
+    }
+
+    /// The wire form: the message with `"v": 1` added.
+    pub fn to_json(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.insert("v".into(), VERSION.into());
+        }
+        value.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParticipantInfo {
+    /// Stable for a person within a room (their user id), so a reconnect is
+    /// the same participant.
+    pub id: String,
+    pub name: String,
+    pub grants: Grants,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackInfo {
+    /// Also the `id` of the `MediaStreamTrack` the subscriber receives.
+    pub id: String,
+    pub participant_id: String,
+    /// `audio` or `video`.
+    pub kind: &'static str,
+    /// e.g. `video/VP8`, `audio/opus`.
+    pub mime_type: String,
+}
+
+/// Parses one text frame. Never panics; every refusal says what is wrong.
+pub fn parse(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err((ErrorCode::TooLarge, format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (ErrorCode::BadMessage, format!("not valid JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err((ErrorCode::BadMessage, "a message is a JSON object".into()));
+    };
+    match map.get("v").and_then(Value::as_u64) {
+        Some(VERSION) => {}
+        Some(v) => return Err((ErrorCode::UnsupportedVersion, format!("version {v} is not supported; use 1"))),
+        None => return Err((ErrorCode::UnsupportedVersion, "every message carries \"v\": 1".into())),
+    }
+    let Some(kind) = map.get("type").and_then(Value::as_str) else {
+        return Err((ErrorCode::BadMessage, "every message carries a \"type\" string".into()));
+    };
+    let sdp = || -> Result<String, (ErrorCode, String)> {
+        match map.get("sdp").and_then(Value::as_str) {
+            Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
+            _ => Err((ErrorCode::BadMessage, format!("{kind} needs an \"sdp\" string"))),
+        }
+    };
+    Ok(match kind {
+        "join" => ClientMessage::Join,
+        "leave" => ClientMessage::Leave,
+        "offer" => ClientMessage::Offer { sdp: sdp()? },
+        "answer" => ClientMessage::Answer { sdp: sdp()? },
+        "candidate" => match map.get("candidate") {
+            None | Some(Value::Null) => ClientMessage::Candidate { candidate: None },
+            Some(c) => {
+                let candidate: Candidate = serde_json::from_value(c.clone())
+                    .map_err(|e| (ErrorCode::BadCandidate, format!("candidate: {e}")))?;
+                if candidate.candidate.is_empty() {
+                    ClientMessage::Candidate { candidate: None }
+                } else {
+                    ClientMessage::Candidate { candidate: Some(candidate) }
+                }
+            }
+        },
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err((ErrorCode::UnknownType, format!("unknown message type {shown:?}")));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_messages_parse() {
+        assert_eq!(parse(r#"{"v":1,"type":"join"}"#), Ok(ClientMessage::Join));
+        assert_eq!(parse(r#"{"v":1,"type":"offer","sdp":"v=0"}"#), Ok(ClientMessage::Offer { sdp: "v=0".into() }));
+        let c = parse(r#"{"v":1,"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#).unwrap();
+        let ClientMessage::Candidate { candidate: Some(c) } = c else { panic!("{c:?}") };
+        assert_eq!((c.sdp_mid.as_deref(), c.sdp_mline_index), (Some("0"), Some(0)));
+        assert_eq!(
+            parse(r#"{"v":1,"type":"candidate","candidate":null}"#),
+            Ok(ClientMessage::Candidate { candidate: None })
+        );
+    }
+
+    #[test]
+    fn bad_messages_say_what_is_wrong() {
+        let code = |t: &str| parse(t).unwrap_err().0;
+        assert_eq!(code("not json"), ErrorCode::BadMessage);
+        assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"v":2,"type":"join"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"v":1}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"v":1,"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"v":1,"type":"offer"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"v":1,"type":"candidate","candidate":{"sdpMid":"0"}}"#), ErrorCode::BadCandidate);
+        assert_eq!(
+            code(&format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES))),
+            ErrorCode::TooLarge
+        );
+    }
+
+    #[test]
+    fn server_messages_carry_the_version_and_type() {
+        let json: Value =
+            serde_json::from_str(&ServerMessage::TrackUnpublished { track_id: "t1".into() }.to_json()).unwrap();
+        assert_eq!(json, serde_json::json!({"v": 1, "type": "track_unpublished", "track_id": "t1"}));
+    }
+}

@@ -1,0 +1,435 @@
+//! The room task: one per live room, the only owner of its state. WebSocket
+//! handlers and the engine's callbacks send it [`RoomCommand`]s; it applies
+//! them to [`RoomState`] and carries out the resulting effects.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use webrtc::media_stream::track_remote::TrackRemote;
+
+use super::{
+    engine::{self, Engine, Forwarder, ForwarderCommand},
+    peer::{self, Peer, PeerCommand, PeerContext},
+    protocol::{ClientMessage, ErrorCode, ServerMessage},
+    room::{
+        Attendance, ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, PublishRefusal, RoomState, TrackId,
+    },
+};
+use crate::db::Db;
+
+/// What the connection's writer sends to the client.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(ServerMessage),
+    Close(u16, &'static str),
+}
+
+pub type Outbox = mpsc::UnboundedSender<Outgoing>;
+
+pub enum RoomCommand {
+    Join {
+        identity: Identity,
+        conn: ConnId,
+        out: Outbox,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Client {
+        participant: ParticipantId,
+        conn: ConnId,
+        message: ClientMessage,
+    },
+    Leave {
+        participant: ParticipantId,
+        conn: ConnId,
+        reason: LeaveReason,
+    },
+    TrackArrived {
+        participant: ParticipantId,
+        conn: ConnId,
+        remote: Arc<dyn TrackRemote>,
+        kind: Option<MediaKind>,
+        mime_type: Option<String>,
+    },
+    TrackEnded {
+        track: TrackId,
+    },
+    SubscriberReady {
+        participant: ParticipantId,
+        conn: ConnId,
+        track: TrackId,
+    },
+    /// Close the room for everyone; `done` once their leaves are stored.
+    End {
+        done: oneshot::Sender<()>,
+    },
+    /// The subscriber's decoder asked for a keyframe of this track.
+    KeyframeWanted {
+        participant: ParticipantId,
+        conn: ConnId,
+        track: TrackId,
+    },
+}
+
+#[derive(Debug)]
+pub enum JoinError {
+    /// The room was closing as the join arrived: try again (a new room starts).
+    Closing,
+}
+
+/// Every live room of this server, by session id.
+pub struct Rooms {
+    db: Db,
+    engine: Arc<Engine>,
+    rooms: Mutex<HashMap<i64, (u64, mpsc::UnboundedSender<RoomCommand>)>>,
+    next_id: AtomicU64,
+}
+
+impl Rooms {
+    pub fn new(db: Db, engine: Engine) -> Rooms {
+        Rooms { db, engine: Arc::new(engine), rooms: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+    }
+
+    pub fn next_conn(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn room(self: &Arc<Self>, session_id: i64) -> mpsc::UnboundedSender<RoomCommand> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, tx)) = rooms.get(&session_id) {
+            if !tx.is_closed() {
+                return tx.clone();
+            }
+        }
+        let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        rooms.insert(session_id, (generation, tx.clone()));
+        let room = RoomTask {
+            session_id,
+            generation,
+            rooms: self.clone(),
+            state: RoomState::default(),
+            members: HashMap::new(),
+            forwarders: HashMap::new(),
+            records: spawn_recorder(self.db.clone(), session_id),
+            tx: tx.clone(),
+        };
+        tokio::spawn(room.run(rx).instrument(tracing::info_span!("room", session = session_id)));
+        tx
+    }
+
+    /// Enters `session_id`'s room, starting it if nobody is in.
+    pub async fn join(
+        self: &Arc<Self>,
+        session_id: i64,
+        identity: Identity,
+        conn: ConnId,
+        out: Outbox,
+    ) -> Result<(), JoinError> {
+        for _ in 0..3 {
+            let (reply, answer) = oneshot::channel();
+            let command = RoomCommand::Join { identity: identity.clone(), conn, out: out.clone(), reply };
+            if self.room(session_id).send(command).is_err() {
+                continue;
+            }
+            match answer.await {
+                Ok(Err(JoinError::Closing)) | Err(_) => continue,
+                Ok(result) => return result,
+            }
+        }
+        Err(JoinError::Closing)
+    }
+
+    /// Passes a command to the room, if it is still running.
+    pub fn send(&self, session_id: i64, command: RoomCommand) {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, tx)) = rooms.get(&session_id) {
+            let _ = tx.send(command);
+        }
+    }
+
+    /// Ends every room (at shutdown), so that everyone in one is recorded as
+    /// having left with reason `ended` and told so (close code 4010).
+    pub async fn end_all(&self) {
+        let rooms: Vec<_> = {
+            let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.values().map(|(_, tx)| tx.clone()).collect()
+        };
+        let mut waiting = vec![];
+        for tx in rooms {
+            let (done, ended) = oneshot::channel();
+            if tx.send(RoomCommand::End { done }).is_ok() {
+                waiting.push(ended);
+            }
+        }
+        let all = futures_util::future::join_all(waiting);
+        if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
+            tracing::warn!("some rooms did not end within 10 seconds");
+        }
+    }
+
+    fn closed(&self, session_id: i64, generation: u64) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if rooms.get(&session_id).is_some_and(|(g, _)| *g == generation) {
+            rooms.remove(&session_id);
+        }
+    }
+}
+
+struct Member {
+    conn: ConnId,
+    out: Outbox,
+    peer: Peer,
+}
+
+struct RoomTask {
+    session_id: i64,
+    generation: u64,
+    rooms: Arc<Rooms>,
+    state: RoomState,
+    members: HashMap<ParticipantId, Member>,
+    forwarders: HashMap<TrackId, Forwarder>,
+    records: mpsc::UnboundedSender<Record>,
+    /// For callbacks (peer tasks, forwarders) to reach this task.
+    tx: mpsc::UnboundedSender<RoomCommand>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl RoomTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RoomCommand>) {
+        tracing::info!("room opened");
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = rx.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command).await;
+                    if self.state.is_empty() {
+                        // Nobody left: stop taking commands, turn away joins
+                        // that raced in (they retry into a fresh room), and end.
+                        self.rooms.closed(self.session_id, self.generation);
+                        rx.close();
+                        while let Some(command) = rx.recv().await {
+                            if let RoomCommand::Join { reply, .. } = command {
+                                let _ = reply.send(Err(JoinError::Closing));
+                            }
+                        }
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    let fx = self.state.tick(Instant::now());
+                    self.apply(fx).await;
+                }
+            }
+        }
+        tracing::info!("room closed");
+    }
+
+    async fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join { identity, conn, out, reply } => {
+                let participant = identity.user_id;
+                let ctx = PeerContext {
+                    participant,
+                    conn,
+                    may_publish: identity.grants.publish,
+                    out: out.clone(),
+                    room: self.tx.clone(),
+                };
+                // The peer task builds its connection itself, so a slow build never
+                // holds up the room.
+                let peer = peer::spawn(ctx, self.rooms.engine.clone());
+                // A rejoin replaces the earlier connection: close it first, so
+                // the effects below only ever meet the new one.
+                if let Some(old) = self.members.remove(&participant) {
+                    let _ =
+                        old.out.send(Outgoing::Close(super::protocol::close::REPLACED, "joined again from elsewhere"));
+                    let _ = old.peer.send(PeerCommand::Close);
+                }
+                let fx = self.state.join(identity, conn, now_ms());
+                self.members.insert(participant, Member { conn, out, peer });
+                tracing::info!(participant, conn, "joined");
+                let _ = reply.send(Ok(()));
+                self.apply(fx).await;
+            }
+            RoomCommand::Client { participant, conn, message } => {
+                if let Some(m) = self.members.get(&participant).filter(|m| m.conn == conn) {
+                    let _ = m.peer.send(PeerCommand::Client(message));
+                }
+            }
+            RoomCommand::Leave { participant, conn, reason } => {
+                let fx = self.state.leave(participant, conn, reason, now_ms());
+                if !fx.is_empty() {
+                    tracing::info!(participant, conn, reason = reason.as_str(), "left");
+                }
+                self.apply(fx).await;
+            }
+            RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type } => {
+                let (Some(kind), Some(mime_type)) = (kind, mime_type) else {
+                    engine::drain(remote);
+                    return;
+                };
+                match self.state.publish(participant, conn, kind, &mime_type) {
+                    Ok((track, fx)) => {
+                        tracing::info!(participant, %track, %mime_type, "track published");
+                        let room = self.tx.clone();
+                        let ended = track.clone();
+                        let forwarder = engine::spawn_forwarder(track.clone(), remote, move || {
+                            let _ = room.send(RoomCommand::TrackEnded { track: ended });
+                        });
+                        self.forwarders.insert(track, forwarder);
+                        self.apply(fx).await;
+                    }
+                    Err(refusal) => {
+                        engine::drain(remote);
+                        if refusal == PublishRefusal::NotAllowed {
+                            tracing::info!(participant, "media refused: no publish grant");
+                            self.send_to(
+                                participant,
+                                ServerMessage::error(
+                                    ErrorCode::PublishNotAllowed,
+                                    "you may not publish in this session: your media was refused",
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            RoomCommand::TrackEnded { track } => {
+                let fx = self.state.unpublish(&track);
+                self.apply(fx).await;
+            }
+            RoomCommand::End { done } => {
+                let outs: Vec<Outbox> = self.members.values().map(|m| m.out.clone()).collect();
+                let fx = self.state.end(now_ms());
+                self.apply(fx).await;
+                for out in outs {
+                    let _ = out.send(Outgoing::Close(super::protocol::close::ENDED, "the room has ended"));
+                }
+                let (flushed, written) = oneshot::channel();
+                let _ = self.records.send(Record::Flush(flushed));
+                let _ = written.await;
+                let _ = done.send(());
+                tracing::info!("room ended");
+            }
+            RoomCommand::KeyframeWanted { participant, conn, track } => {
+                if self.state.is_current(participant, conn) {
+                    let fx = self.state.keyframe_wanted(participant, &track, Instant::now());
+                    self.apply(fx).await;
+                }
+            }
+            RoomCommand::SubscriberReady { participant, conn, track } => {
+                if self.state.is_current(participant, conn) {
+                    let fx = self.state.subscriber_ready(participant, &track, Instant::now());
+                    self.apply(fx).await;
+                }
+            }
+        }
+    }
+
+    fn send_to(&self, participant: ParticipantId, message: ServerMessage) {
+        if let Some(m) = self.members.get(&participant) {
+            let _ = m.out.send(Outgoing::Message(message));
+        }
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send(to, message) => self.send_to(to, message),
+                Effect::Broadcast { except, message } => {
+                    for (id, m) in &self.members {
+                        if Some(*id) != except {
+                            let _ = m.out.send(Outgoing::Message(message.clone()));
+                        }
+                    }
+                }
+                Effect::Subscribe { subscriber, track } => {
+                    if let (Some(m), Some(f)) = (self.members.get(&subscriber), self.forwarders.get(&track.id)) {
+                        let _ = m.peer.send(PeerCommand::Subscribe { track, forwarder: f.clone() });
+                    }
+                }
+                Effect::Unsubscribe { subscriber, track } => {
+                    if let Some(m) = self.members.get(&subscriber) {
+                        let _ = m.peer.send(PeerCommand::Unsubscribe { track });
+                    }
+                }
+                Effect::StopTrack(track) => {
+                    if let Some(f) = self.forwarders.remove(&track) {
+                        let _ = f.send(ForwarderCommand::Stop);
+                    }
+                }
+                Effect::RequestKeyframe(track) => {
+                    if let Some(f) = self.forwarders.get(&track) {
+                        let _ = f.send(ForwarderCommand::RequestKeyframe);
+                    }
+                }
+                Effect::Disconnect { participant, conn, code, reason } => {
+                    if let Some(m) = self.members.get(&participant).filter(|m| m.conn == conn) {
+                        let _ = m.out.send(Outgoing::Close(code, reason));
+                    }
+                }
+                Effect::ClosePeer { participant, conn } => {
+                    if self.members.get(&participant).is_some_and(|m| m.conn == conn) {
+                        if let Some(m) = self.members.remove(&participant) {
+                            let _ = m.peer.send(PeerCommand::Close);
+                        }
+                    }
+                }
+                Effect::Record(attendance) => {
+                    let _ = self.records.send(Record::Attendance(attendance));
+                }
+            }
+        }
+    }
+}
+
+enum Record {
+    Attendance(Attendance),
+    /// Answered once everything sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes attendance in order, off the room task so a slow database never
+/// holds up signalling.
+fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Record> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+    tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            let a = match record {
+                Record::Attendance(a) => a,
+                Record::Flush(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
+            let kind = if a.left.is_some() { "leave" } else { "join" };
+            let written = sqlx::query(
+                "insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(session_id)
+            .bind(a.user_id)
+            .bind(kind)
+            .bind(a.left.map(|r| r.as_str()))
+            .bind(a.at)
+            .execute(&db.write)
+            .await;
+            if let Err(e) = written {
+                tracing::error!(session = session_id, user = a.user_id, kind, error = %e, "failed to record a room event");
+            }
+        }
+    });
+    tx
+}

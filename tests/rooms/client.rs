@@ -1,0 +1,470 @@
+//! A room client built on the same WebRTC crate as the server: it speaks the
+//! signalling protocol over a real WebSocket, answers the server's offers,
+//! trickles candidates, publishes generated VP8 and Opus, and counts what it
+//! receives.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{SinkExt, StreamExt};
+use rtc::{
+    interceptor::Slot,
+    media_stream::MediaStreamTrack,
+    rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
+    rtp_transceiver::{
+        rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind},
+        RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
+    },
+};
+use serde_json::{json, Value};
+use staffroom::rooms::engine;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message};
+use webrtc::{
+    media_stream::{
+        track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal, TrackLocalEvent},
+        track_remote::{TrackRemote, TrackRemoteEvent},
+    },
+    peer_connection::{
+        register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+        RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, Registry, SettingEngineBuilder,
+    },
+};
+
+/// What one client has received over media.
+#[derive(Default, Debug)]
+pub struct Received {
+    /// RTP packets per track id (the server's track id is the track's id).
+    pub packets: HashMap<String, u64>,
+    pub kinds: HashMap<String, &'static str>,
+    /// Video packets that start a VP8 keyframe.
+    pub keyframes: u64,
+    /// Video packets whose VP8 payload descriptor is not what was sent.
+    pub bad_vp8: u64,
+    pub first_packet: Option<Instant>,
+}
+
+impl Received {
+    pub fn packets_of(&self, kind: &str) -> u64 {
+        self.packets.iter().filter(|(t, _)| self.kinds.get(*t) == Some(&kind)).map(|(_, n)| n).sum()
+    }
+}
+
+enum Command {
+    Raw(Message),
+    Publish,
+}
+
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    messages: mpsc::UnboundedReceiver<Value>,
+    /// Non-media messages seen so far and not yet taken by `expect`.
+    seen: VecDeque<Value>,
+    pub received: Arc<Mutex<Received>>,
+    /// Keyframe requests (PLI) that reached this client's published video.
+    pub keyframe_requests: Arc<AtomicU32>,
+    pub closed: Arc<Mutex<Option<(u16, String)>>>,
+    pub joined_at: Instant,
+    /// The video track received, to ask its sender for a keyframe.
+    video: VideoSlot,
+}
+
+type VideoSlot = Arc<Mutex<Option<Arc<dyn TrackRemote>>>>;
+
+/// Connects to the signalling socket; `None` for the token leaves it out.
+pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Client {
+    let ws_url = base_url.replace("http://", "ws://");
+    let url = match token {
+        Some(t) => format!("{ws_url}/api/rooms/{session_id}/ws?token={t}"),
+        None => format!("{ws_url}/api/rooms/{session_id}/ws"),
+    };
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket upgrade succeeds");
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (message_tx, messages) = mpsc::unbounded_channel();
+    let received = Arc::new(Mutex::new(Received::default()));
+    let keyframe_requests = Arc::new(AtomicU32::new(0));
+    let closed = Arc::new(Mutex::new(None));
+    let video = Arc::new(Mutex::new(None));
+    tokio::spawn(drive(
+        socket,
+        command_rx,
+        message_tx,
+        (received.clone(), video.clone()),
+        keyframe_requests.clone(),
+        closed.clone(),
+    ));
+    Client {
+        commands,
+        messages,
+        seen: VecDeque::new(),
+        received,
+        keyframe_requests,
+        closed,
+        joined_at: Instant::now(),
+        video,
+    }
+}
+
+impl Client {
+    pub fn send(&self, value: Value) {
+        let _ = self.commands.send(Command::Raw(Message::Text(value.to_string().into())));
+    }
+
+    pub fn send_raw(&self, message: Message) {
+        let _ = self.commands.send(Command::Raw(message));
+    }
+
+    /// Sends `join` and returns the welcome.
+    pub async fn join(&mut self) -> Value {
+        self.joined_at = Instant::now();
+        self.send(json!({"v": 1, "type": "join"}));
+        self.expect("welcome", |m| m["type"] == "welcome").await
+    }
+
+    /// Adds a VP8 and an Opus track, offers them, and streams generated media.
+    pub fn publish(&self) {
+        let _ = self.commands.send(Command::Publish);
+    }
+
+    /// Asks the sender of the received video for a keyframe, as a decoder
+    /// that lost its reference frame does.
+    pub async fn request_keyframe(&self) {
+        let track = self.video.lock().unwrap().clone().expect("a video track received");
+        let media_ssrc = track.ssrcs().await[0];
+        track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await.unwrap();
+    }
+
+    /// Waits for a server message matching `pred`, skipping (but keeping) others.
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i).unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Ok(Some(m)) if pred(&m) => return m,
+                Ok(Some(m)) => self.seen.push_back(m),
+                Ok(None) => panic!(
+                    "the connection closed ({:?}) while waiting for {what}; seen {:?}",
+                    self.closed.lock().unwrap(),
+                    self.seen
+                ),
+                Err(_) => panic!("timed out waiting for {what}; seen {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The next error message.
+    pub async fn error(&mut self) -> Value {
+        self.expect("an error", |m| m["type"] == "error").await
+    }
+
+    /// Waits for the server to close the socket; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(c) = self.closed.lock().unwrap().clone() {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "the server did not close the connection");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// All messages seen so far (kept and new), without waiting.
+    pub fn drain(&mut self) -> Vec<Value> {
+        while let Ok(m) = self.messages.try_recv() {
+            self.seen.push_back(m);
+        }
+        self.seen.iter().cloned().collect()
+    }
+}
+
+enum Event {
+    Candidate(RTCPeerConnectionIceEvent),
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler(mpsc::UnboundedSender<Event>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let _ = self.0.send(Event::Candidate(event));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.0.send(Event::Track(track));
+    }
+}
+
+async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
+    let mut media = MediaEngine::default();
+    for (codec, kind) in engine::codecs() {
+        media.register_codec(codec, kind).unwrap();
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    // Last in the chain: hands keyframe requests to the application.
+    let registry = registry.with(Slot::from(14_000), engine::KeyframeRequests::default());
+    let settings = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media)
+        .with_setting_engine(settings.build())
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler(events)))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await
+        .expect("a client peer connection");
+    Arc::new(pc)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn drive(
+    socket: Socket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    messages: mpsc::UnboundedSender<Value>,
+    (received, video): (Arc<Mutex<Received>>, VideoSlot),
+    keyframe_requests: Arc<AtomicU32>,
+    closed: Arc<Mutex<Option<(u16, String)>>>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    let mut pc: Option<Arc<dyn PeerConnection>> = None;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Our offer awaits the server's answer.
+    let mut offering = false;
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame.map(|f: CloseFrame| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                        *closed.lock().unwrap() = Some((code, reason));
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    None | Some(Err(_)) => {
+                        closed.lock().unwrap().get_or_insert((1006, String::new()));
+                        break;
+                    }
+                };
+                let m: Value = serde_json::from_str(&text).expect("the server sends JSON");
+                assert_eq!(m["v"], 1, "every server message carries the version: {m}");
+                match m["type"].as_str() {
+                    Some("offer") => {
+                        let pc = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
+                        // The polite peer: on a collision, drop our offer, take the
+                        // server's, and offer again afterwards.
+                        let reoffer = offering;
+                        if offering {
+                            pc.set_local_description(RTCSessionDescription::rollback(None).unwrap()).await.expect("our offer rolls back");
+                            offering = false;
+                        }
+                        let sdp = m["sdp"].as_str().unwrap().to_string();
+                        pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.expect("the server's offer applies");
+                        let answer = pc.create_answer(None).await.unwrap();
+                        pc.set_local_description(answer).await.unwrap();
+                        let sdp = pc.local_description().await.unwrap().sdp;
+                        let _ = sink.send(Message::Text(json!({"v": 1, "type": "answer", "sdp": sdp}).to_string().into())).await;
+                        if reoffer {
+                            let _ = sink.send(offer(&pc).await).await;
+                            offering = true;
+                        }
+                    }
+                    Some("answer") => {
+                        offering = false;
+                        if let Some(pc) = &pc {
+                            let sdp = m["sdp"].as_str().unwrap().to_string();
+                            pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.expect("the server's answer applies");
+                        }
+                        let _ = messages.send(m);
+                    }
+                    Some("candidate") => {
+                        if let Some(pc) = &pc {
+                            let init: RTCIceCandidateInit = serde_json::from_value(m["candidate"].clone()).unwrap();
+                            let _ = pc.add_ice_candidate(init).await;
+                        }
+                    }
+                    _ => { let _ = messages.send(m); }
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Command::Raw(message)) => { let _ = sink.send(message).await; }
+                Some(Command::Publish) => {
+                    let p = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
+                    let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
+                    let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
+                    for track in [&video, &audio] {
+                        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
+                        p.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
+                    }
+                    let _ = sink.send(offer(&p).await).await;
+                    offering = true;
+                    tokio::spawn(generate(video, video_ssrc, audio, audio_ssrc, keyframe_requests.clone(), stop.clone()));
+                }
+                None => break,
+            },
+            Some(event) = events.recv() => match event {
+                Event::Candidate(e) => {
+                    if let Ok(init) = e.candidate.to_json() {
+                        let _ = sink.send(Message::Text(json!({"v": 1, "type": "candidate", "candidate": init}).to_string().into())).await;
+                    }
+                }
+                Event::Track(track) => {
+                    if track.kind().await == RtpCodecKind::Video {
+                        *video.lock().unwrap() = Some(track.clone());
+                    }
+                    tokio::spawn(count(track, received.clone()));
+                }
+            },
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(pc) = pc {
+        let _ = pc.close().await;
+    }
+}
+
+async fn offer(pc: &Arc<dyn PeerConnection>) -> Message {
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    Message::Text(json!({"v": 1, "type": "offer", "sdp": sdp}).to_string().into())
+}
+
+fn local(kind: RtpCodecKind, mime: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand::random::<u32>();
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "client-stream".into(),
+        format!("client-{mime}"),
+        format!("client-{mime}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: engine::codec_for(mime).unwrap(),
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(track), ssrc)
+}
+
+/// A VP8 RTP payload: the payload descriptor (S=1, partition 0), then a frame
+/// header; a keyframe carries the start code and a 320x240 size.
+pub fn vp8_payload(keyframe: bool) -> Vec<u8> {
+    let mut p = vec![0x10];
+    if keyframe {
+        p.extend_from_slice(&[0x50, 0x01, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    } else {
+        p.extend_from_slice(&[0x51, 0x01, 0x00]);
+    }
+    p.extend(std::iter::repeat_n(0x5a, 200));
+    p
+}
+
+fn is_vp8_keyframe(payload: &[u8]) -> bool {
+    payload.len() > 6 && payload[0] & 0x10 != 0 && payload[1] & 0x01 == 0 && payload[4..7] == [0x9d, 0x01, 0x2a]
+}
+
+/// Sends 30 video frames and 50 audio frames a second. A keyframe goes out
+/// first and then only when someone asks (PLI), so a subscriber that decodes
+/// anything proves the server routed its keyframe request.
+async fn generate(
+    video: Arc<TrackLocalStaticRTP>,
+    video_ssrc: u32,
+    audio: Arc<TrackLocalStaticRTP>,
+    audio_ssrc: u32,
+    keyframe_requests: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+) {
+    let asked = Arc::new(AtomicBool::new(true));
+    {
+        let video = video.clone();
+        let asked = asked.clone();
+        tokio::spawn(async move {
+            while let Some(event) = video.poll().await {
+                let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+                if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>()) {
+                    keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    asked.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let (mut video_seq, mut audio_seq) = (0u16, 0u16);
+    let mut n: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        n += 1;
+        if n.is_multiple_of(2) {
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: engine::OPUS_PAYLOAD_TYPE,
+                    sequence_number: audio_seq,
+                    timestamp: u32::from(audio_seq).wrapping_mul(960),
+                    ssrc: audio_ssrc,
+                    ..Default::default()
+                },
+                // An Opus TOC byte (CELT, 20 ms) and a few bytes of frame.
+                payload: bytes::Bytes::from_static(&[0xfc, 0xff, 0xfe, 0x01, 0x02, 0x03]),
+            };
+            if audio.write_rtp(packet).await.is_ok() {
+                audio_seq = audio_seq.wrapping_add(1);
+            }
+        }
+        if n.is_multiple_of(3) {
+            let keyframe = asked.swap(false, Ordering::Relaxed);
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: engine::VP8_PAYLOAD_TYPE,
+                    sequence_number: video_seq,
+                    timestamp: u32::from(video_seq).wrapping_mul(3000),
+                    ssrc: video_ssrc,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(vp8_payload(keyframe)),
+            };
+            if video.write_rtp(packet).await.is_ok() {
+                video_seq = video_seq.wrapping_add(1);
+            } else if keyframe {
+                asked.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
+    let id = track.track_id().await;
+    let kind = match track.kind().await {
+        RtpCodecKind::Video => "video",
+        _ => "audio",
+    };
+    received.lock().unwrap().kinds.insert(id.clone(), kind);
+    while let Some(event) = track.poll().await {
+        if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+            let mut r = received.lock().unwrap();
+            r.first_packet.get_or_insert_with(Instant::now);
+            *r.packets.entry(id.clone()).or_default() += 1;
+            if kind == "video" {
+                if packet.payload.first().is_none_or(|b| b & 0x10 == 0) {
+                    r.bad_vp8 += 1;
+                }
+                if is_vp8_keyframe(&packet.payload) {
+                    r.keyframes += 1;
+                }
+            }
+        }
+    }
+}

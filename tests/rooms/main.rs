@@ -1,0 +1,55 @@
+//! Live-room tests: join tokens over HTTP (on SQLite and PostgreSQL), then
+//! signalling and media with real WebRTC peers built on the server's own
+//! crate (on SQLite only: these will run in a network namespace without
+//! PostgreSQL).
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod client;
+mod join;
+mod media;
+mod signalling;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use helpers::TestApp;
+
+/// A published session one hour ahead, with a presenter, a confirmed
+/// registrant per name in `attendees`; returns (session id, organiser,
+/// presenter, attendee tokens).
+pub async fn session_with_people(app: &TestApp, attendees: &[&str]) -> (i64, String, String, Vec<String>) {
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Questioning in maths", 30, chrono::Duration::hours(1)).await;
+    let presenter = app.sign_up("Priya Presenter", "priya@staffroom.test").await;
+    make_presenter(app, id, "priya@staffroom.test").await;
+    let mut tokens = vec![];
+    for name in attendees {
+        let token = app.sign_up(name, &format!("{}@oak.sch.uk", name.to_lowercase())).await;
+        let (status, body) = app.post(&format!("/api/sessions/{id}/registration"), Some(&token), json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        tokens.push(token);
+    }
+    (id, organiser, presenter, tokens)
+}
+
+pub async fn make_presenter(app: &TestApp, session_id: i64, email: &str) {
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("insert into session_presenters (session_id, user_id) select $1, id from users where email = $2")
+        .bind(session_id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The room token for `session_id`, asserting it is granted.
+pub async fn room_token(app: &TestApp, session_id: i64, session_token: &str) -> String {
+    let (status, body): (StatusCode, Value) =
+        app.post(&format!("/api/sessions/{session_id}/join"), Some(session_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,212 @@
+use std::time::{Duration, Instant};
+
+use crate::{
+    client::{connect, Client},
+    helpers::{spawn_app, Backend},
+    room_token, session_with_people,
+};
+
+/// Waits until `client` has received RTP for `n` audio and `n` video packets.
+async fn receives_both(client: &Client, n: u64, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        {
+            let r = client.received.lock().unwrap();
+            if r.packets_of("audio") >= n && r.packets_of("video") >= n && r.keyframes > 0 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_attendees_receive_the_presenters_video_and_audio() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, presenter, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat"]).await;
+
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    priya.join().await;
+    priya.publish();
+    priya.expect("the answer to the presenter's offer", |m| m["type"] == "answer").await;
+    let video =
+        priya.expect("the video published", |m| m["type"] == "track_published" && m["track"]["kind"] == "video").await;
+    assert_eq!(video["track"]["mime_type"], "video/VP8");
+
+    let mut viewers = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        let welcome = c.join().await;
+        assert_eq!(welcome["tracks"].as_array().unwrap().len(), 2, "{welcome}");
+        viewers.push(c);
+    }
+    for (i, viewer) in viewers.iter().enumerate() {
+        assert!(
+            receives_both(viewer, 20, Duration::from_secs(10)).await,
+            "attendee {i} received {:?}",
+            viewer.received.lock().unwrap()
+        );
+    }
+    let mut firsts = vec![];
+    for viewer in &viewers {
+        let r = viewer.received.lock().unwrap();
+        assert_eq!(r.bad_vp8, 0, "VP8 payloads arrive as sent");
+        assert_eq!(r.kinds.len(), 2, "one audio and one video track: {:?}", r.kinds);
+        assert!(r.kinds.contains_key(video["track"]["id"].as_str().unwrap()), "track ids match the announcement");
+        firsts.push(r.first_packet.unwrap().duration_since(viewer.joined_at));
+    }
+    // The presenter only sends a keyframe when asked: the viewers decoding
+    // one proves their keyframe requests reached it.
+    let asked = priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(asked >= 1);
+    println!("join-to-first-packet per attendee: {firsts:?}");
+
+    // A viewer's decoder asking for a keyframe reaches the presenter too
+    // (after the rate limit's window).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed);
+    let keyframes = viewers[1].received.lock().unwrap().keyframes;
+    viewers[1].request_keyframe().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while priya.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed) == before
+        || viewers[1].received.lock().unwrap().keyframes == keyframes
+    {
+        assert!(Instant::now() < deadline, "the viewer's keyframe request was not answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendee_without_the_publish_grant_cannot_publish() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+
+    ben.publish();
+    let error = ben.expect("the refusal", |m| m["type"] == "error").await;
+    assert_eq!(error["code"], "publish_not_allowed", "{error}");
+    let answer = ben.expect("the answer", |m| m["type"] == "answer").await;
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(!sdp.contains("a=recvonly"), "the answer accepts none of Ben's media:\n{sdp}");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = ann.drain();
+    assert!(!seen.iter().any(|m| m["type"] == "track_published"), "{seen:?}");
+    assert!(ann.received.lock().unwrap().packets.is_empty());
+    // The room goes on.
+    ben.send(serde_json::json!({"v": 1, "type": "leave"}));
+    ann.expect("Ben's leaving", |m| m["type"] == "participant_left").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendees_already_waiting_receive_each_presenter_as_they_start_and_stop() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut viewers = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        c.join().await;
+        viewers.push(c);
+    }
+
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    priya.join().await;
+    priya.publish();
+    for (i, viewer) in viewers.iter().enumerate() {
+        assert!(
+            receives_both(viewer, 10, Duration::from_secs(10)).await,
+            "attendee {i}: {:?}",
+            viewer.received.lock().unwrap()
+        );
+    }
+
+    // A second presenter starts on connections that are already up: the
+    // server renegotiates them and they receive four tracks.
+    let mut olivia = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    olivia.join().await;
+    olivia.publish();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, viewer) in viewers.iter().enumerate() {
+        loop {
+            let flowing = {
+                let r = viewer.received.lock().unwrap();
+                r.packets.len() == 4 && r.packets.values().all(|n| *n >= 5)
+            };
+            if flowing {
+                break;
+            }
+            assert!(Instant::now() < deadline, "attendee {i}: {:?}", viewer.received.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Each presenter receives the other.
+    assert!(receives_both(&priya, 5, Duration::from_secs(10)).await, "{:?}", priya.received.lock().unwrap());
+
+    // Priya leaves: her tracks are withdrawn for everyone.
+    priya.send(serde_json::json!({"v": 1, "type": "leave"}));
+    for viewer in viewers.iter_mut() {
+        let mut gone = 0;
+        while gone < 2 {
+            viewer.expect("Priya's tracks withdrawn", |m| m["type"] == "track_unpublished").await;
+            gone += 1;
+        }
+        viewer.expect("Priya's leaving", |m| m["type"] == "participant_left").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_sockets_use_the_configured_ports_and_announce_the_public_address() {
+    use staffroom::{
+        rooms::engine::{Engine, PeerEvent},
+        settings::RtcSettings,
+    };
+    use webrtc::media_stream::track_local::TrackLocal;
+
+    let port_min = crate::helpers::free_port();
+    let engine = Engine::new(RtcSettings {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        port_min,
+        port_max: port_min.saturating_add(2),
+        public_ip: Some("203.0.113.9".parse().unwrap()),
+    });
+    let (mut ports, mut open) = (vec![], vec![]);
+    for _ in 0..2 {
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let pc = engine.peer(tx).await.expect("a port in the range is free");
+        let (track, _) = staffroom::rooms::engine::local_track(
+            "p1",
+            "t1",
+            staffroom::rooms::room::MediaKind::Audio,
+            staffroom::rooms::engine::codec_for("audio/opus").unwrap(),
+        );
+        pc.add_track(track as std::sync::Arc<dyn TrackLocal>).await.unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        let candidate = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(PeerEvent::Candidate(c)) = events.recv().await {
+                    return c.candidate;
+                }
+            }
+        })
+        .await
+        .expect("a host candidate");
+        assert_eq!(candidate.address, "203.0.113.9");
+        assert!((port_min..=port_min + 2).contains(&candidate.port), "{} not in {port_min}..", candidate.port);
+        ports.push(candidate.port);
+        let sdp = engine.announce_sdp(pc.local_description().await.unwrap().sdp);
+        for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
+            assert!(line.contains(" 203.0.113.9 "), "{line}");
+        }
+        // Kept open (with its socket) while the next one binds.
+        open.push(pc);
+    }
+    assert_ne!(ports[0], ports[1], "each connection gets its own port");
+    for pc in open {
+        pc.close().await.unwrap();
+    }
+}
