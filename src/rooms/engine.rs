@@ -278,6 +278,9 @@ pub enum ForwarderCommand {
     Detach {
         subscriber: (ParticipantId, ConnId),
     },
+    /// A host muted (true) or the publisher unmuted (false) this track:
+    /// while paused nothing is forwarded, whatever the publisher sends.
+    Pause(bool),
     /// Send a PLI to the publisher.
     RequestKeyframe,
     Stop,
@@ -329,11 +332,15 @@ pub fn spawn_forwarder(
         let mut subscribers: Vec<((ParticipantId, ConnId), Downtrack)> = vec![];
         let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
         let mut received: u64 = 0;
+        let mut paused = false;
         loop {
             tokio::select! {
                 event = remote.poll() => match event {
                     Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                         received += 1;
+                        if paused {
+                            continue;
+                        }
                         for (_, sub) in subscribers.iter_mut() {
                             if sub.queue.try_send(packet.clone()).is_err() {
                                 sub.dropped += 1;
@@ -354,6 +361,7 @@ pub fn spawn_forwarder(
                         }
                         subscribers.retain(|(s, _)| *s != subscriber);
                     }
+                    Some(ForwarderCommand::Pause(p)) => paused = p,
                     Some(ForwarderCommand::RequestKeyframe) => {
                         let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                         if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {

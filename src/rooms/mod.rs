@@ -67,6 +67,9 @@ async fn join(
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
     }
+    if task::is_barred(&state.db, id, user.id).await? {
+        return Err(ApiError::forbidden("a host removed you from this session"));
+    }
     let grants = if user.is_organiser {
         Grants { publish: true, subscribe: true, host: true }
     } else if session.presenters.iter().any(|p| p.id == user.id) {

@@ -31,6 +31,8 @@ pub enum PeerCommand {
     Unsubscribe {
         track: TrackId,
     },
+    /// Brought on stage (true) or taken off it (false).
+    AllowPublish(bool),
     Close,
 }
 
@@ -114,6 +116,7 @@ impl PeerTask {
                     Some(PeerCommand::Client(message)) => self.client(message).await,
                     Some(PeerCommand::Subscribe { track, forwarder }) => self.subscribe(track, forwarder).await,
                     Some(PeerCommand::Unsubscribe { track }) => self.unsubscribe(&track).await,
+                    Some(PeerCommand::AllowPublish(allowed)) => self.ctx.may_publish = allowed,
                     Some(PeerCommand::Close) | None => break,
                 },
                 Some(event) = events.recv() => self.event(event).await,

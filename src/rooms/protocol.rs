@@ -32,6 +32,8 @@ pub mod close {
     pub const ENDED: u16 = 4010;
     /// The server could not set up this participant's media.
     pub const SERVER_ERROR: u16 = 4011;
+    /// A host removed this participant.
+    pub const REMOVED: u16 = 4012;
 }
 
 /// What a client may send.
@@ -108,6 +110,26 @@ pub enum Action {
         poll_id: i64,
         options: Vec<i64>,
     },
+    StageInvite {
+        participant_id: String,
+    },
+    StageAccept,
+    StageDecline,
+    StageRemove {
+        participant_id: String,
+    },
+    Mute {
+        participant_id: String,
+        kind: String,
+    },
+    Unmute {
+        kind: String,
+    },
+    Remove {
+        participant_id: String,
+        #[serde(default)]
+        bar: bool,
+    },
 }
 
 /// The `type`s that are [`Action`]s.
@@ -126,6 +148,13 @@ const ACTION_TYPES: &[&str] = &[
     "poll_close",
     "poll_reveal",
     "vote",
+    "stage_invite",
+    "stage_accept",
+    "stage_decline",
+    "stage_remove",
+    "mute",
+    "unmute",
+    "remove",
 ];
 
 /// A trickled ICE candidate, as `RTCIceCandidate.toJSON()` gives it.
@@ -261,6 +290,23 @@ pub enum ServerMessage {
     },
     /// Stored chat, questions and polls: right after `welcome`.
     History(History),
+    /// A host asks you on stage: answer `stage_accept` or `stage_decline`.
+    StageInvited {
+        by: String,
+    },
+    /// To hosts: the invited attendee said no.
+    StageDeclined {
+        participant_id: String,
+    },
+    /// Someone's stage or mute state changed.
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
+    /// A host muted your `kind`; `unmute` to speak again.
+    Muted {
+        kind: &'static str,
+        by: String,
+    },
 }
 
 /// Stored interaction a joining participant needs; sent right after `welcome`.
@@ -307,6 +353,10 @@ pub struct ParticipantInfo {
     pub id: String,
     pub name: String,
     pub grants: Grants,
+    /// An attendee a host brought on stage: they may publish.
+    pub on_stage: bool,
+    /// Kinds (`audio`, `video`) a host muted and the person has not unmuted.
+    pub muted: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

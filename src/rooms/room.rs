@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::protocol::{ParticipantInfo, RaisedHand, ServerMessage, TrackInfo};
+use super::protocol::{close, ErrorCode, ParticipantInfo, RaisedHand, ServerMessage, TrackInfo};
 use crate::auth::tokens::Grants;
 
 /// A participant is a person: their user id. Joining again replaces the
@@ -32,7 +32,13 @@ pub struct Identity {
 
 impl Identity {
     pub fn info(&self) -> ParticipantInfo {
-        ParticipantInfo { id: self.user_id.to_string(), name: self.name.clone(), grants: self.grants }
+        ParticipantInfo {
+            id: self.user_id.to_string(),
+            name: self.name.clone(),
+            grants: self.grants,
+            on_stage: false,
+            muted: vec![],
+        }
     }
 }
 
@@ -47,6 +53,14 @@ impl MediaKind {
         match self {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MediaKind> {
+        match s {
+            "audio" => Some(MediaKind::Audio),
+            "video" => Some(MediaKind::Video),
+            _ => None,
         }
     }
 }
@@ -123,6 +137,18 @@ pub enum Effect {
         conn: ConnId,
     },
     Record(Attendance),
+    /// Stop (true) or resume (false) forwarding a track: a host's mute.
+    PauseTrack {
+        track: TrackId,
+        paused: bool,
+    },
+    /// The participant may now publish (on stage) or no longer.
+    AllowPublish {
+        participant: ParticipantId,
+        allowed: bool,
+    },
+    /// Bar this person from the session for good (written to the database).
+    Bar(ParticipantId),
 }
 
 /// Why media was not accepted for publishing.
@@ -135,6 +161,26 @@ pub enum PublishRefusal {
 struct Member {
     identity: Identity,
     conn: ConnId,
+    /// An attendee brought on stage by a host.
+    on_stage: bool,
+    /// Asked on stage, not yet answered.
+    invited: bool,
+    /// Kinds a host muted.
+    muted: BTreeSet<&'static str>,
+}
+
+impl Member {
+    fn may_publish(&self) -> bool {
+        self.identity.grants.publish || self.on_stage
+    }
+
+    fn info(&self) -> ParticipantInfo {
+        ParticipantInfo { on_stage: self.on_stage, muted: self.muted.iter().copied().collect(), ..self.identity.info() }
+    }
+}
+
+fn refusal(to: ParticipantId, code: ErrorCode, message: &str) -> Vec<Effect> {
+    vec![Effect::Send(to, ServerMessage::error(code, message))]
 }
 
 struct Published {
@@ -201,6 +247,153 @@ impl RoomState {
         vec![Effect::Send(participant, ServerMessage::Hand { raised }), Effect::ToHosts(self.hand_queue())]
     }
 
+    /// The member `by` if they are a host; otherwise the refusal to send them.
+    fn host(&self, by: ParticipantId, what: &str) -> Result<(), Vec<Effect>> {
+        match self.members.get(&by) {
+            Some(m) if m.identity.grants.host => Ok(()),
+            _ => Err(refusal(by, ErrorCode::NotHost, &format!("only hosts can {what}"))),
+        }
+    }
+
+    fn updated(&self, participant: ParticipantId) -> Vec<Effect> {
+        match self.members.get(&participant) {
+            Some(m) => vec![Effect::Broadcast {
+                except: None,
+                message: ServerMessage::ParticipantUpdated { participant: m.info() },
+            }],
+            None => vec![],
+        }
+    }
+
+    fn tracks_of(&self, participant: ParticipantId, kind: Option<MediaKind>) -> Vec<TrackId> {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| t.owner == participant && kind.is_none_or(|k| t.kind == k))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// A host asks an attendee on stage.
+    pub fn stage_invite(&mut self, by: ParticipantId, target: ParticipantId) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "bring people on stage") {
+            return fx;
+        }
+        let host_name = self.members.get(&by).map(|m| m.identity.name.clone()).unwrap_or_default();
+        let Some(m) = self.members.get_mut(&target) else {
+            return refusal(by, ErrorCode::NotFound, "that participant is not in the room");
+        };
+        if m.may_publish() {
+            return refusal(by, ErrorCode::WrongState, "that participant is already on stage");
+        }
+        m.invited = true;
+        vec![Effect::Send(target, ServerMessage::StageInvited { by: host_name })]
+    }
+
+    /// The invited attendee accepts: they may publish from now on.
+    pub fn stage_accept(&mut self, who: ParticipantId) -> Vec<Effect> {
+        let Some(m) = self.members.get_mut(&who).filter(|m| m.invited) else {
+            return refusal(who, ErrorCode::WrongState, "no host has asked you on stage");
+        };
+        m.invited = false;
+        m.on_stage = true;
+        let mut fx = vec![Effect::AllowPublish { participant: who, allowed: true }];
+        fx.extend(self.updated(who));
+        fx
+    }
+
+    pub fn stage_decline(&mut self, who: ParticipantId) -> Vec<Effect> {
+        let Some(m) = self.members.get_mut(&who).filter(|m| m.invited) else {
+            return refusal(who, ErrorCode::WrongState, "no host has asked you on stage");
+        };
+        m.invited = false;
+        vec![Effect::ToHosts(ServerMessage::StageDeclined { participant_id: who.to_string() })]
+    }
+
+    /// A host takes an attendee off stage: their media stops for everyone.
+    pub fn stage_remove(&mut self, by: ParticipantId, target: ParticipantId) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "take people off stage") {
+            return fx;
+        }
+        match self.members.get_mut(&target) {
+            Some(m) if m.on_stage => m.on_stage = false,
+            Some(_) => return refusal(by, ErrorCode::WrongState, "that participant is not an attendee on stage"),
+            None => return refusal(by, ErrorCode::NotFound, "that participant is not in the room"),
+        }
+        let mut fx = vec![Effect::AllowPublish { participant: target, allowed: false }];
+        for track in self.tracks_of(target, None) {
+            fx.extend(self.unpublish(&track));
+        }
+        fx.extend(self.updated(target));
+        fx
+    }
+
+    /// A host mutes someone's audio or video: the server stops forwarding it.
+    pub fn mute(&mut self, by: ParticipantId, target: ParticipantId, kind: &str) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "mute people") {
+            return fx;
+        }
+        let Some(kind) = MediaKind::parse(kind) else {
+            return refusal(by, ErrorCode::BadMessage, "kind is audio or video");
+        };
+        let host_name = self.members.get(&by).map(|m| m.identity.name.clone()).unwrap_or_default();
+        let Some(m) = self.members.get_mut(&target) else {
+            return refusal(by, ErrorCode::NotFound, "that participant is not in the room");
+        };
+        m.muted.insert(kind.as_str());
+        let mut fx: Vec<Effect> = self
+            .tracks_of(target, Some(kind))
+            .into_iter()
+            .map(|track| Effect::PauseTrack { track, paused: true })
+            .collect();
+        fx.push(Effect::Send(target, ServerMessage::Muted { kind: kind.as_str(), by: host_name }));
+        fx.extend(self.updated(target));
+        fx
+    }
+
+    /// The person unmutes themselves after a host's mute.
+    pub fn unmute(&mut self, who: ParticipantId, kind: &str) -> Vec<Effect> {
+        let Some(kind) = MediaKind::parse(kind) else {
+            return refusal(who, ErrorCode::BadMessage, "kind is audio or video");
+        };
+        let Some(m) = self.members.get_mut(&who) else { return vec![] };
+        if !m.muted.remove(kind.as_str()) {
+            return vec![];
+        }
+        let mut fx = vec![];
+        for track in self.tracks_of(who, Some(kind)) {
+            fx.push(Effect::PauseTrack { track: track.clone(), paused: false });
+            if kind == MediaKind::Video {
+                fx.push(Effect::RequestKeyframe(track));
+            }
+        }
+        fx.extend(self.updated(who));
+        fx
+    }
+
+    /// A host removes someone; with `bar`, they cannot come back this session.
+    pub fn remove(&mut self, by: ParticipantId, target: ParticipantId, bar: bool, now_ms: i64) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "remove people") {
+            return fx;
+        }
+        if by == target {
+            return refusal(by, ErrorCode::WrongState, "use leave to leave the room");
+        }
+        let Some(conn) = self.conn_of(target) else {
+            return refusal(by, ErrorCode::NotFound, "that participant is not in the room");
+        };
+        let mut fx = vec![Effect::Disconnect {
+            participant: target,
+            conn,
+            code: close::REMOVED,
+            reason: "a host removed you from this session",
+        }];
+        if bar {
+            fx.push(Effect::Bar(target));
+        }
+        fx.extend(self.leave(target, conn, LeaveReason::Removed, now_ms));
+        fx
+    }
+
     pub fn join(&mut self, identity: Identity, conn: ConnId, now_ms: i64) -> Vec<Effect> {
         let mut fx = vec![];
         let id = identity.user_id;
@@ -214,7 +407,7 @@ impl RoomState {
             fx.extend(self.leave(id, old, LeaveReason::Dropped, now_ms));
         }
         fx.push(Effect::Record(Attendance { user_id: id, left: None, at: now_ms }));
-        let participants = self.members.values().map(|m| m.identity.info()).collect();
+        let participants = self.members.values().map(Member::info).collect();
         let tracks: Vec<TrackInfo> = self.tracks.values().map(|t| t.info.clone()).collect();
         fx.push(Effect::Send(id, ServerMessage::Welcome { you: identity.info(), participants, tracks }));
         fx.push(Effect::Broadcast {
@@ -228,7 +421,7 @@ impl RoomState {
             }
         }
         let is_host = identity.grants.host;
-        self.members.insert(id, Member { identity, conn });
+        self.members.insert(id, Member { identity, conn, on_stage: false, invited: false, muted: BTreeSet::new() });
         if is_host && !self.hands.is_empty() {
             fx.push(Effect::Send(id, self.hand_queue()));
         }
@@ -283,9 +476,10 @@ impl RoomState {
             Some(m) if m.conn == conn => m,
             _ => return Err(PublishRefusal::NotInRoom),
         };
-        if !member.identity.grants.publish {
+        if !member.may_publish() {
             return Err(PublishRefusal::NotAllowed);
         }
+        let muted = member.muted.contains(kind.as_str());
         self.next_track += 1;
         let id = format!("t{}", self.next_track);
         let info = TrackInfo {
@@ -303,6 +497,9 @@ impl RoomState {
             }
         }
         self.tracks.insert(id.clone(), Published { owner: participant, info, kind });
+        if muted {
+            fx.push(Effect::PauseTrack { track: id.clone(), paused: true });
+        }
         Ok((id, fx))
     }
 

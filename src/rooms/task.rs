@@ -493,6 +493,13 @@ impl RoomTask {
                     Ok(fx)
                 });
             }
+            control @ (Action::StageInvite { .. }
+            | Action::StageAccept
+            | Action::StageDecline
+            | Action::StageRemove { .. }
+            | Action::Mute { .. }
+            | Action::Unmute { .. }
+            | Action::Remove { .. }) => self.control(who, control).await,
             Action::Vote { poll_id, options } => self.off_task(who, async move {
                 let results = polls::vote(&db, sid, poll_id, who, &options).await?;
                 let revealed = polls::load(&db, sid, poll_id).await?.revealed;
@@ -503,6 +510,22 @@ impl RoomTask {
                 ])
             }),
         }
+    }
+
+    /// Stage, mutes and removals: the rules are in `RoomState`.
+    async fn control(&mut self, who: ParticipantId, action: Action) {
+        let target = |id: &str| id.parse::<ParticipantId>().unwrap_or(-1);
+        let fx = match action {
+            Action::StageInvite { participant_id } => self.state.stage_invite(who, target(&participant_id)),
+            Action::StageAccept => self.state.stage_accept(who),
+            Action::StageDecline => self.state.stage_decline(who),
+            Action::StageRemove { participant_id } => self.state.stage_remove(who, target(&participant_id)),
+            Action::Mute { participant_id, kind } => self.state.mute(who, target(&participant_id), &kind),
+            Action::Unmute { kind } => self.state.unmute(who, &kind),
+            Action::Remove { participant_id, bar } => self.state.remove(who, target(&participant_id), bar, now_ms()),
+            _ => return,
+        };
+        self.apply(fx).await;
     }
 
     fn refuse(&self, who: ParticipantId, e: InteractionError) {
@@ -563,12 +586,51 @@ impl RoomTask {
                         }
                     }
                 }
+                Effect::PauseTrack { track, paused } => {
+                    if let Some(f) = self.forwarders.get(&track) {
+                        let _ = f.send(ForwarderCommand::Pause(paused));
+                    }
+                }
+                Effect::AllowPublish { participant, allowed } => {
+                    if let Some(m) = self.members.get(&participant) {
+                        let _ = m.peer.send(PeerCommand::AllowPublish(allowed));
+                    }
+                }
+                Effect::Bar(user_id) => {
+                    let (db, session_id) = (self.rooms.db.clone(), self.session_id);
+                    tokio::spawn(async move {
+                        if let Err(e) = bar(&db, session_id, user_id).await {
+                            tracing::error!(user = user_id, error = ?e, "failed to bar a removed participant");
+                        }
+                    });
+                }
                 Effect::Record(attendance) => {
                     let _ = self.records.send(Record::Attendance(attendance));
                 }
             }
         }
     }
+}
+
+async fn bar(db: &Db, session_id: i64, user_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("insert into room_bars (session_id, user_id, at) values ($1, $2, $3) on conflict do nothing")
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Whether a host removed and barred this person from the session.
+pub async fn is_barred(db: &Db, session_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("select count(*) from room_bars where session_id = $1 and user_id = $2")
+        .bind(session_id)
+        .bind(user_id)
+        .fetch_one(&db.read)
+        .await?;
+    Ok(n > 0)
 }
 
 enum Record {

@@ -50,6 +50,10 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
         return close(sink, close::BAD_TOKEN, "a valid room token is needed").await;
     };
     let identity = Identity { user_id, name: claims.name, grants: claims.grants };
+    // A token issued before a removal must not bring the person back.
+    if super::task::is_barred(&state.db, session_id, user_id).await.unwrap_or(false) {
+        return close(sink, close::REMOVED, "a host removed you from this session").await;
+    }
 
     // Until `join`, only this handler talks to the client.
     let deadline = tokio::time::sleep(JOIN_TIMEOUT);

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod client;
+mod controls;
 mod interaction;
 mod join;
 mod media;

@@ -1,0 +1,95 @@
+//! Host controls with real media: bringing an attendee on stage, muting on
+//! the server, and removing someone for good.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{
+    client::{connect, Client},
+    helpers::{spawn_app, Backend},
+    room_token, session_with_people,
+};
+
+fn packets_on(client: &Client, track: &str) -> u64 {
+    client.received.lock().unwrap().packets.get(track).copied().unwrap_or(0)
+}
+
+async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes_someone_for_good() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    let ann_id = ann.join().await["you"]["id"].clone();
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    let ben_id = ben.join().await["you"]["id"].clone();
+
+    // Only hosts invite; an attendee cannot invite themselves up.
+    ben.send(json!({"v": 1, "type": "stage_invite", "participant_id": ben_id}));
+    assert_eq!(ben.error().await["code"], "not_host");
+    ann.send(json!({"v": 1, "type": "stage_accept"}));
+    assert_eq!(ann.error().await["code"], "wrong_state");
+
+    host.send(json!({"v": 1, "type": "stage_invite", "participant_id": ann_id}));
+    ann.expect("the invitation", |m| m["type"] == "stage_invited").await;
+    ann.send(json!({"v": 1, "type": "stage_accept"}));
+    let update = ben.expect("Ann on stage", |m| m["type"] == "participant_updated").await;
+    assert_eq!(
+        (update["participant"]["id"].clone(), update["participant"]["on_stage"].clone()),
+        (ann_id.clone(), json!(true))
+    );
+    ann.publish();
+    let audio: Value = ben
+        .expect("Ann's audio", |m| {
+            m["type"] == "track_published" && m["track"]["kind"] == "audio" && m["track"]["participant_id"] == ann_id
+        })
+        .await;
+    let audio = audio["track"]["id"].as_str().unwrap().to_string();
+    until("Ann's audio at Ben", Duration::from_secs(10), || packets_on(&ben, &audio) >= 20).await;
+
+    // A host's mute stops the packets at the server, whatever Ann sends.
+    host.send(json!({"v": 1, "type": "mute", "participant_id": ann_id, "kind": "audio"}));
+    let muted = ann.expect("being muted", |m| m["type"] == "muted").await;
+    assert_eq!(muted["kind"], "audio");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_mute = packets_on(&ben, &audio);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(packets_on(&ben, &audio) - at_mute <= 2, "Opus at 50 packets/s kept flowing while muted");
+    ann.send(json!({"v": 1, "type": "unmute", "kind": "audio"}));
+    let resumed = packets_on(&ben, &audio);
+    until("Ann's audio again", Duration::from_secs(5), || packets_on(&ben, &audio) >= resumed + 20).await;
+
+    // Taken off stage, her tracks are withdrawn.
+    host.send(json!({"v": 1, "type": "stage_remove", "participant_id": ann_id}));
+    ben.expect("Ann's audio withdrawn", |m| m["type"] == "track_unpublished" && m["track_id"] == audio).await;
+
+    // Removed and barred: Ben's connection closes, and neither a new join nor
+    // a token issued before the removal brings him back.
+    let spare = room_token(&app, id, &attendees[1]).await;
+    host.send(json!({"v": 1, "type": "remove", "participant_id": ben_id, "bar": true}));
+    let (code, reason) = ben.closed().await;
+    assert_eq!(code, 4012, "{reason}");
+    host.expect("Ben gone", |m| m["type"] == "participant_left" && m["reason"] == "removed").await;
+    let (status, body) = app.post(&format!("/api/sessions/{id}/join"), Some(&attendees[1]), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error"].as_str().unwrap().contains("removed"), "{body}");
+    let (code, _) = connect(&app.url, id, Some(&spare)).await.closed().await;
+    assert_eq!(code, 4012);
+    let reasons: Vec<String> =
+        sqlx::query_scalar("select reason from room_events where kind = 'leave' and reason is not null")
+            .fetch_all(&app.state.db.read)
+            .await
+            .unwrap();
+    assert!(reasons.contains(&"removed".to_string()), "{reasons:?}");
+}
