@@ -35,6 +35,9 @@ use crate::{
     AppState,
 };
 
+/// Presenters go backstage, and attendees into the lobby, this long before the start.
+pub const OPENS_BEFORE_MINUTES: i64 = 30;
+
 /// How long a room token may wait before it is used to connect.
 pub const TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(2);
 
@@ -66,6 +69,20 @@ async fn join(
     let session = programme::visible(&state.db, id, Some(&user)).await?;
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
+    }
+    let (_, ended) = task::phase_of(&state.db, id).await?;
+    if ended {
+        return Err(ApiError::Conflict { field: None, message: "this session has ended".into() });
+    }
+    let opens = session.starts_at - chrono::Duration::minutes(OPENS_BEFORE_MINUTES);
+    if Utc::now() < opens {
+        return Err(ApiError::Conflict {
+            field: None,
+            message: format!(
+                "the room opens {OPENS_BEFORE_MINUTES} minutes before the start, at {} UTC",
+                opens.format("%H:%M on %-d %B")
+            ),
+        });
     }
     if task::is_barred(&state.db, id, user.id).await? {
         return Err(ApiError::forbidden("a host removed you from this session"));

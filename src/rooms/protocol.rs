@@ -110,6 +110,8 @@ pub enum Action {
         poll_id: i64,
         options: Vec<i64>,
     },
+    GoLive,
+    EndSession,
     StageInvite {
         participant_id: String,
     },
@@ -148,6 +150,8 @@ const ACTION_TYPES: &[&str] = &[
     "poll_close",
     "poll_reveal",
     "vote",
+    "go_live",
+    "end_session",
     "stage_invite",
     "stage_accept",
     "stage_decline",
@@ -232,6 +236,12 @@ pub enum ServerMessage {
         you: ParticipantInfo,
         participants: Vec<ParticipantInfo>,
         tracks: Vec<TrackInfo>,
+        /// `lobby` (attendees wait; presenters are backstage) or `live`.
+        phase: &'static str,
+    },
+    /// The room went live (or ended).
+    Phase {
+        phase: &'static str,
     },
     Offer {
         sdp: String,

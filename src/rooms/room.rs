@@ -149,6 +149,26 @@ pub enum Effect {
     },
     /// Bar this person from the session for good (written to the database).
     Bar(ParticipantId),
+    /// The room went live: remember it (written to the database).
+    WentLive,
+}
+
+/// Before a host goes live, attendees wait in the lobby and receive nothing;
+/// presenters and hosts are backstage, seeing and hearing each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Lobby,
+    Live,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Lobby => "lobby",
+            Phase::Live => "live",
+        }
+    }
 }
 
 /// Why media was not accepted for publishing.
@@ -198,6 +218,7 @@ pub struct RoomState {
     keyframes: KeyframeLimiter,
     /// Raised hands in the order they went up: (participant, Unix ms).
     hands: Vec<(ParticipantId, i64)>,
+    phase: Phase,
 }
 
 impl RoomState {
@@ -394,7 +415,44 @@ impl RoomState {
         fx
     }
 
-    pub fn join(&mut self, identity: Identity, conn: ConnId, now_ms: i64) -> Vec<Effect> {
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether this member receives what is published now: everyone once
+    /// live; before that only those backstage (who may publish).
+    fn receives(&self, m: &Member) -> bool {
+        m.identity.grants.subscribe && (self.phase == Phase::Live || m.may_publish())
+    }
+
+    /// A host takes the room live: the lobby starts receiving what is on stage.
+    pub fn go_live(&mut self, by: ParticipantId) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "take the room live") {
+            return fx;
+        }
+        if self.phase == Phase::Live {
+            return refusal(by, ErrorCode::WrongState, "the room is already live");
+        }
+        self.phase = Phase::Live;
+        let mut fx =
+            vec![Effect::WentLive, Effect::Broadcast { except: None, message: ServerMessage::Phase { phase: "live" } }];
+        let receivers: Vec<ParticipantId> =
+            self.members.iter().filter(|(_, m)| self.receives(m)).map(|(id, _)| *id).collect();
+        for sub in receivers {
+            for (track_id, t) in &self.tracks {
+                if t.owner != sub && self.subscriptions.insert((sub, track_id.clone())) {
+                    fx.push(Effect::Subscribe { subscriber: sub, track: t.info.clone() });
+                }
+            }
+        }
+        fx
+    }
+
+    /// `live`: the room is known to have gone live already (from the database).
+    pub fn join(&mut self, identity: Identity, conn: ConnId, now_ms: i64, live: bool) -> Vec<Effect> {
+        if live {
+            self.phase = Phase::Live;
+        }
         let mut fx = vec![];
         let id = identity.user_id;
         if let Some(old) = self.conn_of(id) {
@@ -409,19 +467,21 @@ impl RoomState {
         fx.push(Effect::Record(Attendance { user_id: id, left: None, at: now_ms }));
         let participants = self.members.values().map(Member::info).collect();
         let tracks: Vec<TrackInfo> = self.tracks.values().map(|t| t.info.clone()).collect();
-        fx.push(Effect::Send(id, ServerMessage::Welcome { you: identity.info(), participants, tracks }));
+        let phase = self.phase.as_str();
+        fx.push(Effect::Send(id, ServerMessage::Welcome { you: identity.info(), participants, tracks, phase }));
         fx.push(Effect::Broadcast {
             except: Some(id),
             message: ServerMessage::ParticipantJoined { participant: identity.info() },
         });
-        if identity.grants.subscribe {
+        let is_host = identity.grants.host;
+        let member = Member { identity, conn, on_stage: false, invited: false, muted: BTreeSet::new() };
+        if self.receives(&member) {
             for (track_id, t) in &self.tracks {
                 self.subscriptions.insert((id, track_id.clone()));
                 fx.push(Effect::Subscribe { subscriber: id, track: t.info.clone() });
             }
         }
-        let is_host = identity.grants.host;
-        self.members.insert(id, Member { identity, conn, on_stage: false, invited: false, muted: BTreeSet::new() });
+        self.members.insert(id, member);
         if is_host && !self.hands.is_empty() {
             fx.push(Effect::Send(id, self.hand_queue()));
         }
@@ -491,7 +551,7 @@ impl RoomState {
         let mut fx =
             vec![Effect::Broadcast { except: None, message: ServerMessage::TrackPublished { track: info.clone() } }];
         for (sub, m) in &self.members {
-            if *sub != participant && m.identity.grants.subscribe {
+            if *sub != participant && self.receives(m) {
                 self.subscriptions.insert((*sub, id.clone()));
                 fx.push(Effect::Subscribe { subscriber: *sub, track: info.clone() });
             }
@@ -613,11 +673,11 @@ mod tests {
     #[test]
     fn every_subscriber_receives_a_published_track_and_late_joiners_too() {
         let mut room = RoomState::default();
-        room.join(person(1, true), 10, 0);
-        room.join(person(2, false), 20, 0);
+        room.join(person(1, true), 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
         let (track, fx) = room.publish(1, 10, MediaKind::Video, "video/VP8").unwrap();
         assert_eq!(subscribes(&fx), vec![(2, track.clone())]);
-        let fx = room.join(person(3, false), 30, 0);
+        let fx = room.join(person(3, false), 30, 0, true);
         assert_eq!(subscribes(&fx), vec![(3, track.clone())]);
         let welcome = fx.iter().find_map(|e| match e {
             Effect::Send(3, ServerMessage::Welcome { participants, tracks, .. }) => {
@@ -633,9 +693,9 @@ mod tests {
         let mut room = RoomState::default();
         let mut host = person(1, true);
         host.grants.host = true;
-        room.join(host, 10, 0);
-        room.join(person(2, false), 20, 0);
-        room.join(person(3, false), 30, 0);
+        room.join(host, 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
+        room.join(person(3, false), 30, 0, true);
         room.set_hand(3, true, 100);
         let fx = room.set_hand(2, true, 200);
         let queue = fx.iter().find_map(|e| match e {
@@ -655,9 +715,28 @@ mod tests {
     }
 
     #[test]
+    fn the_lobby_receives_nothing_until_a_host_goes_live_while_backstage_sees_all() {
+        let mut room = RoomState::default();
+        let mut host = person(1, true);
+        host.grants.host = true;
+        room.join(host, 10, 0, false);
+        room.join(person(2, true), 20, 0, false);
+        room.join(person(3, false), 30, 0, false);
+        let (track, fx) = room.publish(2, 20, MediaKind::Video, "video/VP8").unwrap();
+        assert_eq!(subscribes(&fx), vec![(1, track.clone())], "only backstage receives before going live");
+        assert!(room.go_live(3).iter().any(|e| matches!(e, Effect::Send(3, ServerMessage::Error { .. }))));
+        let fx = room.go_live(1);
+        assert_eq!(subscribes(&fx), vec![(3, track.clone())]);
+        assert!(fx.iter().any(|e| matches!(e, Effect::WentLive)));
+        assert_eq!(room.phase(), Phase::Live);
+        let fx = room.join(person(4, false), 40, 0, false);
+        assert_eq!(subscribes(&fx), vec![(4, track)], "a live room stays live for later joiners");
+    }
+
+    #[test]
     fn media_from_someone_without_the_publish_grant_is_refused() {
         let mut room = RoomState::default();
-        room.join(person(2, false), 20, 0);
+        room.join(person(2, false), 20, 0, true);
         assert_eq!(room.publish(2, 20, MediaKind::Audio, "audio/opus").unwrap_err(), PublishRefusal::NotAllowed);
         assert_eq!(room.publish(2, 99, MediaKind::Audio, "audio/opus").unwrap_err(), PublishRefusal::NotInRoom);
     }
@@ -665,8 +744,8 @@ mod tests {
     #[test]
     fn a_publisher_leaving_unpublishes_and_is_recorded() {
         let mut room = RoomState::default();
-        room.join(person(1, true), 10, 0);
-        room.join(person(2, false), 20, 0);
+        room.join(person(1, true), 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
         let (track, _) = room.publish(1, 10, MediaKind::Video, "video/VP8").unwrap();
         // A leave from a stale connection is ignored.
         assert!(room.leave(1, 11, LeaveReason::Left, 5).is_empty());
@@ -682,8 +761,8 @@ mod tests {
     #[test]
     fn ending_the_room_records_everyone_as_ended() {
         let mut room = RoomState::default();
-        room.join(person(1, true), 10, 0);
-        room.join(person(2, false), 20, 0);
+        room.join(person(1, true), 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
         let fx = room.end(9);
         let ended = fx
             .iter()
@@ -696,8 +775,8 @@ mod tests {
     #[test]
     fn joining_again_replaces_the_earlier_connection_without_a_duplicate() {
         let mut room = RoomState::default();
-        room.join(person(1, true), 10, 0);
-        let fx = room.join(person(1, true), 11, 1);
+        room.join(person(1, true), 10, 0, true);
+        let fx = room.join(person(1, true), 11, 1, true);
         assert!(fx.iter().any(|e| matches!(e, Effect::Disconnect { participant: 1, conn: 10, .. })));
         assert!(fx.iter().any(|e| matches!(e, Effect::Record(Attendance { left: Some(LeaveReason::Dropped), .. }))));
         assert_eq!(room.conn_of(1), Some(11));
@@ -707,9 +786,9 @@ mod tests {
     #[test]
     fn keyframe_requests_are_rate_limited_but_not_lost() {
         let mut room = RoomState::default();
-        room.join(person(1, true), 10, 0);
-        room.join(person(2, false), 20, 0);
-        room.join(person(3, false), 30, 0);
+        room.join(person(1, true), 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
+        room.join(person(3, false), 30, 0, true);
         let (video, _) = room.publish(1, 10, MediaKind::Video, "video/VP8").unwrap();
         let (audio, _) = room.publish(1, 10, MediaKind::Audio, "audio/opus").unwrap();
         let t0 = Instant::now();

@@ -44,6 +44,8 @@ pub enum RoomCommand {
         out: Outbox,
         /// Stored chat, questions and polls, sent right after `welcome`.
         history: History,
+        /// The room went live before (the database says so).
+        live: bool,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
     /// Messages prepared off the room task (after a database write), to send now.
@@ -141,6 +143,7 @@ impl Rooms {
         conn: ConnId,
         out: Outbox,
         history: History,
+        live: bool,
     ) -> Result<(), JoinError> {
         for _ in 0..3 {
             let (reply, answer) = oneshot::channel();
@@ -149,6 +152,7 @@ impl Rooms {
                 conn,
                 out: out.clone(),
                 history: history.clone(),
+                live,
                 reply,
             };
             if self.room(session_id).send(command).is_err() {
@@ -255,7 +259,7 @@ impl RoomTask {
 
     async fn handle(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { identity, conn, out, history, reply } => {
+            RoomCommand::Join { identity, conn, out, history, live, reply } => {
                 let participant = identity.user_id;
                 let ctx = PeerContext {
                     participant,
@@ -274,7 +278,7 @@ impl RoomTask {
                         old.out.send(Outgoing::Close(super::protocol::close::REPLACED, "joined again from elsewhere"));
                     let _ = old.peer.send(PeerCommand::Close);
                 }
-                let fx = self.state.join(identity, conn, now_ms());
+                let fx = self.state.join(identity, conn, now_ms(), live);
                 self.members.insert(participant, Member { conn, out, peer });
                 tracing::info!(participant, conn, "joined");
                 let _ = reply.send(Ok(()));
@@ -335,17 +339,8 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             RoomCommand::End { done } => {
-                let outs: Vec<Outbox> = self.members.values().map(|m| m.out.clone()).collect();
-                let fx = self.state.end(now_ms());
-                self.apply(fx).await;
-                for out in outs {
-                    let _ = out.send(Outgoing::Close(super::protocol::close::ENDED, "the room has ended"));
-                }
-                let (flushed, written) = oneshot::channel();
-                let _ = self.records.send(Record::Flush(flushed));
-                let _ = written.await;
+                self.end("the room has ended").await;
                 let _ = done.send(());
-                tracing::info!("room ended");
             }
             RoomCommand::KeyframeWanted { participant, conn, track } => {
                 if self.state.is_current(participant, conn) {
@@ -493,7 +488,9 @@ impl RoomTask {
                     Ok(fx)
                 });
             }
-            control @ (Action::StageInvite { .. }
+            control @ (Action::GoLive
+            | Action::EndSession
+            | Action::StageInvite { .. }
             | Action::StageAccept
             | Action::StageDecline
             | Action::StageRemove { .. }
@@ -512,6 +509,21 @@ impl RoomTask {
         }
     }
 
+    /// Everyone leaves with reason `ended` and is closed with 4010; returns
+    /// once their attendance is written.
+    async fn end(&mut self, reason: &'static str) {
+        let outs: Vec<Outbox> = self.members.values().map(|m| m.out.clone()).collect();
+        let fx = self.state.end(now_ms());
+        self.apply(fx).await;
+        for out in outs {
+            let _ = out.send(Outgoing::Close(super::protocol::close::ENDED, reason));
+        }
+        let (flushed, written) = oneshot::channel();
+        let _ = self.records.send(Record::Flush(flushed));
+        let _ = written.await;
+        tracing::info!("room ended");
+    }
+
     /// Stage, mutes and removals: the rules are in `RoomState`.
     async fn control(&mut self, who: ParticipantId, action: Action) {
         let target = |id: &str| id.parse::<ParticipantId>().unwrap_or(-1);
@@ -523,6 +535,19 @@ impl RoomTask {
             Action::Mute { participant_id, kind } => self.state.mute(who, target(&participant_id), &kind),
             Action::Unmute { kind } => self.state.unmute(who, &kind),
             Action::Remove { participant_id, bar } => self.state.remove(who, target(&participant_id), bar, now_ms()),
+            Action::GoLive => self.state.go_live(who),
+            Action::EndSession => {
+                if !self.state.identity(who).is_some_and(|i| i.grants.host) {
+                    return self.refuse(who, InteractionError::NotHost("end the session"));
+                }
+                // Recorded first, so nobody can enter between the goodbye and the mark.
+                if let Err(e) = mark_phase(&self.rooms.db, self.session_id, "ended_at").await {
+                    tracing::error!(error = ?e, "failed to mark the session ended");
+                }
+                self.broadcast(ServerMessage::Phase { phase: "ended" });
+                self.end("the host ended the session").await;
+                return;
+            }
             _ => return,
         };
         self.apply(fx).await;
@@ -530,6 +555,12 @@ impl RoomTask {
 
     fn refuse(&self, who: ParticipantId, e: InteractionError) {
         self.send_to(who, ServerMessage::error(ErrorCode::from(&e), e.to_string()));
+    }
+
+    fn broadcast(&self, message: ServerMessage) {
+        for m in self.members.values() {
+            let _ = m.out.send(Outgoing::Message(message.clone()));
+        }
     }
 
     fn send_to(&self, participant: ParticipantId, message: ServerMessage) {
@@ -596,6 +627,14 @@ impl RoomTask {
                         let _ = m.peer.send(PeerCommand::AllowPublish(allowed));
                     }
                 }
+                Effect::WentLive => {
+                    let (db, session_id) = (self.rooms.db.clone(), self.session_id);
+                    tokio::spawn(async move {
+                        if let Err(e) = mark_phase(&db, session_id, "live_at").await {
+                            tracing::error!(error = ?e, "failed to mark the session live");
+                        }
+                    });
+                }
                 Effect::Bar(user_id) => {
                     let (db, session_id) = (self.rooms.db.clone(), self.session_id);
                     tokio::spawn(async move {
@@ -610,6 +649,28 @@ impl RoomTask {
             }
         }
     }
+}
+
+/// Sets `live_at` or `ended_at` (our own column names) once.
+async fn mark_phase(db: &Db, session_id: i64, column: &'static str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!("update sessions set {column} = coalesce({column}, $1) where id = $2"))
+        .bind(now_ms())
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Whether the room went live, and whether it has ended.
+pub async fn phase_of(db: &Db, session_id: i64) -> Result<(bool, bool), sqlx::Error> {
+    let row: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as("select live_at, ended_at from sessions where id = $1")
+            .bind(session_id)
+            .fetch_optional(&db.read)
+            .await?;
+    let (live, ended) = row.unwrap_or((None, None));
+    Ok((live.is_some(), ended.is_some()))
 }
 
 async fn bar(db: &Db, session_id: i64, user_id: i64) -> Result<(), sqlx::Error> {

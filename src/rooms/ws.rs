@@ -54,6 +54,10 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     if super::task::is_barred(&state.db, session_id, user_id).await.unwrap_or(false) {
         return close(sink, close::REMOVED, "a host removed you from this session").await;
     }
+    let (live, ended) = super::task::phase_of(&state.db, session_id).await.unwrap_or((false, false));
+    if ended {
+        return close(sink, close::ENDED, "this session has ended").await;
+    }
 
     // Until `join`, only this handler talks to the client.
     let deadline = tokio::time::sleep(JOIN_TIMEOUT);
@@ -88,7 +92,7 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     };
     let (out, outgoing) = mpsc::unbounded_channel();
     let conn = state.rooms.next_conn();
-    if let Err(e) = state.rooms.join(session_id, identity, conn, out.clone(), history).await {
+    if let Err(e) = state.rooms.join(session_id, identity, conn, out.clone(), history, live).await {
         tracing::warn!(session = session_id, user = user_id, error = ?e, "could not enter the room");
         return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
     }

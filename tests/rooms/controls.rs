@@ -93,3 +93,48 @@ async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes
             .unwrap();
     assert!(reasons.contains(&"removed".to_string()), "{reasons:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendees_wait_in_the_lobby_until_a_host_goes_live_and_end_session_closes_the_room() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = crate::session_in_lobby(&app, &["Ann"]).await;
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    assert_eq!(priya.join().await["phase"], "lobby");
+    priya.publish();
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    assert_eq!(ann.join().await["phase"], "lobby");
+
+    // Backstage, the host sees the presenter; the lobby receives nothing.
+    until("the presenter backstage", Duration::from_secs(10), || {
+        host.received.lock().unwrap().packets_of("video") >= 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ann.received.lock().unwrap().packets_of("video"), 0);
+
+    ann.send(json!({"v": 1, "type": "go_live"}));
+    assert_eq!(ann.error().await["code"], "not_host");
+    host.send(json!({"v": 1, "type": "go_live"}));
+    ann.expect("going live", |m| m["type"] == "phase" && m["phase"] == "live").await;
+    until("the presenter in the lobby", Duration::from_secs(10), || {
+        let r = ann.received.lock().unwrap();
+        r.packets_of("video") >= 10 && r.packets_of("audio") >= 10
+    })
+    .await;
+
+    // Ending closes every connection, and the room stays shut.
+    host.send(json!({"v": 1, "type": "end_session"}));
+    let (code, _) = ann.closed().await;
+    assert_eq!(code, 4010);
+    assert_eq!(priya.closed().await.0, 4010);
+    let (status, body) = app.post(&format!("/api/sessions/{id}/join"), Some(&attendees[0]), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "this session has ended");
+    let ended: i64 = sqlx::query_scalar("select count(*) from room_events where kind = 'leave' and reason = 'ended'")
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+    assert_eq!(ended, 3);
+}

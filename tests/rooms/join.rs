@@ -38,7 +38,7 @@ both_backends!(registrants_presenters_and_organisers_get_room_tokens_with_their_
 async fn people_who_may_not_enter_are_told_why(backend: Backend) {
     let app = spawn_app(backend).await;
     let organiser = app.organiser().await;
-    let full = app.session(&organiser, "One seat", 1, chrono::Duration::hours(2)).await;
+    let full = app.session(&organiser, "One seat", 1, chrono::Duration::minutes(20)).await;
     let ann = app.sign_up("Ann", "ann@oak.sch.uk").await;
     let bob = app.sign_up("Bob", "bob@oak.sch.uk").await;
     let path = format!("/api/sessions/{full}/join");
@@ -58,6 +58,12 @@ async fn people_who_may_not_enter_are_told_why(backend: Backend) {
 
     let (status, body) = app.post("/api/sessions/999999/join", Some(&ann), json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Too early: the room opens half an hour before the start.
+    let later = app.session(&organiser, "Next week", 10, chrono::Duration::days(7)).await;
+    let (status, body) = app.post(&format!("/api/sessions/{later}/join"), Some(&organiser), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("opens 30 minutes before the start"), "{body}");
 
     let (status, _) = app.post(&format!("/api/sessions/{full}/cancel"), Some(&organiser), json!({})).await;
     assert!(status.is_success(), "{status}");

@@ -19,12 +19,21 @@ use serde_json::{json, Value};
 
 use helpers::TestApp;
 
-/// A published session one hour ahead, with a presenter, a confirmed
-/// registrant per name in `attendees`; returns (session id, organiser,
-/// presenter, attendee tokens).
+/// A published session starting in 20 minutes that a host has already taken
+/// live, with a presenter and a confirmed registrant per name in
+/// `attendees`; returns (session id, organiser, presenter, attendee tokens).
 pub async fn session_with_people(app: &TestApp, attendees: &[&str]) -> (i64, String, String, Vec<String>) {
+    let (id, organiser, presenter, tokens) = session_in_lobby(app, attendees).await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("update sessions set live_at = 1 where id = $1").bind(id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    (id, organiser, presenter, tokens)
+}
+
+/// The same, before anyone went live: attendees wait in the lobby.
+pub async fn session_in_lobby(app: &TestApp, attendees: &[&str]) -> (i64, String, String, Vec<String>) {
     let organiser = app.organiser().await;
-    let id = app.session(&organiser, "Questioning in maths", 30, chrono::Duration::hours(1)).await;
+    let id = app.session(&organiser, "Questioning in maths", 30, chrono::Duration::minutes(20)).await;
     let presenter = app.sign_up("Priya Presenter", "priya@staffroom.test").await;
     make_presenter(app, id, "priya@staffroom.test").await;
     let mut tokens = vec![];

@@ -14,7 +14,7 @@ use crate::{
 async fn a_missing_forged_expired_or_foreign_token_is_refused_with_a_close_code() {
     let app = spawn_app(Backend::Sqlite).await;
     let (id, organiser, _, attendees) = session_with_people(&app, &["Ann"]).await;
-    let other = app.session(&organiser, "Another session", 30, chrono::Duration::hours(3)).await;
+    let other = app.session(&organiser, "Another session", 30, chrono::Duration::minutes(25)).await;
     app.post(&format!("/api/sessions/{other}/registration"), Some(&attendees[0]), json!({})).await;
 
     let (code, _) = connect(&app.url, id, None).await.closed().await;
