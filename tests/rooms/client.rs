@@ -6,7 +6,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -69,6 +69,8 @@ pub struct Client {
     pub received: Arc<Mutex<Received>>,
     /// Keyframe requests (PLI) that reached this client's published video.
     pub keyframe_requests: Arc<AtomicU32>,
+    /// RTP packets this client has published (audio and video).
+    pub sent: Arc<AtomicU64>,
     pub closed: Arc<Mutex<Option<(u16, String)>>>,
     pub joined_at: Instant,
     /// The video track received, to ask its sender for a keyframe.
@@ -89,6 +91,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
     let (message_tx, messages) = mpsc::unbounded_channel();
     let received = Arc::new(Mutex::new(Received::default()));
     let keyframe_requests = Arc::new(AtomicU32::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(Mutex::new(None));
     let video = Arc::new(Mutex::new(None));
     tokio::spawn(drive(
@@ -96,7 +99,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
         command_rx,
         message_tx,
         (received.clone(), video.clone()),
-        keyframe_requests.clone(),
+        (keyframe_requests.clone(), sent.clone()),
         closed.clone(),
     ));
     Client {
@@ -105,6 +108,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
         seen: VecDeque::new(),
         received,
         keyframe_requests,
+        sent,
         closed,
         joined_at: Instant::now(),
         video,
@@ -231,7 +235,7 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Value>,
     (received, video): (Arc<Mutex<Received>>, VideoSlot),
-    keyframe_requests: Arc<AtomicU32>,
+    (keyframe_requests, sent): (Arc<AtomicU32>, Arc<AtomicU64>),
     closed: Arc<Mutex<Option<(u16, String)>>>,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -308,7 +312,7 @@ async fn drive(
                     }
                     let _ = sink.send(offer(&p).await).await;
                     offering = true;
-                    tokio::spawn(generate(video, video_ssrc, audio, audio_ssrc, keyframe_requests.clone(), stop.clone()));
+                    tokio::spawn(generate(video, video_ssrc, audio, audio_ssrc, (keyframe_requests.clone(), sent.clone()), stop.clone()));
                 }
                 None => break,
             },
@@ -381,7 +385,7 @@ async fn generate(
     video_ssrc: u32,
     audio: Arc<TrackLocalStaticRTP>,
     audio_ssrc: u32,
-    keyframe_requests: Arc<AtomicU32>,
+    (keyframe_requests, sent): (Arc<AtomicU32>, Arc<AtomicU64>),
     stop: Arc<AtomicBool>,
 ) {
     let asked = Arc::new(AtomicBool::new(true));
@@ -420,6 +424,7 @@ async fn generate(
             };
             if audio.write_rtp(packet).await.is_ok() {
                 audio_seq = audio_seq.wrapping_add(1);
+                sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         if n.is_multiple_of(3) {
@@ -438,6 +443,7 @@ async fn generate(
             };
             if video.write_rtp(packet).await.is_ok() {
                 video_seq = video_seq.wrapping_add(1);
+                sent.fetch_add(1, Ordering::Relaxed);
             } else if keyframe {
                 asked.store(true, Ordering::Relaxed);
             }

@@ -62,6 +62,20 @@ async fn three_attendees_receive_the_presenters_video_and_audio() {
     assert!(asked >= 1);
     println!("join-to-first-packet per attendee: {firsts:?}");
 
+    // Over a steady window every viewer gets (nearly) every packet sent.
+    let total = |c: &Client| {
+        let r = c.received.lock().unwrap();
+        r.packets_of("audio") + r.packets_of("video")
+    };
+    let sent_before = priya.sent.load(std::sync::atomic::Ordering::Relaxed);
+    let before: Vec<u64> = viewers.iter().map(total).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = priya.sent.load(std::sync::atomic::Ordering::Relaxed) - sent_before;
+    for (viewer, before) in viewers.iter().zip(before) {
+        let got = total(viewer) - before;
+        assert!(got as f64 >= sent as f64 * 0.9, "sent {sent}, a viewer got {got}");
+    }
+
     // A viewer's decoder asking for a keyframe reaches the presenter too
     // (after the rate limit's window).
     tokio::time::sleep(Duration::from_millis(600)).await;
