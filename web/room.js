@@ -44,6 +44,8 @@ const room = {
   leaving: false,
   attempts: 0,
   metrics: { joinSentAt: 0, welcomeAt: 0, firstFrameAt: 0, firstAudioAt: 0 },
+  connections: 0, // how many times we have connected (1 + reconnects)
+  closes: [], // close codes seen, for diagnosis
 };
 window.staffroomRoom = room;
 
@@ -162,6 +164,11 @@ function videoTile(key, track, caption, { mirror = false, big = false } = {}) {
     const off = el("p", { class: "tile-off", text: "Camera off", hidden: true });
     const node = el("figure", { class: big ? "tile tile-big" : "tile", dataset: { key } }, video, off, label);
     tile = { node, video, label, off, track: null };
+    if (!key.endsWith(":me") && video.requestVideoFrameCallback) {
+      video.requestVideoFrameCallback(() => {
+        if (!room.metrics.firstFrameAt) room.metrics.firstFrameAt = performance.now();
+      });
+    }
     tiles.set(key, tile);
   }
   if (tile.track !== track) {
@@ -621,6 +628,7 @@ async function connect(fresh = false) {
   room.pc = newPeerConnection();
   wantOffer = false;
   makingOffer = false;
+  room.connections += 1;
   ws.addEventListener("open", () => {
     room.metrics.joinSentAt = performance.now();
     room.metrics.firstFrameAt = 0;
@@ -637,6 +645,7 @@ async function connect(fresh = false) {
     inbox = inbox.then(() => handle(ws, message)).catch((err) => console.warn("message not handled", message.type, err));
   });
   ws.addEventListener("close", (e) => {
+    room.closes.push(e.code);
     if (ws !== room.ws) return;
     if (room.leaving) return;
     if (FINAL_CLOSES[e.code]) return finish(FINAL_CLOSES[e.code], e.code === 4010 ? "ended" : "left");
@@ -720,6 +729,7 @@ async function pollStats() {
   } catch {
     return;
   }
+  if (pc !== room.pc) return; // replaced while we waited
   const now = performance.now();
   stats.forEach((s) => {
     if (s.type !== "inbound-rtp") return;
@@ -728,7 +738,6 @@ async function pollStats() {
     const decoded = s.framesDecoded || 0;
     const before = room.frames.get(s.trackIdentifier);
     if (!before || decoded !== before.decoded) room.frames.set(s.trackIdentifier, { decoded, changedAt: now });
-    if (decoded > 0 && !room.metrics.firstFrameAt) room.metrics.firstFrameAt = now;
   });
   // A track that stopped sending is shown as off, and shown again when it restarts.
   renderStage();
@@ -764,7 +773,7 @@ async function start() {
     return fatal(e.message);
   }
   buildRoom();
-  statsTimer = setInterval(pollStats, 1000);
+  statsTimer = setInterval(pollStats, 500);
   if (room.ticket.grants.publish && navigator.mediaDevices?.getUserMedia) {
     setState("waiting", "Not yet joined");
     room.local = await pickDevices();

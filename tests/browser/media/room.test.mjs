@@ -165,7 +165,8 @@ test("a presenter's camera and microphone reach two attendees' browsers, video f
     });
     timings[name] = await page.evaluate(() => {
       const m = window.staffroomRoom.metrics;
-      return { firstFrameMs: Math.round(m.firstFrameAt - m.joinSentAt), firstAudioMs: Math.round(m.firstAudioAt - m.joinSentAt) };
+      const r = window.staffroomRoom;
+      return { firstFrameMs: Math.round(m.firstFrameAt - m.joinSentAt), firstAudioMs: Math.round(m.firstAudioAt - m.joinSentAt), connections: r.connections, closes: r.closes };
     });
     await new Promise((r) => setTimeout(r, 2000));
     const b = await inbound(page);
@@ -174,7 +175,7 @@ test("a presenter's camera and microphone reach two attendees' browsers, video f
     assert.ok(b.video.framesDecoded > a.video.framesDecoded + 10, `${name}: frames keep being decoded (${a.video.framesDecoded} → ${b.video.framesDecoded})`);
     assert.ok(b.audio.packetsReceived > a.audio.packetsReceived + 20, `${name}: audio keeps arriving (${a.audio.packetsReceived} → ${b.audio.packetsReceived})`);
   }
-  console.log(`# time from join to first decoded frame / first audio packet (ms): ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the room`);
+  console.log(`# time from join to first decoded frame / first audio packet (ms): ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the session page`);
 
   // Everyone is listed, and the presenter's tile is named on the stage.
   for (const page of [presenter, first, second]) {
