@@ -279,6 +279,18 @@ pub async fn list(db: &Db, session_id: i64) -> Result<Vec<Poll>, InteractionErro
     Ok(out)
 }
 
+/// The polls of this session that `user_id` has voted in.
+pub async fn voted_in(db: &Db, session_id: i64, user_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select b.poll_id from poll_ballots b join polls p on p.id = b.poll_id
+         where p.session_id = $1 and b.user_id = $2 order by b.poll_id",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_all(&db.read)
+    .await
+}
+
 /// Organisers, and the session's presenters, prepare and export polls.
 async fn require_runner(state: &AppState, user: &User, session_id: i64) -> ApiResult<()> {
     programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;

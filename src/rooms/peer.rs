@@ -152,7 +152,8 @@ impl PeerTask {
                 }
             }
             ClientMessage::Candidate { candidate: None } => {}
-            ClientMessage::Join | ClientMessage::Leave => {}
+            // The room task handles these; they never reach the peer.
+            ClientMessage::Join | ClientMessage::Leave | ClientMessage::Action(_) => {}
         }
     }
 

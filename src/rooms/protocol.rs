@@ -4,7 +4,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::tokens::Grants;
+use crate::{
+    auth::tokens::Grants,
+    interaction::{
+        chat::ChatMessage,
+        polls::{Poll, PollResults},
+        questions::Question,
+    },
+};
 
 /// The protocol version this server speaks.
 pub const VERSION: u64 = 1;
@@ -42,7 +49,84 @@ pub enum ClientMessage {
         candidate: Option<Candidate>,
     },
     Leave,
+    /// Everything that is not media negotiation: chat, questions, hands, polls.
+    Action(Action),
 }
+
+/// What people do in the room besides media (see docs/signalling.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    Chat {
+        body: String,
+    },
+    ChatDelete {
+        id: i64,
+    },
+    Ask {
+        body: String,
+    },
+    Upvote {
+        id: i64,
+    },
+    QuestionAnswered {
+        id: i64,
+        answered: bool,
+    },
+    QuestionHighlight {
+        id: Option<i64>,
+    },
+    QuestionDelete {
+        id: i64,
+    },
+    Hand {
+        raised: bool,
+    },
+    HandLower {
+        participant_id: String,
+    },
+    PollCreate {
+        question: String,
+        options: Vec<String>,
+        #[serde(default)]
+        multiple: bool,
+        #[serde(default)]
+        anonymous: bool,
+        #[serde(default)]
+        open: bool,
+    },
+    PollOpen {
+        id: i64,
+    },
+    PollClose {
+        id: i64,
+    },
+    PollReveal {
+        id: i64,
+    },
+    Vote {
+        poll_id: i64,
+        options: Vec<i64>,
+    },
+}
+
+/// The `type`s that are [`Action`]s.
+const ACTION_TYPES: &[&str] = &[
+    "chat",
+    "chat_delete",
+    "ask",
+    "upvote",
+    "question_answered",
+    "question_highlight",
+    "question_delete",
+    "hand",
+    "hand_lower",
+    "poll_create",
+    "poll_open",
+    "poll_close",
+    "poll_reveal",
+    "vote",
+];
 
 /// A trickled ICE candidate, as `RTCIceCandidate.toJSON()` gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,21 +165,124 @@ pub enum ErrorCode {
     Glare,
     /// Media offered without the publish grant: refused, not forwarded.
     PublishNotAllowed,
+    /// Interaction refusals: see [`crate::interaction::InteractionError`].
+    Empty,
+    TooLong,
+    TooFast,
+    NotHost,
+    NotFound,
+    AlreadyVoted,
+    WrongState,
+    BadChoice,
+    /// The server failed; the message was not stored.
+    Internal,
+}
+
+impl From<&crate::interaction::InteractionError> for ErrorCode {
+    fn from(e: &crate::interaction::InteractionError) -> Self {
+        use crate::interaction::InteractionError as E;
+        match e {
+            E::Empty(_) => ErrorCode::Empty,
+            E::TooLong { .. } => ErrorCode::TooLong,
+            E::TooFast => ErrorCode::TooFast,
+            E::NotFound(_) => ErrorCode::NotFound,
+            E::NotHost(_) => ErrorCode::NotHost,
+            E::AlreadyVoted => ErrorCode::AlreadyVoted,
+            E::WrongState(_) => ErrorCode::WrongState,
+            E::BadChoice(_) => ErrorCode::BadChoice,
+            E::Database(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// What the server sends.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Welcome { you: ParticipantInfo, participants: Vec<ParticipantInfo>, tracks: Vec<TrackInfo> },
-    Offer { sdp: String },
-    Answer { sdp: String },
-    Candidate { candidate: Candidate },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant_id: String, reason: &'static str },
-    TrackPublished { track: TrackInfo },
-    TrackUnpublished { track_id: String },
-    Error { code: ErrorCode, message: String },
+    Welcome {
+        you: ParticipantInfo,
+        participants: Vec<ParticipantInfo>,
+        tracks: Vec<TrackInfo>,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: Candidate,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: String,
+        reason: &'static str,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        track_id: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Chat {
+        message: ChatMessage,
+    },
+    ChatDeleted {
+        id: i64,
+    },
+    Question {
+        question: Question,
+    },
+    QuestionDeleted {
+        id: i64,
+    },
+    /// Raised hands, oldest first: to hosts.
+    Hands {
+        queue: Vec<RaisedHand>,
+    },
+    /// Your own hand, after you (or a host) changed it.
+    Hand {
+        raised: bool,
+    },
+    Poll {
+        poll: Poll,
+    },
+    PollResults {
+        results: PollResults,
+    },
+    Voted {
+        poll_id: i64,
+    },
+    /// Stored chat, questions and polls: right after `welcome`.
+    History(History),
+}
+
+/// Stored interaction a joining participant needs; sent right after `welcome`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct History {
+    /// The latest messages, oldest first.
+    pub chat: Vec<ChatMessage>,
+    pub questions: Vec<Question>,
+    /// Drafts only for hosts.
+    pub polls: Vec<Poll>,
+    /// For hosts every poll's; for others, revealed polls' only.
+    pub poll_results: Vec<PollResults>,
+    /// Polls this person has voted in.
+    pub voted: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RaisedHand {
+    pub participant_id: String,
+    pub name: String,
+    /// Unix milliseconds.
+    pub at: i64,
 }
 
 impl ServerMessage {
@@ -174,6 +361,11 @@ pub fn parse(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
                 }
             }
         },
+        action if ACTION_TYPES.contains(&action) => {
+            let action: Action = serde_json::from_value(Value::Object(map.clone()))
+                .map_err(|e| (ErrorCode::BadMessage, format!("{action}: {e}")))?;
+            ClientMessage::Action(action)
+        }
         other => {
             let shown: String = other.chars().take(40).collect();
             return Err((ErrorCode::UnknownType, format!("unknown message type {shown:?}")));
@@ -213,6 +405,25 @@ mod tests {
             code(&format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES))),
             ErrorCode::TooLarge
         );
+    }
+
+    #[test]
+    fn interaction_messages_parse_and_bad_fields_are_named() {
+        assert_eq!(
+            parse(r#"{"v":1,"type":"chat","body":"hello"}"#),
+            Ok(ClientMessage::Action(Action::Chat { body: "hello".into() }))
+        );
+        assert_eq!(
+            parse(r#"{"v":1,"type":"vote","poll_id":3,"options":[7]}"#),
+            Ok(ClientMessage::Action(Action::Vote { poll_id: 3, options: vec![7] }))
+        );
+        assert_eq!(
+            parse(r#"{"v":1,"type":"question_highlight","id":null}"#),
+            Ok(ClientMessage::Action(Action::QuestionHighlight { id: None }))
+        );
+        let (code, message) = parse(r#"{"v":1,"type":"upvote","id":"x"}"#).unwrap_err();
+        assert_eq!(code, ErrorCode::BadMessage);
+        assert!(message.starts_with("upvote:"), "{message}");
     }
 
     #[test]

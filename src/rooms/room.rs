@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::protocol::{ParticipantInfo, ServerMessage, TrackInfo};
+use super::protocol::{ParticipantInfo, RaisedHand, ServerMessage, TrackInfo};
 use crate::auth::tokens::Grants;
 
 /// A participant is a person: their user id. Joining again replaces the
@@ -94,6 +94,8 @@ pub enum Effect {
         except: Option<ParticipantId>,
         message: ServerMessage,
     },
+    /// To every host in the room.
+    ToHosts(ServerMessage),
     /// Start sending `track` to `subscriber` (engine: add a local track, renegotiate).
     Subscribe {
         subscriber: ParticipantId,
@@ -148,6 +150,8 @@ pub struct RoomState {
     subscriptions: BTreeSet<(ParticipantId, TrackId)>,
     next_track: u64,
     keyframes: KeyframeLimiter,
+    /// Raised hands in the order they went up: (participant, Unix ms).
+    hands: Vec<(ParticipantId, i64)>,
 }
 
 impl RoomState {
@@ -161,6 +165,40 @@ impl RoomState {
 
     pub fn is_current(&self, participant: ParticipantId, conn: ConnId) -> bool {
         self.conn_of(participant) == Some(conn)
+    }
+
+    pub fn identity(&self, participant: ParticipantId) -> Option<&Identity> {
+        self.members.get(&participant).map(|m| &m.identity)
+    }
+
+    pub fn hosts(&self) -> Vec<ParticipantId> {
+        self.members.iter().filter(|(_, m)| m.identity.grants.host).map(|(id, _)| *id).collect()
+    }
+
+    fn hand_queue(&self) -> ServerMessage {
+        let queue = self
+            .hands
+            .iter()
+            .filter_map(|(id, at)| {
+                let m = self.members.get(id)?;
+                Some(RaisedHand { participant_id: id.to_string(), name: m.identity.name.clone(), at: *at })
+            })
+            .collect();
+        ServerMessage::Hands { queue }
+    }
+
+    /// Raises or lowers `participant`'s hand; hosts see the queue, oldest first.
+    pub fn set_hand(&mut self, participant: ParticipantId, raised: bool, now_ms: i64) -> Vec<Effect> {
+        if !self.members.contains_key(&participant) {
+            return vec![];
+        }
+        let was = self.hands.iter().any(|(id, _)| *id == participant);
+        match (was, raised) {
+            (false, true) => self.hands.push((participant, now_ms)),
+            (true, false) => self.hands.retain(|(id, _)| *id != participant),
+            _ => {}
+        }
+        vec![Effect::Send(participant, ServerMessage::Hand { raised }), Effect::ToHosts(self.hand_queue())]
     }
 
     pub fn join(&mut self, identity: Identity, conn: ConnId, now_ms: i64) -> Vec<Effect> {
@@ -189,7 +227,11 @@ impl RoomState {
                 fx.push(Effect::Subscribe { subscriber: id, track: t.info.clone() });
             }
         }
+        let is_host = identity.grants.host;
         self.members.insert(id, Member { identity, conn });
+        if is_host && !self.hands.is_empty() {
+            fx.push(Effect::Send(id, self.hand_queue()));
+        }
         fx
     }
 
@@ -206,6 +248,10 @@ impl RoomState {
             fx.extend(self.unpublish(&track));
         }
         self.subscriptions.retain(|(sub, _)| *sub != participant);
+        if self.hands.iter().any(|(id, _)| *id == participant) {
+            self.hands.retain(|(id, _)| *id != participant);
+            fx.push(Effect::ToHosts(self.hand_queue()));
+        }
         fx.push(Effect::ClosePeer { participant, conn });
         fx.push(Effect::Record(Attendance { user_id: participant, left: Some(reason), at: now_ms }));
         fx.push(Effect::Broadcast {
@@ -383,6 +429,32 @@ mod tests {
             _ => None,
         });
         assert_eq!(welcome, Some((2, 1)));
+    }
+
+    #[test]
+    fn raised_hands_queue_in_order_for_hosts_and_leave_with_their_owner() {
+        let mut room = RoomState::default();
+        let mut host = person(1, true);
+        host.grants.host = true;
+        room.join(host, 10, 0);
+        room.join(person(2, false), 20, 0);
+        room.join(person(3, false), 30, 0);
+        room.set_hand(3, true, 100);
+        let fx = room.set_hand(2, true, 200);
+        let queue = fx.iter().find_map(|e| match e {
+            Effect::ToHosts(ServerMessage::Hands { queue }) => {
+                Some(queue.iter().map(|h| h.participant_id.clone()).collect::<Vec<_>>())
+            }
+            _ => None,
+        });
+        assert_eq!(queue, Some(vec!["3".to_string(), "2".to_string()]));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Send(2, ServerMessage::Hand { raised: true }))));
+        let fx = room.leave(3, 30, LeaveReason::Left, 300);
+        let queue = fx.iter().find_map(|e| match e {
+            Effect::ToHosts(ServerMessage::Hands { queue }) => Some(queue.len()),
+            _ => None,
+        });
+        assert_eq!(queue, Some(1));
     }
 
     #[test]

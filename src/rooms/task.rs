@@ -18,12 +18,15 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use super::{
     engine::{self, Engine, Forwarder, ForwarderCommand},
     peer::{self, Peer, PeerCommand, PeerContext},
-    protocol::{ClientMessage, ErrorCode, ServerMessage},
+    protocol::{Action, ClientMessage, ErrorCode, History, ServerMessage},
     room::{
         Attendance, ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, PublishRefusal, RoomState, TrackId,
     },
 };
-use crate::db::Db;
+use crate::{
+    db::Db,
+    interaction::{chat, polls, questions, InteractionError},
+};
 
 /// What the connection's writer sends to the client.
 #[derive(Debug)]
@@ -39,8 +42,12 @@ pub enum RoomCommand {
         identity: Identity,
         conn: ConnId,
         out: Outbox,
+        /// Stored chat, questions and polls, sent right after `welcome`.
+        history: History,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
+    /// Messages prepared off the room task (after a database write), to send now.
+    Deliver(Vec<Effect>),
     Client {
         participant: ParticipantId,
         conn: ConnId,
@@ -120,6 +127,7 @@ impl Rooms {
             forwarders: HashMap::new(),
             records: spawn_recorder(self.db.clone(), session_id),
             tx: tx.clone(),
+            chat_throttle: chat::Throttle::default(),
         };
         tokio::spawn(room.run(rx).instrument(tracing::info_span!("room", session = session_id)));
         tx
@@ -132,10 +140,17 @@ impl Rooms {
         identity: Identity,
         conn: ConnId,
         out: Outbox,
+        history: History,
     ) -> Result<(), JoinError> {
         for _ in 0..3 {
             let (reply, answer) = oneshot::channel();
-            let command = RoomCommand::Join { identity: identity.clone(), conn, out: out.clone(), reply };
+            let command = RoomCommand::Join {
+                identity: identity.clone(),
+                conn,
+                out: out.clone(),
+                history: history.clone(),
+                reply,
+            };
             if self.room(session_id).send(command).is_err() {
                 continue;
             }
@@ -199,6 +214,7 @@ struct RoomTask {
     records: mpsc::UnboundedSender<Record>,
     /// For callbacks (peer tasks, forwarders) to reach this task.
     tx: mpsc::UnboundedSender<RoomCommand>,
+    chat_throttle: chat::Throttle,
 }
 
 fn now_ms() -> i64 {
@@ -239,7 +255,7 @@ impl RoomTask {
 
     async fn handle(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { identity, conn, out, reply } => {
+            RoomCommand::Join { identity, conn, out, history, reply } => {
                 let participant = identity.user_id;
                 let ctx = PeerContext {
                     participant,
@@ -263,6 +279,13 @@ impl RoomTask {
                 tracing::info!(participant, conn, "joined");
                 let _ = reply.send(Ok(()));
                 self.apply(fx).await;
+                self.send_to(participant, ServerMessage::History(history));
+            }
+            RoomCommand::Deliver(fx) => self.apply(fx).await,
+            RoomCommand::Client { participant, conn, message: ClientMessage::Action(action) } => {
+                if self.state.is_current(participant, conn) {
+                    self.act(participant, action).await;
+                }
             }
             RoomCommand::Client { participant, conn, message } => {
                 if let Some(m) = self.members.get(&participant).filter(|m| m.conn == conn) {
@@ -339,6 +362,153 @@ impl RoomTask {
         }
     }
 
+    /// Runs `work` (database writes) off the room task, then delivers its
+    /// effects through the room; a refusal goes back to `who` as an `error`.
+    fn off_task<F>(&self, who: ParticipantId, work: F)
+    where
+        F: std::future::Future<Output = Result<Vec<Effect>, InteractionError>> + Send + 'static,
+    {
+        let room = self.tx.clone();
+        tokio::spawn(async move {
+            let fx = match work.await {
+                Ok(fx) => fx,
+                Err(e) => {
+                    if let InteractionError::Database(db) = &e {
+                        tracing::error!(error = ?db, "interaction failed");
+                    }
+                    let message = match &e {
+                        InteractionError::Database(_) => "that could not be saved; try again".to_string(),
+                        other => other.to_string(),
+                    };
+                    vec![Effect::Send(who, ServerMessage::error(ErrorCode::from(&e), message))]
+                }
+            };
+            let _ = room.send(RoomCommand::Deliver(fx));
+        });
+    }
+
+    /// Chat, questions, hands and polls. Permissions come from the token's
+    /// grants; the rules and storage live in `crate::interaction`.
+    async fn act(&mut self, who: ParticipantId, action: Action) {
+        let Some(identity) = self.state.identity(who).cloned() else { return };
+        let host = identity.grants.host;
+        let db = self.rooms.db.clone();
+        let sid = self.session_id;
+        let all = |message| Effect::Broadcast { except: None, message };
+        match action {
+            Action::Hand { raised } => {
+                let fx = self.state.set_hand(who, raised, now_ms());
+                self.apply(fx).await;
+            }
+            Action::HandLower { participant_id } => {
+                if !host {
+                    return self.refuse(who, InteractionError::NotHost("lower hands"));
+                }
+                let Ok(target) = participant_id.parse::<ParticipantId>() else {
+                    return self.refuse(who, InteractionError::NotFound("participant"));
+                };
+                let fx = self.state.set_hand(target, false, now_ms());
+                self.apply(fx).await;
+            }
+            Action::Chat { body } => {
+                // A message that would be refused anyway does not use up the allowance.
+                let checked = crate::interaction::clean_text("message", &body, chat::MAX_CHARS);
+                if let Err(e) = checked.and_then(|_| self.chat_throttle.check(who, Instant::now())) {
+                    return self.refuse(who, e);
+                }
+                self.off_task(who, async move {
+                    let message = chat::post(&db, sid, who, &body).await?;
+                    Ok(vec![all(ServerMessage::Chat { message })])
+                });
+            }
+            Action::ChatDelete { id } => self.off_task(who, async move {
+                chat::delete(&db, sid, id, who, host).await?;
+                Ok(vec![all(ServerMessage::ChatDeleted { id })])
+            }),
+            Action::Ask { body } => {
+                if let Err(e) = self.chat_throttle.check(who, Instant::now()) {
+                    return self.refuse(who, e);
+                }
+                self.off_task(who, async move {
+                    let question = questions::ask(&db, sid, who, &body).await?;
+                    Ok(vec![all(ServerMessage::Question { question })])
+                });
+            }
+            Action::Upvote { id } => self.off_task(who, async move {
+                let question = questions::upvote(&db, sid, id, who).await?;
+                Ok(vec![all(ServerMessage::Question { question })])
+            }),
+            Action::QuestionAnswered { id, answered } => self.off_task(who, async move {
+                let question = questions::set_answered(&db, sid, id, answered, host).await?;
+                Ok(vec![all(ServerMessage::Question { question })])
+            }),
+            Action::QuestionHighlight { id } => self.off_task(who, async move {
+                // Both the newly highlighted question and the one it replaces change.
+                let before: Vec<i64> =
+                    questions::list(&db, sid, who).await?.into_iter().filter(|q| q.highlighted).map(|q| q.id).collect();
+                questions::highlight(&db, sid, id, host).await?;
+                let mut fx = vec![];
+                for qid in before.into_iter().chain(id) {
+                    let mut question = questions::load(&db, sid, qid).await?;
+                    question.you_voted = None;
+                    fx.push(all(ServerMessage::Question { question }));
+                }
+                Ok(fx)
+            }),
+            Action::QuestionDelete { id } => self.off_task(who, async move {
+                questions::delete(&db, sid, id, who, host).await?;
+                Ok(vec![all(ServerMessage::QuestionDeleted { id })])
+            }),
+            Action::PollCreate { question, options, multiple, anonymous, open } => {
+                if !host {
+                    return self.refuse(who, InteractionError::NotHost("create polls"));
+                }
+                self.off_task(who, async move {
+                    let input = polls::PollInput { question, options, multiple, anonymous };
+                    let poll = polls::create(&db, sid, who, &input, open).await?;
+                    let results = polls::results(&db, sid, poll.id).await?;
+                    let announce = ServerMessage::Poll { poll };
+                    Ok(vec![
+                        if open { all(announce) } else { Effect::ToHosts(announce) },
+                        Effect::ToHosts(ServerMessage::PollResults { results }),
+                    ])
+                });
+            }
+            Action::PollOpen { id } | Action::PollClose { id } | Action::PollReveal { id } => {
+                let step = match action {
+                    Action::PollOpen { .. } => Some(polls::PollStatus::Open),
+                    Action::PollClose { .. } => Some(polls::PollStatus::Closed),
+                    _ => None,
+                };
+                self.off_task(who, async move {
+                    let poll = match step {
+                        Some(to) => polls::set_status(&db, sid, id, to, host).await?,
+                        None => polls::reveal(&db, sid, id, host).await?,
+                    };
+                    let results = polls::results(&db, sid, id).await?;
+                    let revealed = poll.revealed;
+                    let mut fx = vec![all(ServerMessage::Poll { poll })];
+                    let results = ServerMessage::PollResults { results };
+                    fx.push(if revealed { all(results) } else { Effect::ToHosts(results) });
+                    Ok(fx)
+                });
+            }
+            Action::Vote { poll_id, options } => self.off_task(who, async move {
+                let results = polls::vote(&db, sid, poll_id, who, &options).await?;
+                let revealed = polls::load(&db, sid, poll_id).await?.revealed;
+                let results = ServerMessage::PollResults { results };
+                Ok(vec![
+                    Effect::Send(who, ServerMessage::Voted { poll_id }),
+                    if revealed { all(results) } else { Effect::ToHosts(results) },
+                ])
+            }),
+        }
+    }
+
+    fn refuse(&self, who: ParticipantId, e: InteractionError) {
+        self.send_to(who, ServerMessage::error(ErrorCode::from(&e), e.to_string()));
+    }
+
     fn send_to(&self, participant: ParticipantId, message: ServerMessage) {
         if let Some(m) = self.members.get(&participant) {
             let _ = m.out.send(Outgoing::Message(message));
@@ -349,6 +519,11 @@ impl RoomTask {
         for effect in effects {
             match effect {
                 Effect::Send(to, message) => self.send_to(to, message),
+                Effect::ToHosts(message) => {
+                    for host in self.state.hosts() {
+                        self.send_to(host, message.clone());
+                    }
+                }
                 Effect::Broadcast { except, message } => {
                     for (id, m) in &self.members {
                         if Some(*id) != except {

@@ -9,11 +9,16 @@ use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::{
-    protocol::{self, close, ClientMessage, ErrorCode, ServerMessage},
+    protocol::{self, close, ClientMessage, ErrorCode, History, ServerMessage},
     room::{Identity, LeaveReason},
     task::{Outgoing, RoomCommand},
 };
-use crate::{auth::tokens::Refusal, AppState};
+use crate::{
+    auth::tokens::Refusal,
+    db::Db,
+    interaction::{chat, polls, questions, InteractionError},
+    AppState,
+};
 
 /// How long a connection may stay open without sending `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,9 +75,16 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
         }
     }
 
+    let history = match history(&state.db, session_id, user_id, identity.grants.host).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(session = session_id, error = ?e, "failed to load the room's history");
+            History::default()
+        }
+    };
     let (out, outgoing) = mpsc::unbounded_channel();
     let conn = state.rooms.next_conn();
-    if let Err(e) = state.rooms.join(session_id, identity, conn, out.clone()).await {
+    if let Err(e) = state.rooms.join(session_id, identity, conn, out.clone(), history).await {
         tracing::warn!(session = session_id, user = user_id, error = ?e, "could not enter the room");
         return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
     }
@@ -114,6 +126,28 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();
     }
+}
+
+/// What a joining participant sees of the stored interaction: the latest
+/// chat, every question, and the polls (drafts and live results for hosts;
+/// for others, results once revealed).
+async fn history(db: &Db, session_id: i64, user_id: i64, host: bool) -> Result<History, InteractionError> {
+    let polls: Vec<polls::Poll> = polls::list(db, session_id)
+        .await?
+        .into_iter()
+        .filter(|p| host || p.status != polls::PollStatus::Draft)
+        .collect();
+    let mut poll_results = vec![];
+    for p in polls.iter().filter(|p| host || p.revealed) {
+        poll_results.push(polls::results(db, session_id, p.id).await?);
+    }
+    Ok(History {
+        chat: chat::recent(db, session_id, 100).await?,
+        questions: questions::list(db, session_id, user_id).await?,
+        polls,
+        poll_results,
+        voted: polls::voted_in(db, session_id, user_id).await?,
+    })
 }
 
 async fn write(mut sink: Sink, mut outgoing: mpsc::UnboundedReceiver<Outgoing>) {

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod client;
+mod interaction;
 mod join;
 mod media;
 mod signalling;
