@@ -8,6 +8,7 @@
 // error tells us to offer again once its offer is answered.
 
 import { api, el, param, setupPage, stop } from "/app.js";
+import { createPanel } from "/room-talk.js";
 
 const sessionId = Number(param("id"));
 const content = document.getElementById("content");
@@ -100,9 +101,9 @@ function buildRoom() {
   ui.leave = el("button", { type: "button", class: "button-danger control", text: "Leave", onclick: leave });
   ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.camera, ui.share, ui.sound, ui.leave);
 
-  ui.peopleHeading = el("h2", { id: "people-heading", text: "People" });
-  ui.people = el("ul", { class: "people", "aria-labelledby": "people-heading" });
-  ui.panel = el("aside", { class: "room-panel card", "aria-label": "Room panel" }, el("section", { class: "panel-section" }, ui.peopleHeading, ui.people));
+  ui.talk = createPanel({ send, me: () => room.me, participants: () => room.participants });
+  ui.controls.insertBefore(ui.talk.handButton, ui.sound);
+  ui.panel = ui.talk.node;
 
   content.replaceChildren(el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.stage, ui.controls), ui.panel));
   content.removeAttribute("aria-busy");
@@ -284,22 +285,7 @@ function enableSound() {
 }
 
 function renderPeople() {
-  if (!ui.people) return;
-  const everyone = [];
-  if (room.me) everyone.push(room.me);
-  everyone.push(...[...room.participants.values()].sort((a, b) => a.name.localeCompare(b.name)));
-  ui.peopleHeading.textContent = `People (${everyone.length})`;
-  ui.people.replaceChildren(
-    ...everyone.map((p) => {
-      const role = p.grants?.host ? "Host" : p.grants?.publish ? "Presenter" : null;
-      return el(
-        "li",
-        { dataset: { participant: p.id } },
-        el("span", { class: "person-name", text: p === room.me ? `${p.name} (you)` : p.name }),
-        role ? el("span", { class: "badge badge-ok", text: role }) : null,
-      );
-    }),
-  );
+  ui.talk?.renderPeople();
 }
 
 function render() {
@@ -531,6 +517,7 @@ async function offer(pc) {
 
 async function handle(ws, message) {
   if (ws !== room.ws) return;
+  if (ui.talk && ui.talk.handle(message)) return;
   const pc = room.pc;
   switch (message.type) {
     case "welcome": {
@@ -538,6 +525,7 @@ async function handle(ws, message) {
       room.me = message.you;
       room.participants = new Map(message.participants.map((p) => [p.id, p]));
       room.tracks = new Map(message.tracks.map((t) => [t.id, t]));
+      ui.talk.reset();
       ui.mic.hidden = ui.camera.hidden = !room.local;
       ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
       if (room.me.grants?.publish) addLocalTracks(pc);

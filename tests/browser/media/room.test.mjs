@@ -114,7 +114,7 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-test("a presenter's camera and microphone reach two attendees' browsers, video frames keep being decoded and audio keeps arriving", async () => {
+test("a presenter's camera and microphone reach two attendees' browsers, frames keep being decoded and audio keeps arriving, and chat, questions, hands and polls reach the other pages", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
   const starts = new Date(Date.now() + 10 * 60000);
   const session = await post(organiserToken, "/api/sessions", {
@@ -209,6 +209,60 @@ test("a presenter's camera and microphone reach two attendees' browsers, video f
   await shot(presenter, "presenter-sharing-desktop");
   await shot(first, "attendee-sharing-desktop");
   await shot(second, "attendee-sharing-375");
+
+  // Chat: a message from one attendee appears on the others' pages, as text.
+  await first.getByRole("tab", { name: /Chat/ }).click();
+  await first.getByLabel("Message everyone").fill("Hello from Ada <b>not bold</b>");
+  await first.getByRole("button", { name: "Send", exact: true }).click();
+  for (const page of [presenter, second]) {
+    await page.getByRole("tab", { name: /Chat/ }).click();
+    await page.locator(".chat-list li", { hasText: "Hello from Ada <b>not bold</b>" }).waitFor();
+    assert.equal(await page.locator(".chat-list b").count(), 0, "chat is shown as text, not HTML");
+  }
+
+  // Q&A: Ben asks, Ada upvotes, everyone sees one vote.
+  await second.getByRole("tab", { name: /Q&A/ }).click();
+  await second.getByLabel("Ask the presenters a question").fill("How often should retrieval quizzes run?");
+  await second.getByRole("button", { name: "Ask", exact: true }).click();
+  await first.getByRole("tab", { name: /Q&A/ }).click();
+  const question = first.locator(".question-list li", { hasText: "How often should retrieval quizzes run?" });
+  await question.getByRole("button", { name: "Upvote: 0 votes" }).click();
+  await question.getByRole("button", { name: "Upvote: 1 vote" }).waitFor();
+  for (const page of [presenter, second]) {
+    await page.getByRole("tab", { name: /Q&A/ }).click();
+    await page.locator(".question-list li", { hasText: "How often should retrieval quizzes run?" }).getByRole("button", { name: "Upvote: 1 vote" }).waitFor();
+  }
+
+  // A raised hand reaches the host's queue, who lowers it.
+  await first.getByRole("button", { name: "Raise hand" }).click();
+  await first.getByRole("button", { name: "Lower hand" }).waitFor();
+  await presenter.getByRole("tab", { name: /People/ }).click();
+  await presenter.locator(".hand-queue li", { hasText: "Ada Teacher" }).waitFor();
+  await presenter.getByRole("button", { name: "Lower Ada Teacher's hand" }).click();
+  await first.getByRole("button", { name: "Raise hand" }).waitFor();
+  await presenter.locator(".hand-queue li").waitFor({ state: "detached" });
+
+  // A poll: the host opens one, both attendees vote, the host sees the counts, then shows them to everyone.
+  await presenter.getByRole("tab", { name: /Polls/ }).click();
+  await presenter.getByText("New poll").click();
+  await presenter.getByLabel("Question", { exact: true }).fill("Do you use low-stakes quizzes weekly?");
+  await presenter.getByLabel("Choices, one a line").fill("Yes\nNo\nSometimes");
+  await presenter.getByRole("button", { name: "Create poll" }).click();
+  for (const [page, choice] of [[first, "Yes"], [second, "Sometimes"]]) {
+    await page.getByRole("tab", { name: /Polls/ }).click();
+    const poll = page.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" });
+    await poll.getByLabel(choice).check();
+    await poll.getByRole("button", { name: "Vote", exact: true }).click();
+    await poll.getByText("your vote is in").waitFor();
+  }
+  const hostPoll = presenter.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" });
+  await hostPoll.getByText("2 votes").waitFor();
+  await hostPoll.getByText("Yes: 1 (50%)").waitFor();
+  await hostPoll.getByRole("button", { name: "Show results to everyone" }).click();
+  await first.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" }).getByText("Sometimes: 1 (50%)").waitFor();
+
+  await shot(presenter, "presenter-polls-desktop");
+  await shot(second, "attendee-qa-375");
 
   // Leaving shows a way back.
   await second.getByRole("button", { name: "Leave" }).click();
