@@ -149,6 +149,12 @@ function isLive(trackId) {
   return f.decoded === 0 ? performance.now() - f.changedAt < 8000 : performance.now() - f.changedAt < 3000;
 }
 
+/** A screen is only shown once frames arrive: a stopped share stays published, silent. */
+function isShowing(trackId) {
+  const f = room.frames.get(trackId);
+  return Boolean(f && f.decoded > 0 && performance.now() - f.changedAt < 3000);
+}
+
 function nameOf(participantId) {
   if (room.me && participantId === room.me.id) return `${room.me.name} (you)`;
   return room.participants.get(participantId)?.name || "Someone";
@@ -210,7 +216,7 @@ function renderStage() {
       wanted.add(key);
       small.push(tile.node);
     }
-    if (screen && !big && isLive(screen.id)) {
+    if (screen && !big && isShowing(screen.id)) {
       const key = `screen:${pid}`;
       const tile = videoTile(key, room.received.get(screen.id), `${nameOf(pid)}'s screen`, { big: true });
       wanted.add(key);

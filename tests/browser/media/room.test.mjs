@@ -210,6 +210,30 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
   await shot(first, "attendee-sharing-desktop");
   await shot(second, "attendee-sharing-375");
 
+  // Stopping the share takes it off the attendees' stage; the camera stays.
+  await presenter.getByRole("button", { name: "Stop sharing" }).click();
+  await presenter.getByRole("button", { name: "Share screen" }).waitFor();
+  for (const page of [first, second]) {
+    await page.locator(".stage-main .tile-big").waitFor({ state: "detached", timeout: 10000 });
+    await page.locator(".stage-tiles .tile-name", { hasText: ORGANISER.name }).waitFor();
+  }
+
+  // The socket drops: "Reconnecting…", then back in with a fresh token as the same person, and video flows again.
+  const before = await inbound(first);
+  const dropped = Date.now();
+  await first.evaluate(() => window.staffroomRoom.ws.close(3000, "test: simulated drop"));
+  await first.getByText("Reconnecting…", { exact: false }).first().waitFor();
+  await first.locator("#connection[data-state=connected]").waitFor();
+  await waitFor("video flows again after the reconnect", async () => {
+    const s = await inbound(first);
+    return { ok: s.video.framesDecoded > 30, ...s, before };
+  });
+  console.log(`# reconnect: back to decoding video ${Date.now() - dropped} ms after the socket dropped`);
+  assert.equal(await first.evaluate(() => window.staffroomRoom.connections), 2);
+  assert.equal(await first.locator("#banner").isVisible(), false);
+  await presenter.getByRole("tab", { name: /People/ }).click();
+  assert.equal(await presenter.locator(".people li", { hasText: "Ada Teacher" }).count(), 1);
+
   // Chat: a message from one attendee appears on the others' pages, as text.
   await first.getByRole("tab", { name: /Chat/ }).click();
   await first.getByLabel("Message everyone").fill("Hello from Ada <b>not bold</b>");
