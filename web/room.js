@@ -335,6 +335,7 @@ function pickDevices() {
       try {
         stream = await getMedia(cameraId, micId);
         preview.srcObject = stream;
+        preview.play().catch(() => {});
         note.hidden = true;
         joinButton.disabled = false;
         await fill();
