@@ -34,12 +34,13 @@ function registerPanel(session) {
   const mine = session.my_registration;
   const ended = new Date(session.ends_at) <= new Date();
   panel.append(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
-  // The room itself decides whether it is open yet; the way in is always shown to those who may enter.
+  // The room itself decides whether it is open (or still running past its end):
+  // the way in is always shown to those who may enter.
   const mayJoin =
     user &&
     (user.is_organiser || session.presenters.some((p) => p.id === user.id) || (mine && mine.status === "confirmed"));
   const joinLink =
-    mayJoin && session.status !== "cancelled" && !ended
+    mayJoin && session.status !== "cancelled"
       ? el("p", {}, el("a", { class: "button join-live", href: `/room.html?id=${session.id}`, text: "Join the live session" }))
       : null;
 
