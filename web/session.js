@@ -34,6 +34,15 @@ function registerPanel(session) {
   const mine = session.my_registration;
   const ended = new Date(session.ends_at) <= new Date();
   panel.append(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
+  // The room itself decides whether it is open (or still running past its end):
+  // the way in is always shown to those who may enter.
+  const mayJoin =
+    user &&
+    (user.is_organiser || session.presenters.some((p) => p.id === user.id) || (mine && mine.status === "confirmed"));
+  const joinLink =
+    mayJoin && session.status !== "cancelled"
+      ? el("p", {}, el("a", { class: "button join-live", href: `/room.html?id=${session.id}`, text: "Join the live session" }))
+      : null;
 
   const act = (label, kind, work) =>
     el("button", {
@@ -104,6 +113,7 @@ function registerPanel(session) {
       }),
     );
   }
+  if (joinLink) panel.append(joinLink);
   panel.append(status);
   if (message) {
     say(status, message[0], message[1]);

@@ -83,8 +83,11 @@ export async function spawnApp() {
   };
 }
 
-/** Launches headless Chromium (Debian's, not a downloaded one) with a throwaway profile. */
-export async function launchBrowser() {
+/**
+ * Launches headless Chromium (Debian's, not a downloaded one) with a
+ * throwaway profile. `extraArgs` adds switches (the media tests' fake camera).
+ */
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium is missing at ${CHROMIUM}: install Debian's chromium package or set STAFFROOM_CHROMIUM`);
   }
@@ -103,6 +106,7 @@ export async function launchBrowser() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
 }

@@ -1,0 +1,331 @@
+// The live room in real browsers: an organiser presents with Chromium's fake
+// camera and microphone, two registered teachers watch, and each attendee's
+// RTCPeerConnection shows video frames being decoded and audio packets
+// arriving, over the server's SFU on loopback.
+//
+// Runs in its own folder so `scripts/test.sh` can start it inside a network
+// namespace with only loopback (`unshare -n`): nothing here needs a network.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { spawnApp, launchBrowser, newPage, ORGANISER } from "../helpers.mjs";
+
+const MEDIA_ARGS = [
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--autoplay-policy=no-user-gesture-required",
+  // The fake screen picker: getDisplayMedia picks the first screen unasked.
+  "--auto-select-desktop-capture-source=Entire screen",
+];
+
+/** Screenshots go here when STAFFROOM_SCREENSHOTS names a folder (never committed). */
+const SHOTS = process.env.STAFFROOM_SCREENSHOTS || null;
+
+let app;
+let browser;
+
+before(async () => {
+  app = await spawnApp();
+  browser = await launchBrowser(MEDIA_ARGS);
+});
+
+after(async () => {
+  await browser?.close();
+  await app?.stop();
+});
+
+async function bearer(email, password) {
+  const r = await fetch(`${app.url}/api/auth/signin`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  return (await r.json()).token;
+}
+
+async function post(token, path, body) {
+  const r = await fetch(`${app.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(r.ok, `${path}: ${r.status} ${await r.clone().text()}`);
+  return r.status === 204 ? null : r.json();
+}
+
+/** A page signed in through the API (the cookie lands in the page's context). */
+async function signedInPage(email, password, options) {
+  const page = await newPage(browser, options);
+  const r = await page.request.post(`${app.url}/api/auth/signin`, { data: { email, password } });
+  assert.equal(r.status(), 200, await r.text());
+  return page;
+}
+
+async function teacher(name, email, sessionId, options) {
+  const r = await fetch(`${app.url}/api/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name, email, password: "a-long-password", school: "Hillside Primary", stage: "teacher" }),
+  });
+  assert.ok(r.ok, await r.clone().text());
+  const { token } = await r.json();
+  await post(token, `/api/sessions/${sessionId}/registration`);
+  return signedInPage(email, "a-long-password", options);
+}
+
+/** Inbound RTP counters of the page's room connection, by kind (summed over tracks). */
+function inbound(page) {
+  return page.evaluate(async () => {
+    const pc = window.staffroomRoom && window.staffroomRoom.pc;
+    const out = { video: { framesDecoded: 0, tracks: 0 }, audio: { packetsReceived: 0, tracks: 0 } };
+    if (!pc) return out;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") {
+        out.video.framesDecoded += s.framesDecoded || 0;
+        out.video.tracks += 1;
+      } else if (s.kind === "audio") {
+        out.audio.packetsReceived += s.packetsReceived || 0;
+        out.audio.tracks += 1;
+      }
+    });
+    return out;
+  });
+}
+
+async function waitFor(what, check, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last.ok) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what}: not within ${timeoutMs}ms (last: ${JSON.stringify(last)})`);
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+test("a presenter's camera and microphone reach two attendees' browsers, frames keep being decoded and audio keeps arriving, and chat, questions, hands and polls reach the other pages", async () => {
+  const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
+  const starts = new Date(Date.now() + 10 * 60000);
+  const session = await post(organiserToken, "/api/sessions", {
+    title: "Questioning that makes pupils think",
+    description: "A live webinar.",
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+
+  // The organiser presents: picks devices, sees the preview, joins.
+  const presenter = await signedInPage(ORGANISER.email, ORGANISER.password);
+  await presenter.goto(`${app.url}/session.html?id=${session.id}`);
+  await presenter.getByRole("link", { name: "Join the live session" }).click();
+  await presenter.waitForURL(new RegExp(`/room\\.html\\?id=${session.id}$`));
+  const joinWithMedia = presenter.getByRole("button", { name: "Join with camera and mic" });
+  await joinWithMedia.waitFor();
+  await presenter.waitForFunction(() => !document.querySelector(".prejoin button").disabled);
+  await joinWithMedia.click();
+  await presenter.locator("#connection[data-state=connected]").waitFor();
+
+  // Two teachers, registered, join from the session page.
+  const first = await teacher("Ada Teacher", "ada@school.test", session.id);
+  const second = await teacher("Ben Teacher", "ben@school.test", session.id, { viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true });
+  const started = Date.now();
+  for (const page of [first, second]) {
+    await page.goto(`${app.url}/session.html?id=${session.id}`);
+    await page.getByRole("link", { name: "Join the live session" }).click();
+    await page.waitForURL(/\/room\.html\?id=/);
+    // Attendees publish nothing: no device picker, no camera controls.
+    await page.locator("#connection[data-state=connected]").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Join with camera and mic" }).count(), 0);
+    assert.equal(await page.getByRole("button", { name: "Share screen" }).isVisible(), false);
+  }
+
+  const timings = {};
+  for (const [name, page] of [["first", first], ["second", second]]) {
+    const a = await waitFor(`${name} attendee decodes video and receives audio`, async () => {
+      const s = await inbound(page);
+      return { ok: s.video.framesDecoded > 0 && s.audio.packetsReceived > 0, ...s };
+    });
+    timings[name] = await page.evaluate(() => {
+      const m = window.staffroomRoom.metrics;
+      const r = window.staffroomRoom;
+      return { firstFrameMs: Math.round(m.firstFrameAt - m.joinSentAt), firstAudioMs: Math.round(m.firstAudioAt - m.joinSentAt), connections: r.connections, closes: r.closes };
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    const b = await inbound(page);
+    assert.equal(b.video.tracks, 1, `${name}: one inbound video`);
+    assert.equal(b.audio.tracks, 1, `${name}: one inbound audio`);
+    assert.ok(b.video.framesDecoded > a.video.framesDecoded + 10, `${name}: frames keep being decoded (${a.video.framesDecoded} → ${b.video.framesDecoded})`);
+    assert.ok(b.audio.packetsReceived > a.audio.packetsReceived + 20, `${name}: audio keeps arriving (${a.audio.packetsReceived} → ${b.audio.packetsReceived})`);
+  }
+  console.log(`# time from join to first decoded frame / first audio packet (ms): ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the session page`);
+
+  // Everyone is listed, and the presenter's tile is named on the stage.
+  for (const page of [presenter, first, second]) {
+    await page.locator(".people li").filter({ hasText: "Ben Teacher" }).waitFor();
+    await page.locator(".people li").filter({ hasText: "Ada Teacher" }).waitFor();
+    await page.locator(".people li").filter({ hasText: ORGANISER.name }).waitFor();
+  }
+  await first.locator(".tile .tile-name", { hasText: ORGANISER.name }).waitFor();
+  const playing = await first.evaluate(() => {
+    const v = document.querySelector(".stage-tiles video");
+    return v && v.videoWidth > 0 && !v.paused;
+  });
+  assert.ok(playing, "the presenter's video plays in the attendee's tile");
+  assert.equal(await first.getByRole("button", { name: "Enable sound" }).isVisible(), false);
+
+  await shot(presenter, "presenter-desktop");
+  await shot(first, "attendee-desktop");
+  await shot(second, "attendee-375");
+
+  // A screen share shows large on the attendees' stage, the camera small.
+  await presenter.getByRole("button", { name: "Share screen" }).click();
+  await presenter.getByRole("button", { name: "Stop sharing" }).waitFor();
+  for (const page of [first, second]) {
+    await page.locator(".stage-main .tile-big video").waitFor();
+    await waitFor("the screen share is decoded", async () => {
+      const s = await inbound(page);
+      return { ok: s.video.tracks === 2 && s.video.framesDecoded > 0, ...s };
+    });
+    await page.locator(".stage-main .tile-name", { hasText: `${ORGANISER.name}'s screen` }).waitFor();
+  }
+  await shot(presenter, "presenter-sharing-desktop");
+  await shot(first, "attendee-sharing-desktop");
+  await shot(second, "attendee-sharing-375");
+
+  // Stopping the share takes it off the attendees' stage; the camera stays.
+  await presenter.getByRole("button", { name: "Stop sharing" }).click();
+  await presenter.getByRole("button", { name: "Share screen" }).waitFor();
+  for (const page of [first, second]) {
+    await page.locator(".stage-main .tile-big").waitFor({ state: "detached", timeout: 10000 });
+    await page.locator(".stage-tiles .tile-name", { hasText: ORGANISER.name }).waitFor();
+  }
+
+  // The socket drops: "Reconnecting…", then back in with a fresh token as the same person, and video flows again.
+  const before = await inbound(first);
+  const dropped = Date.now();
+  await first.evaluate(() => window.staffroomRoom.ws.close(3000, "test: simulated drop"));
+  await first.getByText("Reconnecting…", { exact: false }).first().waitFor();
+  await first.locator("#connection[data-state=connected]").waitFor();
+  await waitFor("video flows again after the reconnect", async () => {
+    const s = await inbound(first);
+    return { ok: s.video.framesDecoded > 30, ...s, before };
+  });
+  console.log(`# reconnect: back to decoding video ${Date.now() - dropped} ms after the socket dropped`);
+  assert.equal(await first.evaluate(() => window.staffroomRoom.connections), 2);
+  assert.equal(await first.locator("#banner").isVisible(), false);
+  await presenter.getByRole("tab", { name: /People/ }).click();
+  assert.equal(await presenter.locator(".people li", { hasText: "Ada Teacher" }).count(), 1);
+
+  // Chat: a message from one attendee appears on the others' pages, as text.
+  await first.getByRole("tab", { name: /Chat/ }).click();
+  await first.getByLabel("Message everyone").fill("Hello from Ada <b>not bold</b>");
+  await first.getByRole("button", { name: "Send", exact: true }).click();
+  for (const page of [presenter, second]) {
+    await page.getByRole("tab", { name: /Chat/ }).click();
+    await page.locator(".chat-list li", { hasText: "Hello from Ada <b>not bold</b>" }).waitFor();
+    assert.equal(await page.locator(".chat-list b").count(), 0, "chat is shown as text, not HTML");
+  }
+
+  // Q&A: Ben asks, Ada upvotes, everyone sees one vote.
+  await second.getByRole("tab", { name: /Q&A/ }).click();
+  await second.getByLabel("Ask the presenters a question").fill("How often should retrieval quizzes run?");
+  await second.getByRole("button", { name: "Ask", exact: true }).click();
+  await first.getByRole("tab", { name: /Q&A/ }).click();
+  const question = first.locator(".question-list li", { hasText: "How often should retrieval quizzes run?" });
+  await question.getByRole("button", { name: "Upvote: 0 votes" }).click();
+  await question.getByRole("button", { name: "Upvote: 1 vote" }).waitFor();
+  for (const page of [presenter, second]) {
+    await page.getByRole("tab", { name: /Q&A/ }).click();
+    await page.locator(".question-list li", { hasText: "How often should retrieval quizzes run?" }).getByRole("button", { name: "Upvote: 1 vote" }).waitFor();
+  }
+
+  // A raised hand reaches the host's queue, who lowers it.
+  await first.getByRole("button", { name: "Raise hand" }).click();
+  await first.getByRole("button", { name: "Lower hand" }).waitFor();
+  await presenter.getByRole("tab", { name: /People/ }).click();
+  await presenter.locator(".hand-queue li", { hasText: "Ada Teacher" }).waitFor();
+  await presenter.getByRole("button", { name: "Lower Ada Teacher's hand" }).click();
+  await first.getByRole("button", { name: "Raise hand" }).waitFor();
+  await presenter.locator(".hand-queue li").waitFor({ state: "detached" });
+
+  // A poll: the host opens one, both attendees vote, the host sees the counts, then shows them to everyone.
+  await presenter.getByRole("tab", { name: /Polls/ }).click();
+  await presenter.getByText("New poll").click();
+  await presenter.getByLabel("Question", { exact: true }).fill("Do you use low-stakes quizzes weekly?");
+  await presenter.getByLabel("Choices, one a line").fill("Yes\nNo\nSometimes");
+  await presenter.getByRole("button", { name: "Create poll" }).click();
+  for (const [page, choice] of [[first, "Yes"], [second, "Sometimes"]]) {
+    await page.getByRole("tab", { name: /Polls/ }).click();
+    const poll = page.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" });
+    await poll.getByLabel(choice).check();
+    await poll.getByRole("button", { name: "Vote", exact: true }).click();
+    await poll.getByText("your vote is in").waitFor();
+  }
+  const hostPoll = presenter.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" });
+  await hostPoll.getByText("2 votes").waitFor();
+  await hostPoll.getByText("Yes: 1 (50%)").waitFor();
+  await hostPoll.getByRole("button", { name: "Show results to everyone" }).click();
+  await first.locator(".poll", { hasText: "Do you use low-stakes quizzes weekly?" }).getByText("Sometimes: 1 (50%)").waitFor();
+
+  await shot(presenter, "presenter-polls-desktop");
+  await shot(second, "attendee-qa-375");
+
+  // Leaving shows a way back.
+  await second.getByRole("button", { name: "Leave" }).click();
+  await second.getByRole("link", { name: "Back to the session page" }).waitFor();
+  await presenter.locator(".people li").filter({ hasText: "Ben Teacher" }).waitFor({ state: "detached" });
+
+  for (const page of [presenter, first, second]) assert.deepEqual(page.pageErrors.map(String), []);
+});
+
+test("someone not registered is told to register, with a link back to the session", async () => {
+  const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
+  const starts = new Date(Date.now() + 10 * 60000);
+  const session = await post(organiserToken, "/api/sessions", {
+    title: "Retrieval practice",
+    description: "",
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+  const r = await fetch(`${app.url}/api/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "Cy Visitor", email: "cy@school.test", password: "a-long-password", school: "", stage: "teacher" }),
+  });
+  assert.ok(r.ok, await r.text());
+  const page = await signedInPage("cy@school.test", "a-long-password");
+  await page.goto(`${app.url}/session.html?id=${session.id}`);
+  await page.getByRole("button", { name: "Register" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Join the live session" }).count(), 0);
+  await page.goto(`${app.url}/room.html?id=${session.id}`);
+  await page.getByText("Register for this session to join.").waitFor();
+  await page.getByRole("link", { name: "Back to the session page" }).click();
+  await page.waitForURL(new RegExp(`/session\\.html\\?id=${session.id}$`));
+  assert.deepEqual(page.pageErrors.map(String), []);
+});

@@ -1,0 +1,788 @@
+// The live room: joins the session's SFU over the signalling WebSocket
+// (docs/signalling.md), shows who is on stage, plays what they send, and lets
+// presenters and organisers publish their camera, microphone and screen.
+//
+// One RTCPeerConnection carries everything. The server offers what we
+// receive (we answer); we offer what we publish. We are the polite peer: an
+// offer from the server that crosses ours wins, and the server's `glare`
+// error tells us to offer again once its offer is answered.
+
+import { api, el, param, setupPage, stop } from "/app.js";
+import { createPanel } from "/room-talk.js";
+
+const sessionId = Number(param("id"));
+const content = document.getElementById("content");
+const connectionText = document.getElementById("connection");
+const banner = document.getElementById("banner");
+const title = document.getElementById("room-title");
+
+/** Close codes after which we do not come back by ourselves. */
+const FINAL_CLOSES = {
+  1000: "You have left the session.",
+  4009: "You joined this session somewhere else (another tab or device), so this page has let go.",
+  4010: "The session has ended. Thank you for joining.",
+  4012: "A host has removed you from this session.",
+};
+
+/** Everything the page knows; on `window` so tests can read the connection's stats. */
+const room = {
+  session: null,
+  ticket: null,
+  ticketAt: 0,
+  me: null,
+  ws: null,
+  pc: null,
+  state: "connecting",
+  participants: new Map(), // id -> {id, name, grants}
+  tracks: new Map(), // room track id -> {id, participant_id, kind, mime_type}
+  received: new Map(), // room track id -> MediaStreamTrack
+  frames: new Map(), // room track id -> {decoded, changedAt}
+  local: null, // MediaStream: camera and microphone
+  screen: null, // MediaStream: the shared screen
+  transceivers: { audio: null, video: null, screen: null },
+  micOn: true,
+  cameraOn: true,
+  leaving: false,
+  attempts: 0,
+  metrics: { joinSentAt: 0, welcomeAt: 0, firstFrameAt: 0, firstAudioAt: 0 },
+  connections: 0, // how many times we have connected (1 + reconnects)
+  closes: [], // close codes seen, for diagnosis
+};
+window.staffroomRoom = room;
+
+let inbox = Promise.resolve(); // incoming messages are handled one after another
+let wantOffer = false;
+let makingOffer = false;
+let statsTimer = null;
+let reconnectTimer = null;
+
+// ---------------------------------------------------------------- page
+
+const ui = {};
+
+function setState(state, text) {
+  room.state = state;
+  connectionText.dataset.state = state;
+  connectionText.textContent = text;
+}
+
+function showBanner(text, kind = "info") {
+  banner.replaceChildren();
+  if (!text) {
+    banner.hidden = true;
+    return;
+  }
+  banner.className = `status status-${kind}`;
+  banner.hidden = false;
+  if (text instanceof Node) banner.append(text);
+  else banner.textContent = text;
+}
+
+function backLink(text = "Back to the session page") {
+  return el("a", { href: `/session.html?id=${sessionId}`, text });
+}
+
+function controlButton(label, onclick, extra = {}) {
+  return el("button", { type: "button", class: "button-secondary control", text: label, onclick, ...extra });
+}
+
+function buildRoom() {
+  ui.stageMain = el("div", { class: "stage-main", hidden: true });
+  ui.tiles = el("div", { class: "stage-tiles" });
+  ui.stageEmpty = el("p", { class: "stage-empty", text: "Waiting for the presenters to start their cameras…" });
+  ui.prejoin = el("div", { class: "prejoin", hidden: true });
+  ui.audio = el("div", { hidden: true });
+  ui.stage = el("section", { class: "stage", "aria-label": "Stage" }, ui.prejoin, ui.stageMain, ui.tiles, ui.stageEmpty, ui.audio);
+
+  ui.mic = controlButton("Microphone on", toggleMic, { "aria-pressed": "true", hidden: true, dataset: { toggle: "mic" } });
+  ui.camera = controlButton("Camera on", toggleCamera, { "aria-pressed": "true", hidden: true, dataset: { toggle: "camera" } });
+  ui.share = controlButton("Share screen", toggleShare, { "aria-pressed": "false", hidden: true });
+  ui.sound = el("button", { type: "button", class: "control", text: "Enable sound", hidden: true, onclick: enableSound });
+  ui.leave = el("button", { type: "button", class: "button-danger control", text: "Leave", onclick: leave });
+  ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.camera, ui.share, ui.sound, ui.leave);
+
+  ui.talk = createPanel({ send, me: () => room.me, participants: () => room.participants });
+  ui.controls.insertBefore(ui.talk.handButton, ui.sound);
+  ui.panel = ui.talk.node;
+
+  content.replaceChildren(el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.stage, ui.controls), ui.panel));
+  content.removeAttribute("aria-busy");
+}
+
+// ---------------------------------------------------------------- stage
+
+/** The video tracks of a participant that are being received, oldest published first. */
+function videosOf(participantId) {
+  const found = [];
+  for (const [id, info] of room.tracks) {
+    if (info.participant_id === participantId && info.kind === "video" && room.received.has(id)) found.push(info);
+  }
+  return found.sort((a, b) => trackNumber(a.id) - trackNumber(b.id));
+}
+
+function trackNumber(id) {
+  const n = Number(String(id).replace(/\D+/g, ""));
+  return Number.isFinite(n) ? n : 0;
+}
+
+/**
+ * Which of a publisher's videos is the camera and which the screen. The
+ * protocol does not say; a presenter publishes the camera first and a screen
+ * later, so a later video track is a screen share (a `source` field, if the
+ * server ever sends one, wins).
+ */
+function splitVideos(participantId) {
+  const videos = videosOf(participantId);
+  let screen = videos.find((t) => t.source === "screen") || null;
+  let camera = videos.find((t) => t.source === "camera") || null;
+  if (!screen && !camera) {
+    camera = videos[0] || null;
+    screen = videos.length > 1 ? videos[videos.length - 1] : null;
+  }
+  return { camera, screen };
+}
+
+/** A video track counts as live while frames keep arriving (a stopped camera or share sends none). */
+function isLive(trackId) {
+  const f = room.frames.get(trackId);
+  if (!f) return true; // just arrived: give it time
+  return f.decoded === 0 ? performance.now() - f.changedAt < 8000 : performance.now() - f.changedAt < 3000;
+}
+
+/** A screen is only shown once frames arrive: a stopped share stays published, silent. */
+function isShowing(trackId) {
+  const f = room.frames.get(trackId);
+  return Boolean(f && f.decoded > 0 && performance.now() - f.changedAt < 3000);
+}
+
+function nameOf(participantId) {
+  if (room.me && participantId === room.me.id) return `${room.me.name} (you)`;
+  return room.participants.get(participantId)?.name || "Someone";
+}
+
+const tiles = new Map(); // key -> {node, video, track}
+
+function videoTile(key, track, caption, { mirror = false, big = false } = {}) {
+  let tile = tiles.get(key);
+  if (!tile) {
+    const video = el("video", { autoplay: true, playsinline: true, class: mirror ? "mirror" : null });
+    video.muted = true; // sound plays through the audio elements
+    const label = el("p", { class: "tile-name" });
+    const off = el("p", { class: "tile-off", text: "Camera off", hidden: true });
+    const node = el("figure", { class: big ? "tile tile-big" : "tile", dataset: { key } }, video, off, label);
+    tile = { node, video, label, off, track: null };
+    if (!key.endsWith(":me") && video.requestVideoFrameCallback) {
+      video.requestVideoFrameCallback(() => {
+        if (!room.metrics.firstFrameAt) room.metrics.firstFrameAt = performance.now();
+      });
+    }
+    tiles.set(key, tile);
+  }
+  if (tile.track !== track) {
+    tile.track = track;
+    tile.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track) tile.video.play().catch(() => {});
+  }
+  tile.label.textContent = caption;
+  return tile;
+}
+
+function renderStage() {
+  if (!ui.tiles) return;
+  const wanted = new Set();
+  const small = [];
+  let big = null;
+
+  if (room.local && room.transceivers.video) {
+    const track = room.local.getVideoTracks()[0] || null;
+    const tile = videoTile("cam:me", track, `${room.me ? room.me.name : "You"} (you)`, { mirror: true });
+    tile.off.hidden = room.cameraOn;
+    wanted.add("cam:me");
+    small.push(tile.node);
+  }
+  if (room.screen) {
+    const tile = videoTile("screen:me", room.screen.getVideoTracks()[0], "Your screen", { big: true });
+    wanted.add("screen:me");
+    big = tile.node;
+  }
+  const publishers = new Set([...room.tracks.values()].map((t) => t.participant_id));
+  for (const pid of publishers) {
+    if (room.me && pid === room.me.id) continue;
+    const { camera, screen } = splitVideos(pid);
+    if (camera) {
+      const key = `cam:${pid}`;
+      const tile = videoTile(key, room.received.get(camera.id), nameOf(pid));
+      tile.off.hidden = isLive(camera.id);
+      wanted.add(key);
+      small.push(tile.node);
+    }
+    if (screen && !big && isShowing(screen.id)) {
+      const key = `screen:${pid}`;
+      const tile = videoTile(key, room.received.get(screen.id), `${nameOf(pid)}'s screen`, { big: true });
+      wanted.add(key);
+      big = tile.node;
+    }
+  }
+  for (const [key, tile] of tiles) {
+    if (!wanted.has(key)) {
+      tile.video.srcObject = null;
+      tile.node.remove();
+      tiles.delete(key);
+    }
+  }
+  if (big) {
+    if (ui.stageMain.firstChild !== big) ui.stageMain.replaceChildren(big);
+  } else {
+    ui.stageMain.replaceChildren();
+  }
+  ui.stageMain.hidden = !big;
+  ui.stage.classList.toggle("has-screen", Boolean(big));
+  // Keep the order stable without detaching playing videos needlessly.
+  small.forEach((node, i) => {
+    if (ui.tiles.children[i] !== node) ui.tiles.insertBefore(node, ui.tiles.children[i] || null);
+  });
+  while (ui.tiles.children.length > small.length) ui.tiles.lastChild.remove();
+  ui.tiles.dataset.count = String(small.length);
+  ui.stageEmpty.hidden = Boolean(big || small.length) || !ui.prejoin.hidden;
+}
+
+/** One audio element per participant, playing all their audio tracks. */
+function renderAudio() {
+  if (!ui.audio) return;
+  const byParticipant = new Map();
+  for (const [id, track] of room.received) {
+    const info = room.tracks.get(id);
+    if (!info || info.kind !== "audio") continue;
+    if (!byParticipant.has(info.participant_id)) byParticipant.set(info.participant_id, []);
+    byParticipant.get(info.participant_id).push(track);
+  }
+  for (const node of [...ui.audio.children]) {
+    if (!byParticipant.has(node.dataset.participant)) {
+      node.srcObject = null;
+      node.remove();
+    }
+  }
+  for (const [pid, list] of byParticipant) {
+    let audio = ui.audio.querySelector(`audio[data-participant="${CSS.escape(pid)}"]`);
+    if (!audio) {
+      audio = el("audio", { autoplay: true, dataset: { participant: pid } });
+      ui.audio.append(audio);
+    }
+    const current = audio.srcObject ? audio.srcObject.getTracks() : [];
+    if (current.length !== list.length || current.some((t, i) => t !== list[i])) {
+      audio.srcObject = new MediaStream(list);
+      audio.play().then(
+        () => (ui.sound.hidden = true),
+        () => (ui.sound.hidden = false),
+      );
+    }
+  }
+}
+
+function enableSound() {
+  const plays = [...ui.audio.querySelectorAll("audio")].map((a) => a.play());
+  Promise.all(plays).then(
+    () => {
+      ui.sound.hidden = true;
+      ui.leave.focus();
+    },
+    () => showBanner("The browser is still blocking sound. Try the button again.", "error"),
+  );
+}
+
+function renderPeople() {
+  ui.talk?.renderPeople();
+}
+
+function render() {
+  renderStage();
+  renderAudio();
+  renderPeople();
+}
+
+// ---------------------------------------------------------------- media
+
+async function getMedia(cameraId, micId) {
+  return navigator.mediaDevices.getUserMedia({
+    video: cameraId ? { deviceId: { exact: cameraId } } : { width: { ideal: 1280 }, height: { ideal: 720 } },
+    audio: micId ? { deviceId: { exact: micId } } : true,
+  });
+}
+
+/** The device picker with a preview, for people who may publish. Resolves once they choose. */
+function pickDevices() {
+  return new Promise((resolve) => {
+    const preview = el("video", { autoplay: true, playsinline: true, class: "mirror" });
+    preview.muted = true;
+    const cameraSelect = el("select", { id: "camera-select" });
+    const micSelect = el("select", { id: "mic-select" });
+    const note = el("p", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+    let stream = null;
+
+    const fill = async () => {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      const options = (kind, select, current) => {
+        const list = devices.filter((d) => d.kind === kind);
+        select.replaceChildren(...list.map((d, i) => el("option", { value: d.deviceId, text: d.label || `${kind === "videoinput" ? "Camera" : "Microphone"} ${i + 1}` })));
+        if (current) select.value = current;
+      };
+      options("videoinput", cameraSelect, stream?.getVideoTracks()[0]?.getSettings().deviceId);
+      options("audioinput", micSelect, stream?.getAudioTracks()[0]?.getSettings().deviceId);
+    };
+    const open = async (cameraId, micId) => {
+      stream?.getTracks().forEach((t) => t.stop());
+      stream = null;
+      try {
+        stream = await getMedia(cameraId, micId);
+        preview.srcObject = stream;
+        preview.play().catch(() => {});
+        note.hidden = true;
+        joinButton.disabled = false;
+        await fill();
+      } catch (e) {
+        preview.srcObject = null;
+        joinButton.disabled = true;
+        note.className = "status status-error";
+        note.hidden = false;
+        note.textContent =
+          e && e.name === "NotAllowedError"
+            ? "The browser was not allowed to use your camera and microphone. Allow them in the address bar, or join without them."
+            : "Your camera or microphone could not be started. Check that no other app is using them, or join without them.";
+      }
+    };
+    const joinButton = el("button", {
+      type: "button",
+      text: "Join with camera and mic",
+      disabled: true,
+      onclick: () => {
+        ui.prejoin.hidden = true;
+        ui.prejoin.replaceChildren();
+        resolve(stream);
+      },
+    });
+    const without = el("button", {
+      type: "button",
+      class: "button-secondary",
+      text: "Join without camera and mic",
+      onclick: () => {
+        stream?.getTracks().forEach((t) => t.stop());
+        ui.prejoin.hidden = true;
+        ui.prejoin.replaceChildren();
+        resolve(null);
+      },
+    });
+    cameraSelect.addEventListener("change", () => open(cameraSelect.value, micSelect.value));
+    micSelect.addEventListener("change", () => open(cameraSelect.value, micSelect.value));
+    ui.prejoin.replaceChildren(
+      el("h2", { text: "Check your camera and microphone" }),
+      el("div", { class: "prejoin-preview" }, preview),
+      el("div", { class: "field" }, el("label", { class: "label", for: "camera-select", text: "Camera" }), cameraSelect),
+      el("div", { class: "field" }, el("label", { class: "label", for: "mic-select", text: "Microphone" }), micSelect),
+      note,
+      el("div", { class: "actions" }, joinButton, without),
+    );
+    ui.prejoin.hidden = false;
+    renderStage();
+    open();
+  });
+}
+
+/** Adds what we publish to a fresh peer connection (on joining, and again after a reconnect). */
+function addLocalTracks(pc) {
+  room.transceivers = { audio: null, video: null, screen: null };
+  if (room.local) {
+    const audio = room.local.getAudioTracks()[0];
+    const video = room.local.getVideoTracks()[0];
+    if (audio) room.transceivers.audio = pc.addTransceiver(audio, { direction: "sendonly", streams: [room.local] });
+    if (video) {
+      room.transceivers.video = pc.addTransceiver(room.cameraOn ? video : "video", { direction: "sendonly", streams: [room.local] });
+    }
+  }
+  if (room.screen) {
+    room.transceivers.screen = pc.addTransceiver(room.screen.getVideoTracks()[0], { direction: "sendonly", streams: [room.screen] });
+  }
+}
+
+function toggleMic() {
+  room.micOn = !room.micOn;
+  for (const t of room.local?.getAudioTracks() || []) t.enabled = room.micOn;
+  ui.mic.textContent = room.micOn ? "Microphone on" : "Microphone off";
+  ui.mic.setAttribute("aria-pressed", String(room.micOn));
+}
+
+async function toggleCamera() {
+  room.cameraOn = !room.cameraOn;
+  const track = room.local?.getVideoTracks()[0] || null;
+  // Sending nothing (rather than black frames) lets viewers show "Camera off".
+  await room.transceivers.video?.sender.replaceTrack(room.cameraOn ? track : null);
+  ui.camera.textContent = room.cameraOn ? "Camera on" : "Camera off";
+  ui.camera.setAttribute("aria-pressed", String(room.cameraOn));
+  renderStage();
+}
+
+async function toggleShare() {
+  if (room.screen) return stopShare();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch {
+    return; // they chose not to share
+  }
+  const track = stream.getVideoTracks()[0];
+  track.contentHint = "detail";
+  room.screen = stream;
+  track.addEventListener("ended", () => stopShare());
+  const t = room.transceivers.screen;
+  if (t && room.pc) {
+    // Reuse the screen's transceiver, so viewers keep the same track.
+    t.direction = "sendonly";
+    await t.sender.replaceTrack(track);
+  } else if (room.pc) {
+    room.transceivers.screen = room.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+  ui.share.textContent = "Stop sharing";
+  ui.share.setAttribute("aria-pressed", "true");
+  renderStage();
+}
+
+async function stopShare() {
+  if (!room.screen) return;
+  room.screen.getTracks().forEach((t) => t.stop());
+  room.screen = null;
+  const t = room.transceivers.screen;
+  if (t && room.pc && room.pc.connectionState !== "closed") {
+    await t.sender.replaceTrack(null);
+    t.direction = "inactive";
+  }
+  ui.share.textContent = "Share screen";
+  ui.share.setAttribute("aria-pressed", "false");
+  renderStage();
+}
+
+// ---------------------------------------------------------------- signalling
+
+function send(message) {
+  const ws = room.ws;
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: 1, ...message }));
+}
+
+function newPeerConnection() {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  pc.addEventListener("icecandidate", (e) => {
+    if (pc !== room.pc) return;
+    send({ type: "candidate", candidate: e.candidate && e.candidate.candidate ? e.candidate.toJSON() : null });
+  });
+  pc.addEventListener("negotiationneeded", () => offer(pc));
+  pc.addEventListener("signalingstatechange", () => {
+    if (pc === room.pc && pc.signalingState === "stable" && wantOffer) offer(pc);
+  });
+  pc.addEventListener("track", (e) => {
+    if (pc !== room.pc) return;
+    const track = e.track;
+    room.received.set(track.id, track);
+    room.frames.delete(track.id);
+    track.addEventListener("ended", () => {
+      if (room.received.get(track.id) === track) room.received.delete(track.id);
+      render();
+    });
+    render();
+  });
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc !== room.pc) return;
+    const s = pc.connectionState;
+    if (s === "connected") {
+      room.attempts = 0;
+      setState("connected", "Connected");
+      showBanner(null);
+    } else if (s === "disconnected") {
+      setState("reconnecting", "Reconnecting…");
+    } else if (s === "failed") {
+      // No ICE restart yet: join again, which gives a fresh connection.
+      reconnect("The media connection was lost.");
+    }
+  });
+  return pc;
+}
+
+async function offer(pc) {
+  if (pc !== room.pc || pc.connectionState === "closed") return;
+  if (makingOffer || pc.signalingState !== "stable") {
+    wantOffer = true;
+    return;
+  }
+  wantOffer = false;
+  try {
+    makingOffer = true;
+    await pc.setLocalDescription();
+    send({ type: "offer", sdp: pc.localDescription.sdp });
+  } catch (e) {
+    console.warn("could not make an offer", e);
+  } finally {
+    makingOffer = false;
+  }
+}
+
+async function handle(ws, message) {
+  if (ws !== room.ws) return;
+  if (ui.talk && ui.talk.handle(message)) return;
+  const pc = room.pc;
+  switch (message.type) {
+    case "welcome": {
+      room.metrics.welcomeAt = performance.now();
+      room.me = message.you;
+      room.participants = new Map(message.participants.map((p) => [p.id, p]));
+      room.tracks = new Map(message.tracks.map((t) => [t.id, t]));
+      ui.talk.reset();
+      ui.mic.hidden = ui.camera.hidden = !room.local;
+      ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
+      if (room.me.grants?.publish) addLocalTracks(pc);
+      if (pc.connectionState !== "connected") setState("connecting", "Connecting media…");
+      render();
+      break;
+    }
+    case "offer": {
+      // Polite: an offer of ours that crossed this one is rolled back.
+      await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+      await pc.setLocalDescription();
+      send({ type: "answer", sdp: pc.localDescription.sdp });
+      break;
+    }
+    case "answer":
+      if (pc.signalingState === "have-local-offer") await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      break;
+    case "candidate":
+      if (message.candidate) {
+        try {
+          await pc.addIceCandidate(message.candidate);
+        } catch (e) {
+          console.debug("candidate refused", e);
+        }
+      }
+      break;
+    case "participant_joined":
+      room.participants.set(message.participant.id, message.participant);
+      render();
+      break;
+    case "participant_updated":
+      if (room.me && message.participant.id === room.me.id) room.me = { ...room.me, ...message.participant };
+      else room.participants.set(message.participant.id, { ...room.participants.get(message.participant.id), ...message.participant });
+      render();
+      break;
+    case "participant_left":
+      room.participants.delete(message.participant_id);
+      render();
+      break;
+    case "track_published":
+      room.tracks.set(message.track.id, message.track);
+      render();
+      break;
+    case "track_unpublished":
+      room.tracks.delete(message.track_id);
+      room.received.delete(message.track_id);
+      render();
+      break;
+    case "error":
+      if (message.code === "glare") {
+        wantOffer = true;
+        if (pc.signalingState === "stable") offer(pc);
+      } else if (message.code === "publish_not_allowed") {
+        showBanner("You cannot publish in this session: your camera and microphone are not sent.", "error");
+      } else {
+        console.warn("room error", message.code, message.message);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+/** A room ticket for this session: the one we hold if it is young enough, else a fresh one. */
+async function ticket(fresh) {
+  if (fresh || !room.ticket || Date.now() - room.ticketAt > 60000) {
+    room.ticket = await api(`/api/sessions/${sessionId}/join`, { method: "POST" });
+    room.ticketAt = Date.now();
+  }
+  const t = room.ticket;
+  room.ticket = null; // a token opens one connection
+  return t;
+}
+
+async function connect(fresh = false) {
+  clearTimeout(reconnectTimer);
+  let t;
+  try {
+    t = await ticket(fresh);
+  } catch (e) {
+    if (e.status && e.status < 500) return fatal(e.message);
+    return reconnect(e.message);
+  }
+  teardown();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}${t.ws_path}?token=${encodeURIComponent(t.token)}`);
+  room.ws = ws;
+  room.pc = newPeerConnection();
+  wantOffer = false;
+  makingOffer = false;
+  room.connections += 1;
+  ws.addEventListener("open", () => {
+    room.metrics.joinSentAt = performance.now();
+    room.metrics.firstFrameAt = 0;
+    room.metrics.firstAudioAt = 0;
+    ws.send(JSON.stringify({ v: 1, type: "join" }));
+  });
+  ws.addEventListener("message", (e) => {
+    let message;
+    try {
+      message = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    inbox = inbox.then(() => handle(ws, message)).catch((err) => console.warn("message not handled", message.type, err));
+  });
+  ws.addEventListener("close", (e) => {
+    room.closes.push(e.code);
+    if (ws !== room.ws) return;
+    if (room.leaving) return;
+    if (FINAL_CLOSES[e.code]) return finish(FINAL_CLOSES[e.code], e.code === 4010 ? "ended" : "left");
+    if (e.code === 4003) return fatal("This room link is for another session.");
+    reconnect();
+  });
+}
+
+/** Closes the current connection, keeping our own camera and microphone. */
+function teardown() {
+  const { ws, pc } = room;
+  room.ws = null;
+  room.pc = null;
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+  if (pc) pc.close();
+  room.received.clear();
+  room.frames.clear();
+  room.tracks.clear();
+  render();
+}
+
+function reconnect(why) {
+  if (room.leaving) return;
+  if (room.state === "reconnecting" && reconnectTimer && !room.ws) return;
+  teardown();
+  room.attempts += 1;
+  const delay = Math.min(500 * room.attempts, 4000);
+  setState("reconnecting", "Reconnecting…");
+  showBanner(why ? `Reconnecting… ${why}` : "Reconnecting… The connection to the room dropped.", "info");
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(() => {
+    reconnectTimer = null;
+    connect(true);
+  }, delay);
+}
+
+function releaseMedia() {
+  room.local?.getTracks().forEach((t) => t.stop());
+  room.screen?.getTracks().forEach((t) => t.stop());
+  room.local = room.screen = null;
+}
+
+function finish(message, state) {
+  room.leaving = true;
+  clearTimeout(reconnectTimer);
+  clearInterval(statsTimer);
+  teardown();
+  releaseMedia();
+  setState(state, state === "ended" ? "Ended" : "Left");
+  showBanner(null);
+  stop(content, state === "ended" ? "The session has ended" : "You are out of the room", message, backLink());
+  content.querySelector("a")?.focus();
+}
+
+function fatal(message) {
+  room.leaving = true;
+  clearTimeout(reconnectTimer);
+  teardown();
+  releaseMedia();
+  setState("closed", "Not connected");
+  showBanner(null);
+  stop(content, "You cannot join this session", message, backLink());
+  content.removeAttribute("aria-busy");
+}
+
+function leave() {
+  room.leaving = true;
+  send({ type: "leave" });
+  finish("You have left the session. You can join again while it runs.", "left");
+}
+
+// ---------------------------------------------------------------- stats
+
+/** Watches frames arriving, to tell a live camera from a stopped one and to time the first frame. */
+async function pollStats() {
+  const pc = room.pc;
+  if (!pc || pc.connectionState === "closed") return;
+  let stats;
+  try {
+    stats = await pc.getStats();
+  } catch {
+    return;
+  }
+  if (pc !== room.pc) return; // replaced while we waited
+  const now = performance.now();
+  stats.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "audio" && s.packetsReceived > 0 && !room.metrics.firstAudioAt) room.metrics.firstAudioAt = now;
+    if (s.kind !== "video" || !s.trackIdentifier) return;
+    const decoded = s.framesDecoded || 0;
+    const before = room.frames.get(s.trackIdentifier);
+    if (!before || decoded !== before.decoded) room.frames.set(s.trackIdentifier, { decoded, changedAt: now });
+  });
+  // A track that stopped sending is shown as off, and shown again when it restarts.
+  renderStage();
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  const user = await setupPage();
+  if (!Number.isInteger(sessionId) || sessionId <= 0) {
+    setState("closed", "Not connected");
+    stop(content, "Session not found", "The link is missing the session number.", el("a", { href: "/index.html", text: "See the programme" }));
+    return;
+  }
+  if (!user) {
+    setState("closed", "Not connected");
+    const next = encodeURIComponent(location.pathname + location.search);
+    stop(content, "Sign in to join", "Sign in with the account you registered with to join the live session.", el("a", { class: "button", href: `/signin.html?next=${next}`, text: "Sign in" }));
+    return;
+  }
+  try {
+    room.session = await api(`/api/sessions/${sessionId}`);
+    title.textContent = room.session.title;
+    document.title = `${room.session.title} · Live · Staffroom`;
+  } catch {
+    // The join below says what is wrong.
+  }
+  try {
+    // Asked once up front: it says whether we may enter, and whether we may publish.
+    room.ticket = await api(`/api/sessions/${sessionId}/join`, { method: "POST" });
+    room.ticketAt = Date.now();
+  } catch (e) {
+    return fatal(e.message);
+  }
+  buildRoom();
+  statsTimer = setInterval(pollStats, 500);
+  if (room.ticket.grants.publish && navigator.mediaDevices?.getUserMedia) {
+    setState("waiting", "Not yet joined");
+    room.local = await pickDevices();
+    if (room.local) renderStage();
+  }
+  setState("connecting", "Connecting…");
+  connect();
+}
+
+window.addEventListener("pagehide", () => {
+  if (room.ws && !room.leaving) {
+    room.leaving = true;
+    send({ type: "leave" });
+  }
+});
+
+start();
