@@ -156,7 +156,8 @@ async fn run(viewers: usize, window: Duration) {
     let (session, tokens) = seed(dir.path(), viewers).await;
     let http = reqwest::Client::new();
 
-    let mut presenter = client::connect(&server.url, session, Some(&room_token(&http, &server.url, session, &tokens[0]).await)).await;
+    let mut presenter =
+        client::connect(&server.url, session, Some(&room_token(&http, &server.url, session, &tokens[0]).await)).await;
     presenter.join().await;
     presenter.publish();
     presenter.expect("the answer", |m| m["type"] == "answer").await;

@@ -41,7 +41,33 @@ use crate::settings::RtcSettings;
 pub const VP8: &str = "video/VP8";
 pub const OPUS: &str = "audio/opus";
 pub const VP8_PAYLOAD_TYPE: u8 = 96;
+/// RFC 6464: the sender's audio level in each audio packet, 0 (loudest) to
+/// 127 (silence) −dBov. Browsers send it when it is negotiated.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// Registers the room's codecs and the audio-level header extension (for
+/// the active speaker).
+pub fn register_media(media: &mut MediaEngine) -> Result<(), webrtc::error::Error> {
+    for (codec, kind) in codecs() {
+        media.register_codec(codec, kind)?;
+    }
+    media.register_header_extension(
+        rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.into() },
+        RtpCodecKind::Audio,
+        None,
+    )
+}
+
+/// The id an SDP gives to a header extension (`a=extmap:ID URI`).
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("a=extmap:")?;
+        let (id, rest) = rest.split_once(' ')?;
+        let id = id.split('/').next()?;
+        (rest.split_whitespace().next() == Some(uri)).then(|| id.parse().ok()).flatten()
+    })
+}
 
 /// The codecs a room speaks. An SFU forwards what it receives, so every
 /// subscriber must decode what the publisher sends: one codec per kind, the
@@ -144,9 +170,7 @@ impl Engine {
         handler: Arc<dyn PeerConnectionEventHandler>,
     ) -> anyhow::Result<Arc<dyn PeerConnection>> {
         let mut media = MediaEngine::default();
-        for (codec, kind) in codecs() {
-            media.register_codec(codec, kind).context("failed to register a codec")?;
-        }
+        register_media(&mut media).context("failed to set up the media engine")?;
         let registry = register_default_interceptors(Registry::new(), &mut media)
             .context("failed to set up interceptors")?
             .with(Slot::from(14_000), KeyframeRequests::default());
@@ -322,9 +346,21 @@ fn spawn_downtrack(track_id: TrackId, local: Arc<TrackLocalStaticRTP>, ssrc: u32
 /// Spawns the task that owns one published track: it reads the publisher's
 /// RTP and hands a copy to each attached subscriber, never decoding.
 /// `ended` is called once when the publisher's track ends.
+/// Packets between two audio-level reports (50 a second for Opus: 200 ms).
+const LEVEL_EVERY: u32 = 10;
+
+/// Where a forwarder reports the publisher's audio level: the negotiated
+/// extension id, and a callback taking the loudest level (0 loudest,
+/// 127 silence) seen since the last report.
+pub struct LevelReport {
+    pub extension_id: u8,
+    pub report: Box<dyn Fn(u8) + Send>,
+}
+
 pub fn spawn_forwarder(
     track_id: TrackId,
     remote: Arc<dyn TrackRemote>,
+    level: Option<LevelReport>,
     ended: impl FnOnce() + Send + 'static,
 ) -> Forwarder {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -333,6 +369,7 @@ pub fn spawn_forwarder(
         let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
         let mut received: u64 = 0;
         let mut paused = false;
+        let (mut loudest, mut since_report) = (127u8, 0u32);
         loop {
             tokio::select! {
                 event = remote.poll() => match event {
@@ -340,6 +377,16 @@ pub fn spawn_forwarder(
                         received += 1;
                         if paused {
                             continue;
+                        }
+                        if let Some(l) = &level {
+                            if let Some(ext) = packet.header.get_extension(l.extension_id) {
+                                loudest = loudest.min(ext.first().map_or(127, |b| b & 0x7f));
+                            }
+                            since_report += 1;
+                            if since_report >= LEVEL_EVERY {
+                                (l.report)(loudest);
+                                (loudest, since_report) = (127, 0);
+                            }
                         }
                         for (_, sub) in subscribers.iter_mut() {
                             if sub.queue.try_send(packet.clone()).is_err() {
@@ -385,6 +432,15 @@ pub fn drain(remote: Arc<dyn TrackRemote>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extension_ids_are_read_from_the_sdp() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+                   a=extmap:3/sendrecv http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n";
+        assert_eq!(super::extmap_id(sdp, super::AUDIO_LEVEL_URI), Some(1));
+        assert_eq!(super::extmap_id(sdp, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"), Some(3));
+        assert_eq!(super::extmap_id(sdp, "urn:nothing"), None);
+    }
+
     #[test]
     fn host_candidates_in_sdp_announce_the_public_address() {
         let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 50001 typ host\r\n\

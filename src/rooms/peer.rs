@@ -359,12 +359,22 @@ impl PeerTask {
                     Some(ssrc) => webrtc::media_stream::Track::codec(&*remote, ssrc).await.map(|c| c.mime_type),
                     None => None,
                 };
+                // The publisher chose the audio-level extension's id in its offer.
+                let audio_level_ext = match kind {
+                    Some(MediaKind::Audio) => self
+                        .pc
+                        .remote_description()
+                        .await
+                        .and_then(|d| engine::extmap_id(&d.sdp, engine::AUDIO_LEVEL_URI)),
+                    _ => None,
+                };
                 let _ = self.ctx.room.send(RoomCommand::TrackArrived {
                     participant: self.ctx.participant,
                     conn: self.ctx.conn,
                     remote,
                     kind,
                     mime_type,
+                    audio_level_ext,
                 });
             }
             PeerEvent::State(state) => {

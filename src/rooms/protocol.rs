@@ -312,6 +312,10 @@ pub enum ServerMessage {
     ParticipantUpdated {
         participant: ParticipantInfo,
     },
+    /// Who is speaking now, from the audio level publishers send.
+    ActiveSpeaker {
+        participant_id: String,
+    },
     /// A host muted your `kind`; `unmute` to speak again.
     Muted {
         kind: &'static str,

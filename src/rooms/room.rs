@@ -219,6 +219,21 @@ pub struct RoomState {
     /// Raised hands in the order they went up: (participant, Unix ms).
     hands: Vec<(ParticipantId, i64)>,
     phase: Phase,
+    speakers: ActiveSpeaker,
+}
+
+/// Levels are −dBov: 0 is the loudest, 127 silence. Speech sits around 20–40.
+pub const SPEAKING_LEVEL: u8 = 50;
+/// A new speaker takes over only after the current one has been quiet this
+/// long, or speaks this much louder: no flicker between two people talking.
+pub const SPEAKER_HOLD: Duration = Duration::from_millis(1000);
+const LOUDER_BY: u8 = 10;
+
+/// The latest level of each audio track, and who was last announced.
+#[derive(Default)]
+struct ActiveSpeaker {
+    levels: HashMap<TrackId, (u8, Instant)>,
+    current: Option<(ParticipantId, Instant)>,
 }
 
 impl RoomState {
@@ -415,6 +430,58 @@ impl RoomState {
         fx
     }
 
+    /// A forwarder's report of the loudest level on an audio track since its
+    /// last report. Announces a new active speaker when one clearly takes over.
+    pub fn audio_level(&mut self, track: &str, level: u8, now: Instant) -> Vec<Effect> {
+        let Some(t) = self.tracks.get(track) else { return vec![] };
+        let owner = t.owner;
+        if self.members.get(&owner).is_none_or(|m| m.muted.contains("audio")) {
+            return vec![];
+        }
+        self.speakers.levels.insert(track.to_string(), (level, now));
+        // The loudest fresh, speaking track.
+        let loudest = self
+            .speakers
+            .levels
+            .iter()
+            .filter(|(_, (l, at))| *l <= SPEAKING_LEVEL && now.duration_since(*at) < Duration::from_millis(600))
+            .filter_map(|(id, (l, _))| self.tracks.get(id).map(|t| (t.owner, *l)))
+            .min_by_key(|(_, l)| *l);
+        let Some((candidate, candidate_level)) = loudest else { return vec![] };
+        let take_over = match self.speakers.current {
+            None => true,
+            Some((current, _)) if current == candidate => {
+                self.speakers.current = Some((current, now));
+                false
+            }
+            Some((current, last_heard)) => {
+                let current_level = self
+                    .speakers
+                    .levels
+                    .iter()
+                    .filter(|(id, (_, at))| {
+                        self.tracks.get(*id).is_some_and(|t| t.owner == current)
+                            && now.duration_since(*at) < Duration::from_millis(600)
+                    })
+                    .map(|(_, (l, _))| *l)
+                    .min()
+                    .unwrap_or(127);
+                let quiet = current_level > SPEAKING_LEVEL;
+                (quiet && now.duration_since(last_heard) >= SPEAKER_HOLD)
+                    || (!quiet && candidate_level.saturating_add(LOUDER_BY) < current_level)
+                    || !self.members.contains_key(&current)
+            }
+        };
+        if !take_over {
+            return vec![];
+        }
+        self.speakers.current = Some((candidate, now));
+        vec![Effect::Broadcast {
+            except: None,
+            message: ServerMessage::ActiveSpeaker { participant_id: candidate.to_string() },
+        }]
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -568,6 +635,7 @@ impl RoomState {
             return vec![];
         }
         self.keyframes.forget(track);
+        self.speakers.levels.remove(track);
         let mut fx = vec![Effect::StopTrack(track.to_string())];
         let subscribers: Vec<ParticipantId> =
             self.subscriptions.iter().filter(|(_, t)| t == track).map(|(s, _)| *s).collect();
@@ -731,6 +799,34 @@ mod tests {
         assert_eq!(room.phase(), Phase::Live);
         let fx = room.join(person(4, false), 40, 0, false);
         assert_eq!(subscribes(&fx), vec![(4, track)], "a live room stays live for later joiners");
+    }
+
+    #[test]
+    fn the_active_speaker_follows_the_loudest_voice_without_flickering() {
+        let mut room = RoomState::default();
+        room.join(person(1, true), 10, 0, true);
+        room.join(person(2, true), 20, 0, true);
+        let (a, _) = room.publish(1, 10, MediaKind::Audio, "audio/opus").unwrap();
+        let (b, _) = room.publish(2, 20, MediaKind::Audio, "audio/opus").unwrap();
+        let speaker = |fx: Vec<Effect>| {
+            fx.into_iter().find_map(|e| match e {
+                Effect::Broadcast { message: ServerMessage::ActiveSpeaker { participant_id }, .. } => {
+                    Some(participant_id)
+                }
+                _ => None,
+            })
+        };
+        let t0 = Instant::now();
+        assert_eq!(speaker(room.audio_level(&a, 127, t0)), None, "silence names nobody");
+        assert_eq!(speaker(room.audio_level(&a, 30, t0)).as_deref(), Some("1"));
+        // Someone else talking about as loudly does not take over at once...
+        assert_eq!(speaker(room.audio_level(&b, 28, t0 + Duration::from_millis(200))), None);
+        assert_eq!(speaker(room.audio_level(&a, 32, t0 + Duration::from_millis(300))), None);
+        // ...but does once the first has been quiet for the hold time.
+        room.audio_level(&a, 120, t0 + Duration::from_millis(400));
+        assert_eq!(speaker(room.audio_level(&b, 28, t0 + Duration::from_millis(1400))).as_deref(), Some("2"));
+        // Much louder takes over at once.
+        assert_eq!(speaker(room.audio_level(&a, 5, t0 + Duration::from_millis(1500))).as_deref(), Some("1"));
     }
 
     #[test]

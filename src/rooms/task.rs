@@ -66,6 +66,13 @@ pub enum RoomCommand {
         remote: Arc<dyn TrackRemote>,
         kind: Option<MediaKind>,
         mime_type: Option<String>,
+        /// The audio-level extension's id in the publisher's offer.
+        audio_level_ext: Option<u8>,
+    },
+    /// The loudest audio level on a track since the last report.
+    AudioLevel {
+        track: TrackId,
+        level: u8,
     },
     TrackEnded {
         track: TrackId,
@@ -303,7 +310,11 @@ impl RoomTask {
                 }
                 self.apply(fx).await;
             }
-            RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type } => {
+            RoomCommand::AudioLevel { track, level } => {
+                let fx = self.state.audio_level(&track, level, Instant::now());
+                self.apply(fx).await;
+            }
+            RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type, audio_level_ext } => {
                 let (Some(kind), Some(mime_type)) = (kind, mime_type) else {
                     engine::drain(remote);
                     return;
@@ -313,7 +324,16 @@ impl RoomTask {
                         tracing::info!(participant, %track, %mime_type, "track published");
                         let room = self.tx.clone();
                         let ended = track.clone();
-                        let forwarder = engine::spawn_forwarder(track.clone(), remote, move || {
+                        let level = audio_level_ext.map(|extension_id| {
+                            let (room, track) = (self.tx.clone(), track.clone());
+                            engine::LevelReport {
+                                extension_id,
+                                report: Box::new(move |level| {
+                                    let _ = room.send(RoomCommand::AudioLevel { track: track.clone(), level });
+                                }),
+                            }
+                        });
+                        let forwarder = engine::spawn_forwarder(track.clone(), remote, level, move || {
                             let _ = room.send(RoomCommand::TrackEnded { track: ended });
                         });
                         self.forwarders.insert(track, forwarder);

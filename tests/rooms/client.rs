@@ -6,7 +6,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -71,6 +71,8 @@ pub struct Client {
     pub keyframe_requests: Arc<AtomicU32>,
     /// RTP packets this client has published (audio and video).
     pub sent: Arc<AtomicU64>,
+    /// The audio level its published audio carries: 0 loudest, 127 silence.
+    pub loudness: Arc<AtomicU8>,
     pub closed: Arc<Mutex<Option<(u16, String)>>>,
     pub joined_at: Instant,
     /// The video track received, to ask its sender for a keyframe.
@@ -92,6 +94,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
     let received = Arc::new(Mutex::new(Received::default()));
     let keyframe_requests = Arc::new(AtomicU32::new(0));
     let sent = Arc::new(AtomicU64::new(0));
+    let loudness = Arc::new(AtomicU8::new(127));
     let closed = Arc::new(Mutex::new(None));
     let video = Arc::new(Mutex::new(None));
     tokio::spawn(drive(
@@ -99,7 +102,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
         command_rx,
         message_tx,
         (received.clone(), video.clone()),
-        (keyframe_requests.clone(), sent.clone()),
+        (keyframe_requests.clone(), sent.clone(), loudness.clone()),
         closed.clone(),
     ));
     Client {
@@ -109,6 +112,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
         received,
         keyframe_requests,
         sent,
+        loudness,
         closed,
         joined_at: Instant::now(),
         video,
@@ -209,9 +213,7 @@ impl PeerConnectionEventHandler for Handler {
 
 async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
     let mut media = MediaEngine::default();
-    for (codec, kind) in engine::codecs() {
-        media.register_codec(codec, kind).unwrap();
-    }
+    engine::register_media(&mut media).unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     // Last in the chain: hands keyframe requests to the application.
     let registry = registry.with(Slot::from(14_000), engine::KeyframeRequests::default());
@@ -235,7 +237,7 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Value>,
     (received, video): (Arc<Mutex<Received>>, VideoSlot),
-    (keyframe_requests, sent): (Arc<AtomicU32>, Arc<AtomicU64>),
+    (keyframe_requests, sent, loudness): (Arc<AtomicU32>, Arc<AtomicU64>, Arc<AtomicU8>),
     closed: Arc<Mutex<Option<(u16, String)>>>,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -312,7 +314,9 @@ async fn drive(
                     }
                     let _ = sink.send(offer(&p).await).await;
                     offering = true;
-                    tokio::spawn(generate(video, video_ssrc, audio, audio_ssrc, (keyframe_requests.clone(), sent.clone()), stop.clone()));
+                    let local_sdp = p.local_description().await.map(|d| d.sdp).unwrap_or_default();
+                    let level = engine::extmap_id(&local_sdp, engine::AUDIO_LEVEL_URI).map(|id| (id, loudness.clone()));
+                    tokio::spawn(generate(video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone()));
                 }
                 None => break,
             },
@@ -383,8 +387,7 @@ fn is_vp8_keyframe(payload: &[u8]) -> bool {
 async fn generate(
     video: Arc<TrackLocalStaticRTP>,
     video_ssrc: u32,
-    audio: Arc<TrackLocalStaticRTP>,
-    audio_ssrc: u32,
+    (audio, audio_ssrc, level): (Arc<TrackLocalStaticRTP>, u32, Option<(u8, Arc<AtomicU8>)>),
     (keyframe_requests, sent): (Arc<AtomicU32>, Arc<AtomicU64>),
     stop: Arc<AtomicBool>,
 ) {
@@ -409,7 +412,7 @@ async fn generate(
         tick.tick().await;
         n += 1;
         if n.is_multiple_of(2) {
-            let packet = rtc::rtp::Packet {
+            let mut packet = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
                     marker: true,
@@ -422,6 +425,13 @@ async fn generate(
                 // An Opus TOC byte (CELT, 20 ms) and a few bytes of frame.
                 payload: bytes::Bytes::from_static(&[0xfc, 0xff, 0xfe, 0x01, 0x02, 0x03]),
             };
+            if let Some((id, loudness)) = &level {
+                // RFC 6464: the voice-activity bit, then the level.
+                let l = loudness.load(Ordering::Relaxed);
+                packet.header.extension = true;
+                packet.header.extension_profile = 0xBEDE;
+                let _ = packet.header.set_extension(*id, bytes::Bytes::from(vec![if l < 127 { 0x80 | l } else { l }]));
+            }
             if audio.write_rtp(packet).await.is_ok() {
                 audio_seq = audio_seq.wrapping_add(1);
                 sent.fetch_add(1, Ordering::Relaxed);

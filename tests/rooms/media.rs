@@ -224,3 +224,28 @@ async fn media_sockets_use_the_configured_ports_and_announce_the_public_address(
         pc.close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_speaker_follows_the_audio_level_publishers_send() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann"]).await;
+    let mut priya = connect(&app.url, id, Some(&room_token(&app, id, &presenter).await)).await;
+    let priya_id = priya.join().await["you"]["id"].clone();
+    let mut olivia = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    let olivia_id = olivia.join().await["you"]["id"].clone();
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+
+    priya.loudness.store(30, std::sync::atomic::Ordering::Relaxed);
+    priya.publish();
+    olivia.publish();
+    let first = ann.expect("an active speaker", |m| m["type"] == "active_speaker").await;
+    assert_eq!(first["participant_id"], priya_id);
+
+    // Priya stops, Olivia starts: after the hold time Olivia is named.
+    priya.loudness.store(127, std::sync::atomic::Ordering::Relaxed);
+    olivia.loudness.store(20, std::sync::atomic::Ordering::Relaxed);
+    let next =
+        ann.expect("the next speaker", |m| m["type"] == "active_speaker" && m["participant_id"] == olivia_id).await;
+    assert_eq!(next["participant_id"], olivia_id);
+}
