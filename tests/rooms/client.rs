@@ -348,6 +348,9 @@ async fn offer(pc: &Arc<dyn PeerConnection>) -> Message {
     Message::Text(json!({"v": 1, "type": "offer", "sdp": sdp}).to_string().into())
 }
 
+/// The negotiated audio-level extension id, and the level to send.
+type AudioLevel = (u8, Arc<AtomicU8>);
+
 fn local(kind: RtpCodecKind, mime: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -387,7 +390,7 @@ fn is_vp8_keyframe(payload: &[u8]) -> bool {
 async fn generate(
     video: Arc<TrackLocalStaticRTP>,
     video_ssrc: u32,
-    (audio, audio_ssrc, level): (Arc<TrackLocalStaticRTP>, u32, Option<(u8, Arc<AtomicU8>)>),
+    (audio, audio_ssrc, level): (Arc<TrackLocalStaticRTP>, u32, Option<AudioLevel>),
     (keyframe_requests, sent): (Arc<AtomicU32>, Arc<AtomicU64>),
     stop: Arc<AtomicBool>,
 ) {
