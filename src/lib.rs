@@ -6,6 +6,7 @@
 //! as people join them.
 
 pub mod auth;
+pub mod breakout;
 pub mod db;
 pub mod demo;
 pub mod http;

@@ -50,18 +50,27 @@ impl Throttle {
     }
 }
 
-/// Stores a chat message.
-pub async fn post(db: &Db, session_id: i64, user_id: i64, body: &str) -> Result<ChatMessage, InteractionError> {
+/// Stores a chat message; `group` is the breakout group it was said in
+/// (`None`: the main room).
+pub async fn post(
+    db: &Db,
+    session_id: i64,
+    user_id: i64,
+    body: &str,
+    group: Option<u32>,
+) -> Result<ChatMessage, InteractionError> {
     let body = clean_text("message", body, MAX_CHARS)?;
     let at = now_ms();
     let mut tx = db.begin().await?;
     let id: i64 = sqlx::query_scalar(
-        "insert into chat_messages (session_id, user_id, body, at) values ($1, $2, $3, $4) returning id",
+        "insert into chat_messages (session_id, user_id, body, at, breakout_group) values ($1, $2, $3, $4, $5)
+         returning id",
     )
     .bind(session_id)
     .bind(user_id)
     .bind(&body)
     .bind(at)
+    .bind(group.map(i64::from))
     .fetch_one(&mut *tx)
     .await?;
     let author_name: String =
@@ -93,11 +102,12 @@ pub async fn delete(db: &Db, session_id: i64, message_id: i64, by: i64, is_host:
     Ok(())
 }
 
-/// The latest `limit` visible messages, oldest first (for someone joining).
+/// The latest `limit` visible main-room messages, oldest first (for someone joining).
 pub async fn recent(db: &Db, session_id: i64, limit: i64) -> Result<Vec<ChatMessage>, sqlx::Error> {
     let rows = sqlx::query(
         "select c.id, c.user_id, u.name, c.body, c.at from chat_messages c join users u on u.id = c.user_id
-         where c.session_id = $1 and c.deleted_at is null order by c.id desc limit $2",
+         where c.session_id = $1 and c.deleted_at is null and c.breakout_group is null
+         order by c.id desc limit $2",
     )
     .bind(session_id)
     .bind(limit)

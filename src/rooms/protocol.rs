@@ -112,6 +112,27 @@ pub enum Action {
     },
     GoLive,
     EndSession,
+    BreakoutOpen {
+        #[serde(flatten)]
+        plan: crate::breakout::Plan,
+    },
+    BreakoutMove {
+        participant_id: String,
+        /// A group id, or null for the main room.
+        group: Option<u32>,
+    },
+    BreakoutVisit {
+        group: Option<u32>,
+    },
+    BreakoutLeave,
+    BreakoutExtend {
+        minutes: f64,
+    },
+    BreakoutClose,
+    BreakoutBroadcast {
+        text: String,
+    },
+    BreakoutHelp,
     StageInvite {
         participant_id: String,
     },
@@ -152,6 +173,14 @@ const ACTION_TYPES: &[&str] = &[
     "vote",
     "go_live",
     "end_session",
+    "breakout_open",
+    "breakout_move",
+    "breakout_visit",
+    "breakout_leave",
+    "breakout_extend",
+    "breakout_close",
+    "breakout_broadcast",
+    "breakout_help",
     "stage_invite",
     "stage_accept",
     "stage_decline",
@@ -312,6 +341,15 @@ pub enum ServerMessage {
     ParticipantUpdated {
         participant: ParticipantInfo,
     },
+    /// The breakout groups, whenever they change (open, moves, timer, return).
+    Breakout { breakout: crate::breakout::View },
+    /// A host's broadcast to every group.
+    BreakoutMessage { text: String, from: String },
+    /// `warning` (a minute left), `returning` (the countdown to the main
+    /// room started), `closed` (everyone is back).
+    BreakoutTimer { event: &'static str },
+    /// To hosts: someone in a group asks for help.
+    HelpRequested { participant_id: String, name: String, group: u32, group_name: String },
     /// Who is speaking now, from the audio level publishers send.
     ActiveSpeaker {
         participant_id: String,

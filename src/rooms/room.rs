@@ -9,6 +9,7 @@ use std::{
 };
 
 use super::protocol::{close, ErrorCode, ParticipantInfo, RaisedHand, ServerMessage, TrackInfo};
+use crate::breakout::{BreakoutError, Breakouts, GroupId, Plan, TimerEvent};
 use crate::auth::tokens::Grants;
 
 /// A participant is a person: their user id. Joining again replaces the
@@ -151,6 +152,14 @@ pub enum Effect {
     Bar(ParticipantId),
     /// The room went live: remember it (written to the database).
     WentLive,
+    /// To everyone in one space (a breakout group, or the main room).
+    ToSpace(Option<GroupId>, ServerMessage),
+    /// Someone moved between the main room and a group (written durably).
+    RecordMove {
+        user_id: ParticipantId,
+        group: Option<String>,
+        at: i64,
+    },
 }
 
 /// Before a host goes live, attendees wait in the lobby and receive nothing;
@@ -187,11 +196,32 @@ struct Member {
     invited: bool,
     /// Kinds a host muted.
     muted: BTreeSet<&'static str>,
+    /// Where they are: a breakout group, or `None` for the main room. Media
+    /// flows only within a space.
+    space: Option<GroupId>,
+    /// What the peer task was last told about publishing.
+    publish_allowed: bool,
 }
 
 impl Member {
+    fn new(identity: Identity, conn: ConnId, space: Option<GroupId>) -> Member {
+        let mut m = Member {
+            identity,
+            conn,
+            on_stage: false,
+            invited: false,
+            muted: BTreeSet::new(),
+            space,
+            publish_allowed: false,
+        };
+        m.publish_allowed = m.may_publish();
+        m
+    }
+
+    /// Presenters and hosts always; attendees on stage, or in a breakout group
+    /// (a small meeting where everyone may speak and show video).
     fn may_publish(&self) -> bool {
-        self.identity.grants.publish || self.on_stage
+        self.identity.grants.publish || self.on_stage || self.space.is_some()
     }
 
     fn info(&self) -> ParticipantInfo {
@@ -220,6 +250,7 @@ pub struct RoomState {
     hands: Vec<(ParticipantId, i64)>,
     phase: Phase,
     speakers: ActiveSpeaker,
+    breakouts: Breakouts,
 }
 
 /// Levels are −dBov: 0 is the loudest, 127 silence. Speech sits around 20–40.
@@ -332,6 +363,7 @@ impl RoomState {
         };
         m.invited = false;
         m.on_stage = true;
+        m.publish_allowed = true;
         let mut fx = vec![Effect::AllowPublish { participant: who, allowed: true }];
         fx.extend(self.updated(who));
         fx
@@ -351,13 +383,19 @@ impl RoomState {
             return fx;
         }
         match self.members.get_mut(&target) {
-            Some(m) if m.on_stage => m.on_stage = false,
+            Some(m) if m.on_stage => {
+                m.on_stage = false;
+                m.publish_allowed = m.may_publish();
+            }
             Some(_) => return refusal(by, ErrorCode::WrongState, "that participant is not an attendee on stage"),
             None => return refusal(by, ErrorCode::NotFound, "that participant is not in the room"),
         }
-        let mut fx = vec![Effect::AllowPublish { participant: target, allowed: false }];
-        for track in self.tracks_of(target, None) {
-            fx.extend(self.unpublish(&track));
+        let allowed = self.members.get(&target).is_some_and(|m| m.publish_allowed);
+        let mut fx = vec![Effect::AllowPublish { participant: target, allowed }];
+        if !allowed {
+            for track in self.tracks_of(target, None) {
+                fx.extend(self.unpublish(&track));
+            }
         }
         fx.extend(self.updated(target));
         fx
@@ -492,6 +530,177 @@ impl RoomState {
         m.identity.grants.subscribe && (self.phase == Phase::Live || m.may_publish())
     }
 
+    /// Whether `sub` gets `track`: they receive at all, and they are in the
+    /// same space as its publisher (breakout groups never hear each other).
+    fn sees(&self, sub: ParticipantId, m: &Member, track: &Published) -> bool {
+        track.owner != sub
+            && self.receives(m)
+            && self.members.get(&track.owner).is_some_and(|owner| owner.space == m.space)
+    }
+
+    /// Brings spaces, publishing rights and subscriptions in line with the
+    /// breakout state: the one place a move, an opening or a return changes media.
+    fn resync(&mut self, now_ms: i64) -> Vec<Effect> {
+        let mut fx = vec![];
+        let mut silenced = vec![];
+        let ids: Vec<ParticipantId> = self.members.keys().copied().collect();
+        for id in ids {
+            let space = self.breakouts.space_of(id);
+            let group = space.and_then(|g| self.breakouts.group_name(g)).map(str::to_string);
+            let Some(m) = self.members.get_mut(&id) else { continue };
+            if m.space != space {
+                m.space = space;
+                fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
+            }
+            let allowed = m.may_publish();
+            if allowed != m.publish_allowed {
+                m.publish_allowed = allowed;
+                fx.push(Effect::AllowPublish { participant: id, allowed });
+                if !allowed {
+                    silenced.push(id);
+                }
+            }
+        }
+        for id in silenced {
+            for track in self.tracks_of(id, None) {
+                fx.extend(self.unpublish(&track));
+            }
+        }
+        let mut desired = BTreeSet::new();
+        for (sid, m) in &self.members {
+            for (tid, t) in &self.tracks {
+                if self.sees(*sid, m, t) {
+                    desired.insert((*sid, tid.clone()));
+                }
+            }
+        }
+        let stale: Vec<(ParticipantId, TrackId)> = self.subscriptions.difference(&desired).cloned().collect();
+        for (sub, track) in stale {
+            self.subscriptions.remove(&(sub, track.clone()));
+            fx.push(Effect::Unsubscribe { subscriber: sub, track });
+        }
+        let fresh: Vec<(ParticipantId, TrackId)> = desired.difference(&self.subscriptions).cloned().collect();
+        for (sub, track) in fresh {
+            if let Some(t) = self.tracks.get(&track) {
+                fx.push(Effect::Subscribe { subscriber: sub, track: t.info.clone() });
+            }
+            self.subscriptions.insert((sub, track));
+        }
+        fx
+    }
+
+    fn breakout_view(&self) -> ServerMessage {
+        ServerMessage::Breakout { breakout: self.breakouts.view(|p| self.members.contains_key(&p)) }
+    }
+
+    fn breakout_refusal(by: ParticipantId, e: BreakoutError) -> Vec<Effect> {
+        let code = match e {
+            BreakoutError::AlreadyOpen | BreakoutError::NotOpen | BreakoutError::LeaveNotAllowed => ErrorCode::WrongState,
+            BreakoutError::BadPlan(_) => ErrorCode::BadMessage,
+            BreakoutError::UnknownGroup(_) | BreakoutError::UnknownParticipant => ErrorCode::NotFound,
+        };
+        refusal(by, code, &e.to_string())
+    }
+
+    /// Applies a breakout change: on success, media follows and everyone
+    /// sees the new state.
+    fn breakout_change(&mut self, by: ParticipantId, now_ms: i64, change: Result<(), BreakoutError>) -> Vec<Effect> {
+        if let Err(e) = change {
+            return Self::breakout_refusal(by, e);
+        }
+        let mut fx = self.resync(now_ms);
+        fx.push(Effect::Broadcast { except: None, message: self.breakout_view() });
+        fx
+    }
+
+    /// A host opens breakout groups: attendees are placed by the plan.
+    pub fn breakout_open(&mut self, by: ParticipantId, plan: &Plan, now_ms: i64) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "open breakout groups") {
+            return fx;
+        }
+        let attendees: Vec<ParticipantId> =
+            self.members.iter().filter(|(_, m)| !m.identity.grants.publish).map(|(id, _)| *id).collect();
+        let everyone: Vec<ParticipantId> = self.members.keys().copied().collect();
+        let opened = self.breakouts.open(plan, &attendees, &everyone, now_ms);
+        self.breakout_change(by, now_ms, opened)
+    }
+
+    /// A host moves someone to a group (`None`: the main room); a host moving
+    /// themselves is a visit.
+    pub fn breakout_move(&mut self, by: ParticipantId, target: ParticipantId, group: Option<GroupId>, now_ms: i64) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "move people between groups") {
+            return fx;
+        }
+        if !self.members.contains_key(&target) {
+            return Self::breakout_refusal(by, BreakoutError::UnknownParticipant);
+        }
+        let moved = self.breakouts.move_to(target, group);
+        self.breakout_change(by, now_ms, moved)
+    }
+
+    pub fn breakout_leave(&mut self, who: ParticipantId, now_ms: i64) -> Vec<Effect> {
+        let left = self.breakouts.leave_group(who);
+        self.breakout_change(who, now_ms, left)
+    }
+
+    pub fn breakout_extend(&mut self, by: ParticipantId, minutes: f64, now_ms: i64) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "change the breakout timer") {
+            return fx;
+        }
+        let extended = self.breakouts.extend(minutes, now_ms);
+        self.breakout_change(by, now_ms, extended)
+    }
+
+    /// A host closes the groups: everyone sees the return countdown.
+    pub fn breakout_close(&mut self, by: ParticipantId, now_ms: i64) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "close breakout groups") {
+            return fx;
+        }
+        let closed = self.breakouts.close(now_ms);
+        self.breakout_change(by, now_ms, closed)
+    }
+
+    /// A host's text to every group (and the main room).
+    pub fn breakout_broadcast(&mut self, by: ParticipantId, text: &str) -> Vec<Effect> {
+        if let Err(fx) = self.host(by, "broadcast to groups") {
+            return fx;
+        }
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 500 {
+            return refusal(by, ErrorCode::BadMessage, "a broadcast is 1 to 500 characters");
+        }
+        let from = self.members.get(&by).map(|m| m.identity.name.clone()).unwrap_or_default();
+        vec![Effect::Broadcast {
+            except: None,
+            message: ServerMessage::BreakoutMessage { text: text.to_string(), from },
+        }]
+    }
+
+    /// Someone in a group asks for a host.
+    pub fn breakout_help(&mut self, who: ParticipantId) -> Vec<Effect> {
+        let Some(group) = self.members.get(&who).and_then(|m| m.space) else {
+            return refusal(who, ErrorCode::WrongState, "you are not in a breakout group");
+        };
+        let name = self.members.get(&who).map(|m| m.identity.name.clone()).unwrap_or_default();
+        let group_name = self.breakouts.group_name(group).unwrap_or_default().to_string();
+        vec![Effect::ToHosts(ServerMessage::HelpRequested {
+            participant_id: who.to_string(),
+            name,
+            group: group,
+            group_name,
+        })]
+    }
+
+    /// The space `p` is in, for messages that stay there (group chat).
+    pub fn space_of(&self, p: ParticipantId) -> Option<GroupId> {
+        self.members.get(&p).and_then(|m| m.space)
+    }
+
+    /// Members of a space.
+    pub fn in_space(&self, space: Option<GroupId>) -> Vec<ParticipantId> {
+        self.members.iter().filter(|(_, m)| m.space == space).map(|(id, _)| *id).collect()
+    }
+
     /// A host takes the room live: the lobby starts receiving what is on stage.
     pub fn go_live(&mut self, by: ParticipantId) -> Vec<Effect> {
         if let Err(fx) = self.host(by, "take the room live") {
@@ -541,14 +750,24 @@ impl RoomState {
             message: ServerMessage::ParticipantJoined { participant: identity.info() },
         });
         let is_host = identity.grants.host;
-        let member = Member { identity, conn, on_stage: false, invited: false, muted: BTreeSet::new() };
-        if self.receives(&member) {
-            for (track_id, t) in &self.tracks {
-                self.subscriptions.insert((id, track_id.clone()));
-                fx.push(Effect::Subscribe { subscriber: id, track: t.info.clone() });
-            }
+        // Back to their group after a reconnect; late joiners land in the main room.
+        let member = Member::new(identity, conn, self.breakouts.space_of(id));
+        let visible: Vec<TrackInfo> =
+            self.tracks.values().filter(|t| self.sees(id, &member, t)).map(|t| t.info.clone()).collect();
+        for track in visible {
+            self.subscriptions.insert((id, track.id.clone()));
+            fx.push(Effect::Subscribe { subscriber: id, track });
         }
+        let (space, in_group) = (member.space, member.space.is_some());
         self.members.insert(id, member);
+        if in_group {
+            let group = space.and_then(|g| self.breakouts.group_name(g)).map(str::to_string);
+            fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
+        }
+        if self.breakouts.is_open() {
+            fx.push(Effect::Send(id, self.breakout_view()));
+            fx.push(Effect::Broadcast { except: Some(id), message: self.breakout_view() });
+        }
         if is_host && !self.hands.is_empty() {
             fx.push(Effect::Send(id, self.hand_queue()));
         }
@@ -617,13 +836,14 @@ impl RoomState {
         };
         let mut fx =
             vec![Effect::Broadcast { except: None, message: ServerMessage::TrackPublished { track: info.clone() } }];
-        for (sub, m) in &self.members {
-            if *sub != participant && self.receives(m) {
-                self.subscriptions.insert((*sub, id.clone()));
-                fx.push(Effect::Subscribe { subscriber: *sub, track: info.clone() });
-            }
+        let published = Published { owner: participant, info: info.clone(), kind };
+        let subscribers: Vec<ParticipantId> =
+            self.members.iter().filter(|(sub, m)| self.sees(**sub, m, &published)).map(|(sub, _)| *sub).collect();
+        for sub in subscribers {
+            self.subscriptions.insert((sub, id.clone()));
+            fx.push(Effect::Subscribe { subscriber: sub, track: info.clone() });
         }
-        self.tracks.insert(id.clone(), Published { owner: participant, info, kind });
+        self.tracks.insert(id.clone(), published);
         if muted {
             fx.push(Effect::PauseTrack { track: id.clone(), paused: true });
         }
@@ -672,8 +892,21 @@ impl RoomState {
     }
 
     /// Called periodically: sends keyframe requests held back by the limit.
-    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
-        self.keyframes.due(now).into_iter().map(Effect::RequestKeyframe).collect()
+    pub fn tick(&mut self, now: Instant, now_ms: i64) -> Vec<Effect> {
+        let mut fx: Vec<Effect> = self.keyframes.due(now).into_iter().map(Effect::RequestKeyframe).collect();
+        if let Some(event) = self.breakouts.tick(now_ms) {
+            let name = match event {
+                TimerEvent::Warning => "warning",
+                TimerEvent::Returning => "returning",
+                TimerEvent::Closed => "closed",
+            };
+            if event == TimerEvent::Closed {
+                fx.extend(self.resync(now_ms));
+            }
+            fx.push(Effect::Broadcast { except: None, message: ServerMessage::BreakoutTimer { event: name } });
+            fx.push(Effect::Broadcast { except: None, message: self.breakout_view() });
+        }
+        fx
     }
 }
 
@@ -891,9 +1124,9 @@ mod tests {
         assert_eq!(room.subscriber_ready(2, &video, t0).len(), 1);
         assert!(room.subscriber_ready(3, &video, t0 + Duration::from_millis(10)).is_empty());
         assert!(room.subscriber_ready(2, &audio, t0).is_empty(), "audio needs no keyframe");
-        assert!(room.tick(t0 + Duration::from_millis(100)).is_empty());
-        let later = room.tick(t0 + KEYFRAME_INTERVAL);
+        assert!(room.tick(t0 + Duration::from_millis(100), 0).is_empty());
+        let later = room.tick(t0 + KEYFRAME_INTERVAL, 0);
         assert!(matches!(later.as_slice(), [Effect::RequestKeyframe(t)] if *t == video));
-        assert!(room.tick(t0 + KEYFRAME_INTERVAL * 3).is_empty());
+        assert!(room.tick(t0 + KEYFRAME_INTERVAL * 3, 0).is_empty());
     }
 }

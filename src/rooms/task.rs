@@ -256,7 +256,7 @@ impl RoomTask {
                     }
                 }
                 _ = tick.tick() => {
-                    let fx = self.state.tick(Instant::now());
+                    let fx = self.state.tick(Instant::now(), now_ms());
                     self.apply(fx).await;
                 }
             }
@@ -431,9 +431,11 @@ impl RoomTask {
                 if let Err(e) = checked.and_then(|_| self.chat_throttle.check(who, Instant::now())) {
                     return self.refuse(who, e);
                 }
+                // Chat inside a breakout group stays in the group.
+                let space = self.state.space_of(who);
                 self.off_task(who, async move {
-                    let message = chat::post(&db, sid, who, &body).await?;
-                    Ok(vec![all(ServerMessage::Chat { message })])
+                    let message = chat::post(&db, sid, who, &body, space).await?;
+                    Ok(vec![Effect::ToSpace(space, ServerMessage::Chat { message })])
                 });
             }
             Action::ChatDelete { id } => self.off_task(who, async move {
@@ -507,6 +509,39 @@ impl RoomTask {
                     fx.push(if revealed { all(results) } else { Effect::ToHosts(results) });
                     Ok(fx)
                 });
+            }
+            Action::BreakoutOpen { plan } => {
+                let fx = self.state.breakout_open(who, &plan, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutMove { participant_id, group } => {
+                let target = participant_id.parse::<ParticipantId>().unwrap_or(-1);
+                let fx = self.state.breakout_move(who, target, group, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutVisit { group } => {
+                let fx = self.state.breakout_move(who, who, group, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutLeave => {
+                let fx = self.state.breakout_leave(who, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutExtend { minutes } => {
+                let fx = self.state.breakout_extend(who, minutes, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutClose => {
+                let fx = self.state.breakout_close(who, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutBroadcast { text } => {
+                let fx = self.state.breakout_broadcast(who, &text);
+                self.apply(fx).await;
+            }
+            Action::BreakoutHelp => {
+                let fx = self.state.breakout_help(who);
+                self.apply(fx).await;
             }
             control @ (Action::GoLive
             | Action::EndSession
@@ -647,6 +682,14 @@ impl RoomTask {
                         let _ = m.peer.send(PeerCommand::AllowPublish(allowed));
                     }
                 }
+                Effect::ToSpace(space, message) => {
+                    for id in self.state.in_space(space) {
+                        self.send_to(id, message.clone());
+                    }
+                }
+                Effect::RecordMove { user_id, group, at } => {
+                    let _ = self.records.send(Record::Move { user_id, group, at });
+                }
                 Effect::WentLive => {
                     let (db, session_id) = (self.rooms.db.clone(), self.session_id);
                     tokio::spawn(async move {
@@ -716,6 +759,8 @@ pub async fn is_barred(db: &Db, session_id: i64, user_id: i64) -> Result<bool, s
 
 enum Record {
     Attendance(Attendance),
+    /// A move between the main room and a breakout group.
+    Move { user_id: ParticipantId, group: Option<String>, at: i64 },
     /// Answered once everything sent before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -728,6 +773,21 @@ fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Record> {
         while let Some(record) = rx.recv().await {
             let a = match record {
                 Record::Attendance(a) => a,
+                Record::Move { user_id, group, at } => {
+                    let written = sqlx::query(
+                        "insert into breakout_moves (session_id, user_id, group_name, at) values ($1, $2, $3, $4)",
+                    )
+                    .bind(session_id)
+                    .bind(user_id)
+                    .bind(group)
+                    .bind(at)
+                    .execute(&db.write)
+                    .await;
+                    if let Err(e) = written {
+                        tracing::error!(session = session_id, user = user_id, error = %e, "failed to record a breakout move");
+                    }
+                    continue;
+                }
                 Record::Flush(done) => {
                     let _ = done.send(());
                     continue;

@@ -19,12 +19,12 @@ async fn chat_is_stored_length_limited_and_only_hosts_remove_messages(backend: B
     let ann = user_id(&app, &app.sign_up("Ann", "ann@oak.sch.uk").await).await;
     let db = &app.state.db;
 
-    let first = chat::post(db, session, ann, "  <b>Hello</b> from Oak!  ").await.unwrap();
+    let first = chat::post(db, session, ann, "  <b>Hello</b> from Oak!  ", None).await.unwrap();
     assert_eq!((first.body.as_str(), first.author_name.as_str()), ("<b>Hello</b> from Oak!", "Ann"));
-    let second = chat::post(db, session, ann, "Second").await.unwrap();
-    assert!(matches!(chat::post(db, session, ann, "   ").await, Err(InteractionError::Empty(_))));
+    let second = chat::post(db, session, ann, "Second", None).await.unwrap();
+    assert!(matches!(chat::post(db, session, ann, "   ", None).await, Err(InteractionError::Empty(_))));
     let long = "x".repeat(chat::MAX_CHARS + 1);
-    assert!(matches!(chat::post(db, session, ann, &long).await, Err(InteractionError::TooLong { .. })));
+    assert!(matches!(chat::post(db, session, ann, &long, None).await, Err(InteractionError::TooLong { .. })));
 
     assert!(matches!(chat::delete(db, session, first.id, ann, false).await, Err(InteractionError::NotHost(_))));
     chat::delete(db, session, first.id, ann, true).await.unwrap();

@@ -1,0 +1,398 @@
+//! Breakout groups inside a live room: the plan, who is in which group, the
+//! timer and the return. Pure state, no I/O: the room (`rooms::room`) asks
+//! [`Breakouts::space_of`] where each person is and forwards media only
+//! within a space, so a participant in group 1 never receives group 2.
+//!
+//! See docs/breakouts.md.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+pub type GroupId = u32;
+pub type ParticipantId = i64;
+
+/// Longest a breakout may run, and a sensible default.
+pub const MAX_MINUTES: f64 = 120.0;
+
+fn minutes_ms(minutes: f64) -> Result<i64, BreakoutError> {
+    if !minutes.is_finite() || minutes <= 0.0 || minutes > MAX_MINUTES {
+        return Err(BreakoutError::BadPlan(format!("minutes must be more than 0 and at most {MAX_MINUTES}")));
+    }
+    Ok((minutes * 60_000.0).round() as i64)
+}
+/// How long people see the "returning" countdown before they are moved back.
+pub const DEFAULT_RETURN_SECONDS: i64 = 30;
+/// The warning before the end.
+pub const WARNING_MS: i64 = 60_000;
+
+/// What a host sends to open groups.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Plan {
+    /// Named groups, each optionally with members chosen by hand.
+    #[serde(default)]
+    pub groups: Vec<GroupPlan>,
+    /// Put everyone not placed by hand into this many groups at random
+    /// (groups beyond those named get "Group N").
+    #[serde(default)]
+    pub random_groups: Option<u32>,
+    /// Minutes until the groups close on their own (fractions allowed: 0.5 is
+    /// thirty seconds).
+    pub minutes: f64,
+    /// Participants may leave their group for the main room.
+    #[serde(default)]
+    pub allow_leave: bool,
+    /// Seconds of countdown before everyone returns (default 30).
+    #[serde(default)]
+    pub return_seconds: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct GroupPlan {
+    pub name: String,
+    /// A task or prompt shown to the group.
+    #[serde(default)]
+    pub task: String,
+    /// Participant ids placed here by hand.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// Why a breakout command was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BreakoutError {
+    /// Groups are already open.
+    #[error("breakout groups are already open")]
+    AlreadyOpen,
+    /// Nothing to move, extend or close.
+    #[error("no breakout groups are open")]
+    NotOpen,
+    /// The plan is not usable; says why.
+    #[error("{0}")]
+    BadPlan(String),
+    /// No such group.
+    #[error("there is no group {0}")]
+    UnknownGroup(GroupId),
+    /// No such participant in the room.
+    #[error("that participant is not in the room")]
+    UnknownParticipant,
+    /// Leaving a group is not allowed in this breakout.
+    #[error("the host has not allowed leaving groups")]
+    LeaveNotAllowed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Group {
+    id: GroupId,
+    name: String,
+    task: String,
+}
+
+/// What everyone is told about the breakout (in `breakout` messages).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct View {
+    pub open: bool,
+    pub groups: Vec<GroupView>,
+    /// Unix ms when the groups close on their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<i64>,
+    /// Unix ms when everyone is moved back (the countdown has started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub returning_at: Option<i64>,
+    pub allow_leave: bool,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct GroupView {
+    pub id: GroupId,
+    pub name: String,
+    pub task: String,
+    pub members: Vec<String>,
+}
+
+/// A change the timer brought about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerEvent {
+    /// One minute left.
+    Warning,
+    /// Time is up: the return countdown started.
+    Returning,
+    /// Everyone is back in the main room.
+    Closed,
+}
+
+#[derive(Default)]
+pub struct Breakouts {
+    groups: Vec<Group>,
+    /// Where each person belongs while groups are open; kept across a
+    /// reconnect so they come back to their group.
+    assignment: HashMap<ParticipantId, GroupId>,
+    open: bool,
+    ends_at: Option<i64>,
+    returning_at: Option<i64>,
+    warned: bool,
+    allow_leave: bool,
+    return_ms: i64,
+}
+
+impl Breakouts {
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Where `p` is: `Some(group)` inside an open breakout, `None` in the main room.
+    pub fn space_of(&self, p: ParticipantId) -> Option<GroupId> {
+        if self.open {
+            self.assignment.get(&p).copied()
+        } else {
+            None
+        }
+    }
+
+    pub fn group_name(&self, g: GroupId) -> Option<&str> {
+        self.groups.iter().find(|x| x.id == g).map(|x| x.name.as_str())
+    }
+
+    /// Opens groups. `present` are the people in the room who may be placed at
+    /// random (attendees); hand-placed ids must be in `everyone`.
+    pub fn open(
+        &mut self,
+        plan: &Plan,
+        present: &[ParticipantId],
+        everyone: &[ParticipantId],
+        now_ms: i64,
+    ) -> Result<(), BreakoutError> {
+        if self.open {
+            return Err(BreakoutError::AlreadyOpen);
+        }
+        let duration = minutes_ms(plan.minutes)?;
+        let return_seconds = plan.return_seconds.unwrap_or(DEFAULT_RETURN_SECONDS);
+        if !(0..=120).contains(&return_seconds) {
+            return Err(BreakoutError::BadPlan("return_seconds must be between 0 and 120".into()));
+        }
+        let random = plan.random_groups.unwrap_or(0) as usize;
+        let count = plan.groups.len().max(random);
+        if count == 0 {
+            return Err(BreakoutError::BadPlan("name at least one group, or ask for random_groups".into()));
+        }
+        if count > 50 {
+            return Err(BreakoutError::BadPlan("at most 50 groups".into()));
+        }
+        let mut groups = vec![];
+        for i in 0..count {
+            let (name, task) = match plan.groups.get(i) {
+                Some(g) => (g.name.trim().to_string(), g.task.trim().to_string()),
+                None => (String::new(), String::new()),
+            };
+            let name = if name.is_empty() { format!("Group {}", i + 1) } else { name };
+            if name.chars().count() > 60 || task.chars().count() > 1000 {
+                return Err(BreakoutError::BadPlan("group names are at most 60 characters, tasks 1,000".into()));
+            }
+            groups.push(Group { id: i as GroupId + 1, name, task });
+        }
+        let mut assignment = HashMap::new();
+        for (i, g) in plan.groups.iter().enumerate() {
+            for m in &g.members {
+                let id: ParticipantId = m.parse().map_err(|_| BreakoutError::UnknownParticipant)?;
+                if !everyone.contains(&id) {
+                    return Err(BreakoutError::UnknownParticipant);
+                }
+                assignment.insert(id, i as GroupId + 1);
+            }
+        }
+        if random > 0 {
+            let mut rest: Vec<ParticipantId> = present.iter().copied().filter(|p| !assignment.contains_key(p)).collect();
+            rest.sort_unstable();
+            rest.shuffle(&mut rand::thread_rng());
+            // Fill the smallest group first, so hand-placed people count.
+            for p in rest {
+                let mut sizes: BTreeMap<GroupId, usize> = (1..=random as GroupId).map(|g| (g, 0)).collect();
+                for g in assignment.values() {
+                    if let Some(n) = sizes.get_mut(g) {
+                        *n += 1;
+                    }
+                }
+                let (smallest, _) = sizes.iter().min_by_key(|(g, n)| (**n, **g)).map(|(g, n)| (*g, *n)).unwrap_or((1, 0));
+                assignment.insert(p, smallest);
+            }
+        }
+        *self = Breakouts {
+            groups,
+            assignment,
+            open: true,
+            ends_at: Some(now_ms + duration),
+            returning_at: None,
+            warned: false,
+            allow_leave: plan.allow_leave,
+            return_ms: return_seconds * 1000,
+        };
+        Ok(())
+    }
+
+    /// Moves `p` to `group`, or to the main room with `None`.
+    pub fn move_to(&mut self, p: ParticipantId, group: Option<GroupId>) -> Result<(), BreakoutError> {
+        if !self.open {
+            return Err(BreakoutError::NotOpen);
+        }
+        match group {
+            Some(g) if !self.groups.iter().any(|x| x.id == g) => Err(BreakoutError::UnknownGroup(g)),
+            Some(g) => {
+                self.assignment.insert(p, g);
+                Ok(())
+            }
+            None => {
+                self.assignment.remove(&p);
+                Ok(())
+            }
+        }
+    }
+
+    /// A participant goes back to the main room themselves.
+    pub fn leave_group(&mut self, p: ParticipantId) -> Result<(), BreakoutError> {
+        if !self.open {
+            return Err(BreakoutError::NotOpen);
+        }
+        if !self.allow_leave {
+            return Err(BreakoutError::LeaveNotAllowed);
+        }
+        self.assignment.remove(&p);
+        Ok(())
+    }
+
+    pub fn extend(&mut self, minutes: f64, now_ms: i64) -> Result<(), BreakoutError> {
+        if !self.open {
+            return Err(BreakoutError::NotOpen);
+        }
+        let more = minutes_ms(minutes)?;
+        let base = self.ends_at.unwrap_or(now_ms).max(now_ms);
+        self.ends_at = Some(base + more);
+        self.returning_at = None;
+        self.warned = self.ends_at.is_some_and(|e| e - now_ms <= WARNING_MS);
+        Ok(())
+    }
+
+    /// The host closes the groups: the return countdown starts now.
+    pub fn close(&mut self, now_ms: i64) -> Result<(), BreakoutError> {
+        if !self.open {
+            return Err(BreakoutError::NotOpen);
+        }
+        self.returning_at = Some(self.returning_at.unwrap_or(now_ms + self.return_ms).min(now_ms + self.return_ms));
+        Ok(())
+    }
+
+    /// Advances the timer.
+    pub fn tick(&mut self, now_ms: i64) -> Option<TimerEvent> {
+        if !self.open {
+            return None;
+        }
+        if let Some(at) = self.returning_at {
+            if now_ms >= at {
+                self.open = false;
+                self.returning_at = None;
+                self.ends_at = None;
+                return Some(TimerEvent::Closed);
+            }
+            return None;
+        }
+        let ends = self.ends_at?;
+        if now_ms >= ends {
+            self.returning_at = Some(now_ms + self.return_ms);
+            return Some(TimerEvent::Returning);
+        }
+        if !self.warned && ends - now_ms <= WARNING_MS {
+            self.warned = true;
+            return Some(TimerEvent::Warning);
+        }
+        None
+    }
+
+    /// The state as clients see it; `present` filters members to those in the room.
+    pub fn view(&self, present: impl Fn(ParticipantId) -> bool) -> View {
+        View {
+            open: self.open,
+            groups: self
+                .groups
+                .iter()
+                .map(|g| {
+                    let mut members: Vec<ParticipantId> = self
+                        .assignment
+                        .iter()
+                        .filter(|(p, group)| **group == g.id && present(**p))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    members.sort_unstable();
+                    GroupView {
+                        id: g.id,
+                        name: g.name.clone(),
+                        task: g.task.clone(),
+                        members: members.into_iter().map(|p| p.to_string()).collect(),
+                    }
+                })
+                .collect(),
+            ends_at: if self.open { self.ends_at } else { None },
+            returning_at: self.returning_at,
+            allow_leave: self.allow_leave,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(random: u32, minutes: f64) -> Plan {
+        Plan { random_groups: Some(random), minutes, ..Default::default() }
+    }
+
+    #[test]
+    fn seven_people_in_three_random_groups_are_spread_evenly() {
+        let mut b = Breakouts::default();
+        let people: Vec<i64> = (1..=7).collect();
+        b.open(&plan(3, 10.0), &people, &people, 0).unwrap();
+        let mut sizes = [0; 3];
+        for p in &people {
+            sizes[b.space_of(*p).unwrap() as usize - 1] += 1;
+        }
+        sizes.sort();
+        assert_eq!(sizes, [2, 2, 3]);
+        assert_eq!(b.open(&plan(3, 10.0), &people, &people, 0), Err(BreakoutError::AlreadyOpen));
+    }
+
+    #[test]
+    fn bad_plans_and_moves_are_refused_and_change_nothing() {
+        let mut b = Breakouts::default();
+        assert!(matches!(b.open(&plan(2, 0.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert!(matches!(b.open(&plan(2, -5.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert!(matches!(b.open(&plan(0, 5.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert_eq!(b.move_to(1, Some(1)), Err(BreakoutError::NotOpen));
+        let by_hand = Plan {
+            groups: vec![GroupPlan { name: "A".into(), task: String::new(), members: vec!["99".into()] }],
+            minutes: 5.0,
+            ..Default::default()
+        };
+        assert_eq!(b.open(&by_hand, &[1], &[1], 0), Err(BreakoutError::UnknownParticipant));
+        assert!(!b.is_open());
+        b.open(&plan(2, 5.0), &[1, 2], &[1, 2], 0).unwrap();
+        assert_eq!(b.move_to(1, Some(9)), Err(BreakoutError::UnknownGroup(9)));
+        assert_eq!(b.leave_group(1), Err(BreakoutError::LeaveNotAllowed));
+        assert!(matches!(b.extend(0.0, 0), Err(BreakoutError::BadPlan(_))));
+    }
+
+    #[test]
+    fn the_timer_warns_then_counts_down_then_brings_everyone_back() {
+        let mut b = Breakouts::default();
+        let p = Plan { return_seconds: Some(30), ..plan(2, 2.0) };
+        b.open(&p, &[1, 2], &[1, 2], 0).unwrap();
+        assert_eq!(b.tick(30_000), None);
+        assert_eq!(b.tick(60_000), Some(TimerEvent::Warning));
+        assert_eq!(b.tick(61_000), None);
+        b.extend(1.0, 61_000).unwrap();
+        assert_eq!(b.tick(119_000), None, "extended by a minute");
+        assert_eq!(b.tick(125_000), Some(TimerEvent::Warning));
+        assert_eq!(b.tick(180_000), Some(TimerEvent::Returning));
+        assert!(b.space_of(1).is_some(), "still in the group during the countdown");
+        assert_eq!(b.tick(210_000), Some(TimerEvent::Closed));
+        assert_eq!(b.space_of(1), None);
+    }
+}
