@@ -803,7 +803,8 @@ async function handle(ws, message) {
       if (room.me.grants?.publish) addLocalTracks(pc);
       if (pc.connectionState !== "connected") {
         // Nothing to receive or send yet (an attendee in the lobby, an empty stage): the room is joined all the same.
-        const idle = !room.me.grants?.publish && (room.phase === "lobby" || room.tracks.size === 0);
+        const receiving = (room.phase === "live" || mayPublish()) && [...room.tracks.values()].some((t) => t.participant_id !== room.me.id);
+        const idle = !room.local && !receiving;
         setState(idle ? "connected" : "connecting", idle ? "Connected" : "Connecting media…");
       }
       render();
