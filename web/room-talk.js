@@ -25,10 +25,11 @@ function sentence(text) {
 
 /**
  * Builds the panel. `send(message)` sends on the room's socket; `me()` is
- * the current participant ({id, name, grants}) or null; `participants()`
- * the others.
+ * the current participant ({id, name, grants, on_stage, muted}) or null;
+ * `participants()` the others; `personActions(p)`, if given, the host's
+ * buttons for someone's row (or null).
  */
-export function createPanel({ send, me, participants }) {
+export function createPanel({ send, me, participants, personActions = () => null }) {
   const state = {
     chat: [],
     questions: new Map(),
@@ -130,22 +131,34 @@ export function createPanel({ send, me, participants }) {
     tabButtons.get("people").querySelector("span").textContent = `People (${everyone.length})`;
     const raised = new Set(state.hands.map((h) => String(h.participant_id)));
     if (state.handRaised && myId()) raised.add(myId());
+    // Rows are rebuilt: keep the keyboard focus on the same button if it survives.
+    const focused = peopleList.contains(document.activeElement) ? document.activeElement.dataset.action : null;
     peopleList.replaceChildren(
       ...everyone.map((p) => {
         const role = p.grants?.host ? "Host" : p.grants?.publish ? "Presenter" : null;
+        const muted = new Set(p.muted || []);
         return el(
           "li",
           { dataset: { participant: p.id } },
-          el("span", { class: "person-name", text: p.you ? `${p.name} (you)` : p.name }),
           el(
-            "span",
-            { class: "person-badges" },
-            raised.has(String(p.id)) ? el("span", { class: "badge badge-wait", text: "Hand raised" }) : null,
-            role ? el("span", { class: "badge badge-ok", text: role }) : null,
+            "div",
+            { class: "person-line" },
+            el("span", { class: "person-name", text: p.you ? `${p.name} (you)` : p.name }),
+            el(
+              "span",
+              { class: "person-badges" },
+              raised.has(String(p.id)) ? el("span", { class: "badge badge-wait", text: "Hand raised" }) : null,
+              role ? el("span", { class: "badge badge-ok", text: role }) : null,
+              p.on_stage ? el("span", { class: "badge badge-ok", text: "On stage" }) : null,
+              muted.has("audio") ? el("span", { class: "badge badge-bad", text: "Mic muted" }) : null,
+              muted.has("video") ? el("span", { class: "badge badge-bad", text: "Camera muted" }) : null,
+            ),
           ),
+          p.you ? null : personActions(p),
         );
       }),
     );
+    if (focused) peopleList.querySelector(`[data-action="${CSS.escape(focused)}"]`)?.focus();
     handsBox.hidden = !(isHost() && state.hands.length);
     if (isHost()) {
       handsBox.replaceChildren(

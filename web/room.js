@@ -7,7 +7,7 @@
 // offer from the server that crosses ours wins, and the server's `glare`
 // error tells us to offer again once its offer is answered.
 
-import { api, el, param, setupPage, stop } from "/app.js";
+import { api, el, formatDay, formatTime, param, setupPage, stop, viewerZone } from "/app.js";
 import { createPanel } from "/room-talk.js";
 
 const sessionId = Number(param("id"));
@@ -18,10 +18,10 @@ const title = document.getElementById("room-title");
 
 /** Close codes after which we do not come back by ourselves. */
 const FINAL_CLOSES = {
-  1000: "You have left the session.",
-  4009: "You joined this session somewhere else (another tab or device), so this page has let go.",
-  4010: "The session has ended. Thank you for joining.",
-  4012: "A host has removed you from this session.",
+  1000: ["You are out of the room", "You have left the session."],
+  4009: ["You are out of the room", "You joined this session somewhere else (another tab or device), so this page has let go."],
+  4010: ["This session has ended", "Thank you for joining. Recordings and resources, if there are any, will be on the session page."],
+  4012: ["You were removed from this session", "A host removed you from the live session. If you think this was a mistake, contact the organiser."],
 };
 
 /** Everything the page knows; on `window` so tests can read the connection's stats. */
@@ -33,6 +33,11 @@ const room = {
   ws: null,
   pc: null,
   state: "connecting",
+  user: null,
+  phase: "lobby", // lobby (attendees wait, presenters are backstage), live, ended
+  hostMuted: new Set(), // kinds a host muted for us: the mic and camera buttons ask the server to unmute
+  invited: new Set(), // participant ids a host (we) invited on stage, until they answer
+  stale: [], // transceivers of an earlier time on stage (a host took us off): never reused
   participants: new Map(), // id -> {id, name, grants}
   tracks: new Map(), // room track id -> {id, participant_id, kind, mime_type}
   received: new Map(), // room track id -> MediaStreamTrack
@@ -101,12 +106,161 @@ function buildRoom() {
   ui.leave = el("button", { type: "button", class: "button-danger control", text: "Leave", onclick: leave });
   ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.camera, ui.share, ui.sound, ui.leave);
 
-  ui.talk = createPanel({ send, me: () => room.me, participants: () => room.participants });
+  ui.talk = createPanel({ send, me: () => room.me, participants: () => room.participants, personActions });
   ui.controls.insertBefore(ui.talk.handButton, ui.sound);
   ui.panel = ui.talk.node;
 
-  content.replaceChildren(el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.stage, ui.controls), ui.panel));
+  // Backstage and the host's go-live and end buttons, above the stage.
+  ui.backstage = el(
+    "p",
+    { class: "backstage-note" },
+    el("strong", { text: "Backstage" }),
+    " — attendees can't see or hear you yet.",
+  );
+  ui.liveNote = el("p", { class: "live-note" }, el("strong", { text: "Live" }), " — attendees can see and hear everyone on stage.");
+  ui.goLive = el("button", { type: "button", class: "go-live", text: "Go live", onclick: goLive });
+  ui.endSession = el("button", { type: "button", class: "button-danger", text: "End session for everyone", onclick: endSession });
+  ui.phaseBar = el("div", { class: "phase-bar", hidden: true }, ui.backstage, ui.liveNote, el("div", { class: "phase-actions" }, ui.goLive, ui.endSession));
+  ui.phaseSay = el("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
+
+  // The lobby: attendees wait here until a host goes live.
+  ui.lobbyStart = el("p", { class: "lead" });
+  ui.lobbyCount = el("p", { class: "lobby-count" });
+  ui.lobby = el(
+    "section",
+    { class: "lobby", "aria-labelledby": "lobby-heading", hidden: true },
+    el("h2", { id: "lobby-heading", text: "You're in the lobby" }),
+    ui.lobbyStart,
+    ui.lobbyCount,
+    el("p", { class: "muted", text: "You can chat and ask questions while you wait. Keep this page open: the session appears here by itself when it starts." }),
+  );
+
+  content.replaceChildren(
+    el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.phaseBar, ui.phaseSay, ui.lobby, ui.stage, ui.controls), ui.panel),
+  );
   content.removeAttribute("aria-busy");
+}
+
+/** Whether we may publish now: a presenter or host, or an attendee a host brought on stage. */
+function mayPublish() {
+  return Boolean(room.me && (room.me.grants?.publish || room.me.on_stage));
+}
+
+function startsText() {
+  const starts = room.session?.starts_at;
+  if (!starts) return "The session starts soon — the host will let everyone in.";
+  if (new Date(starts).getTime() <= Date.now()) return "The session is about to start — the host will let everyone in.";
+  return `The session starts at ${formatTime(starts, viewerZone(room.user))} — the host will let everyone in.`;
+}
+
+/** Shows the lobby, backstage or live state for who we are. */
+function renderPhase() {
+  if (!ui.lobby) return;
+  const connected = Boolean(room.me);
+  const host = Boolean(room.me?.grants?.host);
+  const inLobby = connected && room.phase === "lobby" && !mayPublish() && ui.prejoin.hidden;
+  ui.lobby.hidden = !inLobby;
+  ui.stage.hidden = inLobby;
+  ui.talk.handButton.hidden = inLobby; // hands are for the live session
+  if (inLobby) {
+    ui.lobbyStart.textContent = startsText();
+    const n = room.participants.size + 1;
+    ui.lobbyCount.textContent = n === 1 ? "You are the first one here." : `${n} people are here, including you.`;
+  }
+  const backstage = connected && mayPublish();
+  ui.phaseBar.hidden = !(backstage || (host && connected));
+  ui.backstage.hidden = room.phase !== "lobby";
+  ui.liveNote.hidden = room.phase !== "live";
+  ui.goLive.hidden = !(host && room.phase === "lobby");
+  ui.endSession.hidden = !(host && room.phase === "live");
+  ui.phaseBar.dataset.phase = room.phase;
+}
+
+function goLive() {
+  ui.goLive.disabled = true;
+  send({ type: "go_live" });
+  setTimeout(() => (ui.goLive.disabled = false), 3000);
+}
+
+async function endSession() {
+  const ok = await confirmDialog({
+    title: "End the session for everyone?",
+    text: "Everyone is disconnected, and no one can join again. This cannot be undone.",
+    confirm: "End session",
+    danger: true,
+  });
+  if (ok) send({ type: "end_session" });
+}
+
+/**
+ * A modal question. Resolves to the confirm button's choice: false for
+ * cancel (or Escape), true, or the `checkbox`'s state in an object.
+ */
+function confirmDialog({ title: heading, text, confirm, cancel = "Cancel", danger = false, checkbox = null }) {
+  return new Promise((resolve) => {
+    const box = checkbox ? el("input", { type: "checkbox", id: "dialog-check" }) : null;
+    const dialog = el("dialog", { class: "dialog", "aria-labelledby": "dialog-title" });
+    const close = (value) => {
+      dialog.close();
+      dialog.remove();
+      resolve(value);
+    };
+    dialog.append(
+      ...[
+        el("h2", { id: "dialog-title", text: heading }),
+        text ? el("p", { text }) : null,
+        box ? el("label", { class: "check", for: "dialog-check" }, box, ` ${checkbox}`) : null,
+        el(
+          "div",
+          { class: "actions" },
+          el("button", { type: "button", class: danger ? "button-danger-solid" : null, text: confirm, onclick: () => close(box ? { checked: box.checked } : true) }),
+          el("button", { type: "button", class: "button-secondary", text: cancel, onclick: () => close(false) }),
+        ),
+      ].filter(Boolean),
+    );
+    dialog.addEventListener("cancel", (e) => {
+      e.preventDefault();
+      close(false);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+/** The host's buttons on someone's row in the people list. */
+function personActions(p) {
+  if (!room.me?.grants?.host || room.phase === "ended") return null;
+  const muted = new Set(p.muted || []);
+  const kinds = new Set([...room.tracks.values()].filter((t) => t.participant_id === p.id).map((t) => t.kind));
+  const attendee = !p.grants?.publish;
+  const button = (text, action, label, onclick, cls = "button-secondary button-small") =>
+    el("button", { type: "button", class: cls, text, "aria-label": label, dataset: { action: `${action}:${p.id}` }, onclick });
+  return el(
+    "div",
+    { class: "person-actions" },
+    attendee && !p.on_stage
+      ? button(room.invited.has(p.id) ? "Invited…" : "Invite to stage", "invite", `Invite ${p.name} to stage`, () => {
+          room.invited.add(p.id);
+          send({ type: "stage_invite", participant_id: p.id });
+          renderPeople();
+        })
+      : null,
+    attendee && p.on_stage ? button("Take off stage", "unstage", `Take ${p.name} off stage`, () => send({ type: "stage_remove", participant_id: p.id })) : null,
+    kinds.has("audio") && !muted.has("audio") ? button("Mute mic", "mute-audio", `Mute ${p.name}'s microphone`, () => send({ type: "mute", participant_id: p.id, kind: "audio" })) : null,
+    kinds.has("video") && !muted.has("video") ? button("Mute camera", "mute-video", `Mute ${p.name}'s camera`, () => send({ type: "mute", participant_id: p.id, kind: "video" })) : null,
+    button("Remove", "remove", `Remove ${p.name}`, () => removePerson(p), "link-button small danger-link"),
+  );
+}
+
+async function removePerson(p) {
+  const answer = await confirmDialog({
+    title: `Remove ${p.name} from the session?`,
+    text: "Their connection to the room closes at once.",
+    confirm: "Remove",
+    danger: true,
+    checkbox: "Don't let them back in",
+  });
+  if (answer) send({ type: "remove", participant_id: p.id, bar: answer.checked });
 }
 
 // ---------------------------------------------------------------- stage
@@ -295,6 +449,7 @@ function renderPeople() {
 }
 
 function render() {
+  renderPhase();
   renderStage();
   renderAudio();
   renderPeople();
@@ -309,8 +464,11 @@ async function getMedia(cameraId, micId) {
   });
 }
 
-/** The device picker with a preview, for people who may publish. Resolves once they choose. */
-function pickDevices() {
+/**
+ * The device picker with a preview, for people who may publish (and for an
+ * attendee going on stage). Resolves to the stream, or null, once they choose.
+ */
+function pickDevices({ go = "Join with camera and mic", skip = "Join without camera and mic", heading = "Check your camera and microphone" } = {}) {
   return new Promise((resolve) => {
     const preview = el("video", { autoplay: true, playsinline: true, class: "mirror" });
     preview.muted = true;
@@ -350,31 +508,27 @@ function pickDevices() {
             : "Your camera or microphone could not be started. Check that no other app is using them, or join without them.";
       }
     };
-    const joinButton = el("button", {
-      type: "button",
-      text: "Join with camera and mic",
-      disabled: true,
-      onclick: () => {
-        ui.prejoin.hidden = true;
-        ui.prejoin.replaceChildren();
-        resolve(stream);
-      },
-    });
+    const done = (value) => {
+      ui.prejoin.hidden = true;
+      ui.prejoin.replaceChildren();
+      renderPhase();
+      renderStage();
+      resolve(value);
+    };
+    const joinButton = el("button", { type: "button", text: go, disabled: true, onclick: () => done(stream) });
     const without = el("button", {
       type: "button",
       class: "button-secondary",
-      text: "Join without camera and mic",
+      text: skip,
       onclick: () => {
         stream?.getTracks().forEach((t) => t.stop());
-        ui.prejoin.hidden = true;
-        ui.prejoin.replaceChildren();
-        resolve(null);
+        done(null);
       },
     });
     cameraSelect.addEventListener("change", () => open(cameraSelect.value, micSelect.value));
     micSelect.addEventListener("change", () => open(cameraSelect.value, micSelect.value));
     ui.prejoin.replaceChildren(
-      el("h2", { text: "Check your camera and microphone" }),
+      el("h2", { text: heading }),
       el("div", { class: "prejoin-preview" }, preview),
       el("div", { class: "field" }, el("label", { class: "label", for: "camera-select", text: "Camera" }), cameraSelect),
       el("div", { class: "field" }, el("label", { class: "label", for: "mic-select", text: "Microphone" }), micSelect),
@@ -382,8 +536,10 @@ function pickDevices() {
       el("div", { class: "actions" }, joinButton, without),
     );
     ui.prejoin.hidden = false;
+    renderPhase();
     renderStage();
     open();
+    joinButton.focus();
   });
 }
 
@@ -403,21 +559,122 @@ function addLocalTracks(pc) {
   }
 }
 
+function setMic(on) {
+  room.micOn = on;
+  for (const t of room.local?.getAudioTracks() || []) t.enabled = on;
+  ui.mic.textContent = on ? "Microphone on" : "Microphone off";
+  ui.mic.setAttribute("aria-pressed", String(on));
+}
+
+async function setCamera(on) {
+  room.cameraOn = on;
+  const track = room.local?.getVideoTracks()[0] || null;
+  // Sending nothing (rather than black frames) lets viewers show "Camera off".
+  await room.transceivers.video?.sender.replaceTrack(on ? track : null);
+  ui.camera.textContent = on ? "Camera on" : "Camera off";
+  ui.camera.setAttribute("aria-pressed", String(on));
+  renderStage();
+}
+
+/** Turning on what a host muted asks the server to forward it again. */
+function unmuteIfHostMuted(kind) {
+  if (!room.hostMuted.has(kind)) return;
+  room.hostMuted.delete(kind);
+  send({ type: "unmute", kind });
+  showBanner(null);
+}
+
 function toggleMic() {
-  room.micOn = !room.micOn;
-  for (const t of room.local?.getAudioTracks() || []) t.enabled = room.micOn;
-  ui.mic.textContent = room.micOn ? "Microphone on" : "Microphone off";
-  ui.mic.setAttribute("aria-pressed", String(room.micOn));
+  setMic(!room.micOn);
+  if (room.micOn) unmuteIfHostMuted("audio");
 }
 
 async function toggleCamera() {
-  room.cameraOn = !room.cameraOn;
-  const track = room.local?.getVideoTracks()[0] || null;
-  // Sending nothing (rather than black frames) lets viewers show "Camera off".
-  await room.transceivers.video?.sender.replaceTrack(room.cameraOn ? track : null);
-  ui.camera.textContent = room.cameraOn ? "Camera on" : "Camera off";
-  ui.camera.setAttribute("aria-pressed", String(room.cameraOn));
-  renderStage();
+  await setCamera(!room.cameraOn);
+  if (room.cameraOn) unmuteIfHostMuted("video");
+}
+
+/** A host muted our microphone or camera: the server already stopped forwarding it. */
+async function hostMuted(kind) {
+  room.hostMuted.add(kind);
+  if (kind === "audio") {
+    setMic(false);
+    showBanner("The host muted your microphone. Press “Microphone off” when you want to speak again.", "info");
+  } else {
+    await setCamera(false);
+    showBanner("The host turned off your camera. Press “Camera off” when you want to turn it on again.", "info");
+  }
+}
+
+// ---------------------------------------------------------------- stage (attendees)
+
+let inviteOpen = false;
+
+/** A host invites us on stage: accept (device check, then publish) or decline. */
+async function invitedOnStage(by) {
+  if (inviteOpen || mayPublish()) return;
+  inviteOpen = true;
+  const ws = room.ws;
+  const yes = await confirmDialog({
+    title: `${by || "A host"} invites you on stage`,
+    text: "Everyone in the session will see and hear you. You can check your camera and microphone first.",
+    confirm: "Accept",
+    cancel: "Decline",
+  });
+  inviteOpen = false;
+  if (ws !== room.ws) return; // reconnected meanwhile: the invitation is gone
+  if (!yes) return send({ type: "stage_decline" });
+  const stream = await pickDevices({ heading: "Check your camera and microphone before going on stage", go: "Go on stage", skip: "Cancel" });
+  if (ws !== room.ws || room.leaving) {
+    stream?.getTracks().forEach((t) => t.stop());
+    return;
+  }
+  if (!stream) return send({ type: "stage_decline" });
+  room.local = stream;
+  room.micOn = room.cameraOn = true;
+  send({ type: "stage_accept" }); // publishing starts when the server says we are on stage
+}
+
+/** We are on stage now: send what the device picker opened. */
+function startPublishing() {
+  const pc = room.pc;
+  if (!pc || !room.local || room.transceivers.audio || room.transceivers.video) return;
+  // Tracks withdrawn by an earlier "take off stage" stay withdrawn: new transceivers carry the new ones.
+  for (const t of room.stale) {
+    try {
+      t.direction = "inactive";
+    } catch {
+      // already stopped
+    }
+  }
+  room.stale = [];
+  addLocalTracks(pc); // negotiationneeded: we offer
+  setMic(true);
+  ui.camera.textContent = "Camera on";
+  ui.camera.setAttribute("aria-pressed", "true");
+  ui.mic.hidden = ui.camera.hidden = false;
+  ui.phaseSay.textContent = "You are on stage: everyone can see and hear you.";
+  render();
+}
+
+/** A host took us off stage (or the stage was lost): stop sending, release the devices. */
+async function stopPublishing(message) {
+  for (const t of Object.values(room.transceivers)) {
+    if (!t) continue;
+    try {
+      await t.sender.replaceTrack(null);
+    } catch {
+      // the connection is gone
+    }
+    room.stale.push(t);
+  }
+  room.transceivers = { audio: null, video: null, screen: null };
+  room.local?.getTracks().forEach((t) => t.stop());
+  room.local = null;
+  room.hostMuted.clear();
+  ui.mic.hidden = ui.camera.hidden = true;
+  if (message) showBanner(message, "info");
+  render();
 }
 
 async function toggleShare() {
@@ -532,11 +789,24 @@ async function handle(ws, message) {
       room.me = message.you;
       room.participants = new Map(message.participants.map((p) => [p.id, p]));
       room.tracks = new Map(message.tracks.map((t) => [t.id, t]));
+      room.phase = message.phase || "live";
+      room.hostMuted = new Set(message.you.muted || []);
+      room.invited.clear();
+      room.stale = [];
+      if (room.local && !mayPublish()) {
+        // We were on stage before the connection dropped: a new connection starts off stage.
+        await stopPublishing("You are back in the room, off stage: the connection dropped. A host can invite you again.");
+      }
       ui.talk.reset();
       ui.mic.hidden = ui.camera.hidden = !room.local;
       ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
       if (room.me.grants?.publish) addLocalTracks(pc);
-      if (pc.connectionState !== "connected") setState("connecting", "Connecting media…");
+      if (pc.connectionState !== "connected") {
+        // Nothing to receive or send yet (an attendee in the lobby, an empty stage): the room is joined all the same.
+        const receiving = (room.phase === "live" || mayPublish()) && [...room.tracks.values()].some((t) => t.participant_id !== room.me.id);
+        const idle = !room.local && !receiving;
+        setState(idle ? "connected" : "connecting", idle ? "Connected" : "Connecting media…");
+      }
       render();
       break;
     }
@@ -563,10 +833,41 @@ async function handle(ws, message) {
       room.participants.set(message.participant.id, message.participant);
       render();
       break;
-    case "participant_updated":
-      if (room.me && message.participant.id === room.me.id) room.me = { ...room.me, ...message.participant };
-      else room.participants.set(message.participant.id, { ...room.participants.get(message.participant.id), ...message.participant });
+    case "participant_updated": {
+      const p = message.participant;
+      if (room.me && p.id === room.me.id) {
+        const wasOnStage = Boolean(room.me.on_stage);
+        room.me = { ...room.me, ...p };
+        if (p.on_stage && !wasOnStage) startPublishing();
+        else if (!p.on_stage && wasOnStage && !room.me.grants?.publish) await stopPublishing("A host took you off stage. You are watching again.");
+      } else {
+        room.participants.set(p.id, { ...room.participants.get(p.id), ...p });
+        if (p.on_stage) room.invited.delete(p.id);
+      }
       render();
+      break;
+    }
+    case "phase":
+      if (message.phase === "ended") {
+        finish(...FINAL_CLOSES[4010], "ended");
+        break;
+      }
+      room.phase = message.phase;
+      if (room.phase === "live") {
+        ui.phaseSay.textContent = mayPublish() ? "You are live: attendees can see and hear you." : "The session has started.";
+      }
+      render();
+      break;
+    case "stage_invited":
+      invitedOnStage(message.by); // not awaited: messages keep flowing while the dialog is open
+      break;
+    case "stage_declined":
+      room.invited.delete(message.participant_id);
+      showBanner(`${nameOf(message.participant_id)} declined the invitation to the stage.`, "info");
+      renderPeople();
+      break;
+    case "muted":
+      await hostMuted(message.kind);
       break;
     case "participant_left":
       room.participants.delete(message.participant_id);
@@ -613,7 +914,7 @@ async function connect(fresh = false) {
   try {
     t = await ticket(fresh);
   } catch (e) {
-    if (e.status && e.status < 500) return fatal(e.message);
+    if (e.status && e.status < 500) return refused(e);
     return reconnect(e.message);
   }
   teardown();
@@ -643,7 +944,7 @@ async function connect(fresh = false) {
     room.closes.push(e.code);
     if (ws !== room.ws) return;
     if (room.leaving) return;
-    if (FINAL_CLOSES[e.code]) return finish(FINAL_CLOSES[e.code], e.code === 4010 ? "ended" : "left");
+    if (FINAL_CLOSES[e.code]) return finish(...FINAL_CLOSES[e.code], e.code === 4010 ? "ended" : "left");
     if (e.code === 4003) return fatal("This room link is for another session.");
     reconnect();
   });
@@ -683,7 +984,7 @@ function releaseMedia() {
   room.local = room.screen = null;
 }
 
-function finish(message, state) {
+function finish(heading, message, state) {
   room.leaving = true;
   clearTimeout(reconnectTimer);
   clearInterval(statsTimer);
@@ -691,8 +992,39 @@ function finish(message, state) {
   releaseMedia();
   setState(state, state === "ended" ? "Ended" : "Left");
   showBanner(null);
-  stop(content, state === "ended" ? "The session has ended" : "You are out of the room", message, backLink());
+  document.querySelectorAll("dialog.dialog").forEach((d) => d.remove());
+  stop(content, heading, message, backLink());
+  content.removeAttribute("aria-busy");
   content.querySelector("a")?.focus();
+}
+
+/** `/join` said no: the room is not open yet, has ended, we were removed, or we may not enter. */
+function refused(e) {
+  if (e.status === 409 && /has ended/i.test(e.message)) return finish(...FINAL_CLOSES[4010], "ended");
+  if (e.status === 409 && /opens/i.test(e.message)) return notYetOpen(e.message);
+  if (e.status === 403 && /removed you/i.test(e.message)) {
+    return finish("You were removed from this session", "A host removed you from the live session, so you cannot join it again.", "left");
+  }
+  return fatal(e.message);
+}
+
+/** Too early: when the room opens, in the viewer's own time, and a page that lets them in by itself. */
+function notYetOpen(serverMessage) {
+  room.leaving = true;
+  clearTimeout(reconnectTimer);
+  setState("closed", "Not open yet");
+  showBanner(null);
+  let text = serverMessage;
+  const starts = room.session?.starts_at ? new Date(room.session.starts_at).getTime() : NaN;
+  if (Number.isFinite(starts)) {
+    const opens = new Date(starts - 30 * 60000).toISOString();
+    const zone = viewerZone(room.user);
+    text = `The room opens 30 minutes before the start, at ${formatTime(opens, zone)} on ${formatDay(opens, zone)}. Keep this page open and it lets you in then, or come back later.`;
+    const wait = Date.parse(opens) - Date.now() + 2000;
+    if (wait > 0 && wait < 6 * 3600000) setTimeout(() => location.reload(), wait);
+  }
+  stop(content, "The room isn't open yet", text, backLink());
+  content.removeAttribute("aria-busy");
 }
 
 function fatal(message) {
@@ -709,7 +1041,7 @@ function fatal(message) {
 function leave() {
   room.leaving = true;
   send({ type: "leave" });
-  finish("You have left the session. You can join again while it runs.", "left");
+  finish("You are out of the room", "You have left the session. You can join again while it runs.", "left");
 }
 
 // ---------------------------------------------------------------- stats
@@ -742,6 +1074,7 @@ async function pollStats() {
 
 async function start() {
   const user = await setupPage();
+  room.user = user;
   if (!Number.isInteger(sessionId) || sessionId <= 0) {
     setState("closed", "Not connected");
     stop(content, "Session not found", "The link is missing the session number.", el("a", { href: "/index.html", text: "See the programme" }));
@@ -765,7 +1098,7 @@ async function start() {
     room.ticket = await api(`/api/sessions/${sessionId}/join`, { method: "POST" });
     room.ticketAt = Date.now();
   } catch (e) {
-    return fatal(e.message);
+    return refused(e);
   }
   buildRoom();
   statsTimer = setInterval(pollStats, 500);

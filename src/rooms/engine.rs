@@ -182,7 +182,13 @@ impl Engine {
         // (its checks arrive before its trickled candidates, or its host
         // addresses are hidden); waiting the default second before choosing
         // such a pair only delays the first packet.
+        // When answering, the server is always the DTLS server (`setup:passive`).
+        // The default (`active`) breaks a renegotiation the client starts after
+        // answering the server's first offer (an attendee brought on stage): the
+        // client is already the DTLS client, and a browser refuses an answer
+        // that would swap the roles ("Failed to set SSL role").
         let settings = SettingEngineBuilder::new()
+            .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
         let pc = PeerConnectionBuilder::new()

@@ -1,7 +1,8 @@
 // The live room in real browsers: an organiser presents with Chromium's fake
-// camera and microphone, two registered teachers watch, and each attendee's
-// RTCPeerConnection shows video frames being decoded and audio packets
-// arriving, over the server's SFU on loopback.
+// camera and microphone, two registered teachers wait in the lobby until the
+// organiser goes live, then each attendee's RTCPeerConnection shows video
+// frames being decoded and audio packets arriving, over the server's SFU on
+// loopback. An attendee is brought on stage and muted; the session ends.
 //
 // Runs in its own folder so `scripts/test.sh` can start it inside a network
 // namespace with only loopback (`unshare -n`): nothing here needs a network.
@@ -97,6 +98,24 @@ function inbound(page) {
   });
 }
 
+/** Inbound audio on `page` from one participant (matched through the room's track list). */
+function audioFrom(page, participantId) {
+  return page.evaluate(async (pid) => {
+    const r = window.staffroomRoom;
+    const out = { packets: 0, tracks: 0 };
+    if (!r.pc) return out;
+    (await r.pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "audio") return;
+      if (r.tracks.get(s.trackIdentifier)?.participant_id !== pid) return;
+      out.packets += s.packetsReceived || 0;
+      out.tracks += 1;
+    });
+    return out;
+  }, participantId);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 async function waitFor(what, check, timeoutMs = 20000) {
   const deadline = Date.now() + timeoutMs;
   let last;
@@ -114,7 +133,7 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-test("a presenter's camera and microphone reach two attendees' browsers, frames keep being decoded and audio keeps arriving, and chat, questions, hands and polls reach the other pages", async () => {
+test("attendees wait in the lobby until the host goes live; then a presenter's camera and microphone reach them, chat, questions, hands and polls reach the other pages, an attendee goes on stage and is muted, and the host ends the session", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
   const starts = new Date(Date.now() + 10 * 60000);
   const session = await post(organiserToken, "/api/sessions", {
@@ -142,6 +161,11 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
   await presenter.waitForFunction(() => !document.querySelector(".prejoin button").disabled);
   await joinWithMedia.click();
   await presenter.locator("#connection[data-state=connected]").waitFor();
+  // Backstage until the host goes live.
+  await presenter.getByText("Backstage — attendees can't see or hear you yet.").waitFor();
+  const goLive = presenter.getByRole("button", { name: "Go live" });
+  await goLive.waitFor();
+  assert.equal(await presenter.getByRole("button", { name: "End session for everyone" }).isVisible(), false);
 
   // Two teachers, registered, join from the session page.
   const first = await teacher("Ada Teacher", "ada@school.test", session.id);
@@ -155,8 +179,32 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
     await page.locator("#connection[data-state=connected]").waitFor();
     assert.equal(await page.getByRole("button", { name: "Join with camera and mic" }).count(), 0);
     assert.equal(await page.getByRole("button", { name: "Share screen" }).isVisible(), false);
+    // The lobby: a calm waiting view, no stage.
+    await page.getByRole("heading", { name: "You're in the lobby" }).waitFor();
+    await page.getByText("the host will let everyone in").waitFor();
+    assert.equal(await page.locator(".stage").isVisible(), false);
   }
+  await first.getByText("3 people are here, including you.").waitFor();
+  // Nothing reaches the lobby while the presenter is backstage.
+  await sleep(1500);
+  for (const [name, page] of [["first", first], ["second", second]]) {
+    const s = await inbound(page);
+    assert.equal(s.video.tracks, 0, `${name}: no inbound video in the lobby`);
+    assert.equal(s.video.framesDecoded, 0, `${name}: no frames decoded in the lobby`);
+    assert.equal(s.audio.packetsReceived, 0, `${name}: no audio in the lobby`);
+  }
+  await shot(presenter, "backstage-desktop");
+  await shot(first, "lobby-desktop");
+  await shot(second, "lobby-375");
+  await presenter.setViewportSize({ width: 375, height: 812 });
+  await shot(presenter, "backstage-375");
+  await presenter.setViewportSize({ width: 1280, height: 720 });
 
+  // The host goes live: the lobby gives way to the stage.
+  await goLive.click();
+  const wentLive = Date.now();
+  await presenter.getByRole("button", { name: "End session for everyone" }).waitFor();
+  assert.equal(await goLive.isVisible(), false);
   const timings = {};
   for (const [name, page] of [["first", first], ["second", second]]) {
     const a = await waitFor(`${name} attendee decodes video and receives audio`, async () => {
@@ -164,10 +212,11 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
       return { ok: s.video.framesDecoded > 0 && s.audio.packetsReceived > 0, ...s };
     });
     timings[name] = await page.evaluate(() => {
-      const m = window.staffroomRoom.metrics;
       const r = window.staffroomRoom;
-      return { firstFrameMs: Math.round(m.firstFrameAt - m.joinSentAt), firstAudioMs: Math.round(m.firstAudioAt - m.joinSentAt), connections: r.connections, closes: r.closes };
+      return { connections: r.connections, closes: r.closes };
     });
+    timings[name].decodingMsAfterGoLive = Date.now() - wentLive;
+    assert.equal(await page.getByRole("heading", { name: "You're in the lobby" }).isVisible(), false);
     await new Promise((r) => setTimeout(r, 2000));
     const b = await inbound(page);
     assert.equal(b.video.tracks, 1, `${name}: one inbound video`);
@@ -175,7 +224,7 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
     assert.ok(b.video.framesDecoded > a.video.framesDecoded + 10, `${name}: frames keep being decoded (${a.video.framesDecoded} → ${b.video.framesDecoded})`);
     assert.ok(b.audio.packetsReceived > a.audio.packetsReceived + 20, `${name}: audio keeps arriving (${a.audio.packetsReceived} → ${b.audio.packetsReceived})`);
   }
-  console.log(`# time from join to first decoded frame / first audio packet (ms): ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the session page`);
+  console.log(`# after go live: ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the session page`);
 
   // Everyone is listed, and the presenter's tile is named on the stage.
   for (const page of [presenter, first, second]) {
@@ -288,12 +337,143 @@ test("a presenter's camera and microphone reach two attendees' browsers, frames 
   await shot(presenter, "presenter-polls-desktop");
   await shot(second, "attendee-qa-375");
 
-  // Leaving shows a way back.
+  // Stage: the host invites Ada; she accepts, checks her devices and goes on stage.
+  await presenter.getByRole("tab", { name: /People/ }).click();
+  await presenter.getByRole("button", { name: "Invite Ada Teacher to stage" }).click();
+  const invite = first.getByRole("dialog", { name: `${ORGANISER.name} invites you on stage` });
+  await invite.waitFor();
+  await shot(first, "stage-invited-desktop");
+  await invite.getByRole("button", { name: "Accept" }).click();
+  const goOnStage = first.getByRole("button", { name: "Go on stage" });
+  await goOnStage.waitFor();
+  await first.waitForFunction(() => !document.querySelector(".prejoin button").disabled);
+  await goOnStage.click();
+  await presenter.locator(".people li", { hasText: "Ada Teacher" }).getByText("On stage").waitFor();
+  const adaId = await first.evaluate(() => window.staffroomRoom.me.id);
+
+  // Ben hears Ada: a second inbound audio, its packets rising.
+  await waitFor("Ada's audio reaches Ben", async () => {
+    const s = await audioFrom(second, adaId);
+    return { ok: s.tracks === 1 && s.packets > 0, ...s };
+  });
+  const heard = await audioFrom(second, adaId);
+  await sleep(1500);
+  const heardLater = await audioFrom(second, adaId);
+  assert.ok(heardLater.packets > heard.packets + 20, `Ada's audio keeps arriving at Ben (${heard.packets} → ${heardLater.packets})`);
+  assert.equal((await inbound(second)).audio.tracks, 2, "Ben receives two audio tracks: the organiser's and Ada's");
+  await first.locator(".stage-tiles .tile-name", { hasText: "Ada Teacher (you)" }).waitFor();
+  await shot(first, "stage-on-stage-desktop");
+  await shot(second, "stage-watching-375");
+  await shot(presenter, "stage-host-desktop");
+
+  // The host mutes Ada's microphone: the server stops forwarding it at once.
+  await presenter.getByRole("button", { name: "Mute Ada Teacher's microphone" }).click();
+  await first.getByText("The host muted your microphone").waitFor();
+  const micButton = first.getByRole("button", { name: "Microphone off" });
+  assert.equal(await micButton.getAttribute("aria-pressed"), "false");
+  await presenter.locator(".people li", { hasText: "Ada Teacher" }).getByText("Mic muted").waitFor();
+  await sleep(300); // packets already on the way
+  const muted = await audioFrom(second, adaId);
+  await sleep(1500);
+  const mutedLater = await audioFrom(second, adaId);
+  assert.ok(mutedLater.packets - muted.packets <= 3, `Ada's audio stops reaching Ben while muted (${muted.packets} → ${mutedLater.packets})`);
+  await shot(first, "stage-muted-desktop");
+
+  // Ada turns her microphone back on: the server forwards it again.
+  await micButton.click();
+  await first.getByRole("button", { name: "Microphone on" }).waitFor();
+  await waitFor("Ada's audio flows again after she unmutes", async () => {
+    const s = await audioFrom(second, adaId);
+    return { ok: s.packets > mutedLater.packets + 20, ...s };
+  });
+
+  // Leaving shows a way back; the room, now live, lets Ben straight back in.
   await second.getByRole("button", { name: "Leave" }).click();
-  await second.getByRole("link", { name: "Back to the session page" }).waitFor();
+  await second.getByRole("link", { name: "Back to the session page" }).click();
   await presenter.locator(".people li").filter({ hasText: "Ben Teacher" }).waitFor({ state: "detached" });
+  await second.getByRole("link", { name: "Join the live session" }).click();
+  await second.locator("#connection[data-state=connected]").waitFor();
+  assert.equal(await second.getByRole("heading", { name: "You're in the lobby" }).isVisible(), false);
+
+  // The host ends the session for everyone, after confirming.
+  await presenter.getByRole("button", { name: "End session for everyone" }).click();
+  const confirm = presenter.getByRole("dialog", { name: "End the session for everyone?" });
+  await confirm.getByRole("button", { name: "End session" }).click();
+  for (const page of [presenter, first, second]) {
+    await page.getByRole("heading", { name: "This session has ended" }).waitFor();
+    await page.getByRole("link", { name: "Back to the session page" }).waitFor();
+  }
+  await shot(first, "ended-desktop");
+  // Coming back later: the room says it has ended.
+  await first.reload();
+  await first.getByRole("heading", { name: "This session has ended" }).waitFor();
 
   for (const page of [presenter, first, second]) assert.deepEqual(page.pageErrors.map(String), []);
+});
+
+test("a host removes an attendee without letting them back in", async () => {
+  const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
+  const starts = new Date(Date.now() + 10 * 60000);
+  const session = await post(organiserToken, "/api/sessions", {
+    title: "Behaviour for learning",
+    description: "",
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+  const host = await signedInPage(ORGANISER.email, ORGANISER.password);
+  await host.goto(`${app.url}/room.html?id=${session.id}`);
+  await host.getByRole("button", { name: "Join without camera and mic" }).click();
+  await host.getByRole("button", { name: "Go live" }).waitFor();
+  const dee = await teacher("Dee Teacher", "dee@school.test", session.id);
+  await dee.goto(`${app.url}/room.html?id=${session.id}`);
+  await dee.getByRole("heading", { name: "You're in the lobby" }).waitFor();
+
+  await host.getByRole("button", { name: "Remove Dee Teacher" }).click();
+  const dialog = host.getByRole("dialog", { name: "Remove Dee Teacher from the session?" });
+  await dialog.getByLabel("Don't let them back in").check();
+  await shot(host, "remove-dialog-desktop");
+  await dialog.getByRole("button", { name: "Remove", exact: true }).click();
+  await dee.getByRole("heading", { name: "You were removed from this session" }).waitFor();
+  await host.locator(".people li", { hasText: "Dee Teacher" }).waitFor({ state: "detached" });
+  // Barred: coming back is refused.
+  await dee.reload();
+  await dee.getByRole("heading", { name: "You were removed from this session" }).waitFor();
+  await dee.getByText("you cannot join it again").waitFor();
+  for (const page of [host, dee]) assert.deepEqual(page.pageErrors.map(String), []);
+});
+
+test("before the room opens, the room page says when it will", async () => {
+  const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
+  const starts = new Date(Date.now() + 3 * 3600000);
+  const session = await post(organiserToken, "/api/sessions", {
+    title: "Later today",
+    description: "",
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+  const page = await signedInPage(ORGANISER.email, ORGANISER.password);
+  await page.goto(`${app.url}/room.html?id=${session.id}`);
+  await page.getByRole("heading", { name: "The room isn't open yet" }).waitFor();
+  await page.getByText("The room opens 30 minutes before the start, at").waitFor();
+  await page.getByRole("link", { name: "Back to the session page" }).waitFor();
+  await shot(page, "not-open-yet-desktop");
+  assert.deepEqual(page.pageErrors.map(String), []);
 });
 
 test("someone not registered is told to register, with a link back to the session", async () => {
