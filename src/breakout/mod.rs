@@ -202,7 +202,8 @@ impl Breakouts {
             }
         }
         if random > 0 {
-            let mut rest: Vec<ParticipantId> = present.iter().copied().filter(|p| !assignment.contains_key(p)).collect();
+            let mut rest: Vec<ParticipantId> =
+                present.iter().copied().filter(|p| !assignment.contains_key(p)).collect();
             rest.sort_unstable();
             rest.shuffle(&mut rand::thread_rng());
             // Fill the smallest group first, so hand-placed people count.
@@ -213,7 +214,8 @@ impl Breakouts {
                         *n += 1;
                     }
                 }
-                let (smallest, _) = sizes.iter().min_by_key(|(g, n)| (**n, **g)).map(|(g, n)| (*g, *n)).unwrap_or((1, 0));
+                let (smallest, _) =
+                    sizes.iter().min_by_key(|(g, n)| (**n, **g)).map(|(g, n)| (*g, *n)).unwrap_or((1, 0));
                 assignment.insert(p, smallest);
             }
         }

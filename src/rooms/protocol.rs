@@ -342,14 +342,26 @@ pub enum ServerMessage {
         participant: ParticipantInfo,
     },
     /// The breakout groups, whenever they change (open, moves, timer, return).
-    Breakout { breakout: crate::breakout::View },
+    Breakout {
+        breakout: crate::breakout::View,
+    },
     /// A host's broadcast to every group.
-    BreakoutMessage { text: String, from: String },
+    BreakoutMessage {
+        text: String,
+        from: String,
+    },
     /// `warning` (a minute left), `returning` (the countdown to the main
     /// room started), `closed` (everyone is back).
-    BreakoutTimer { event: &'static str },
+    BreakoutTimer {
+        event: &'static str,
+    },
     /// To hosts: someone in a group asks for help.
-    HelpRequested { participant_id: String, name: String, group: u32, group_name: String },
+    HelpRequested {
+        participant_id: String,
+        name: String,
+        group: u32,
+        group_name: String,
+    },
     /// Who is speaking now, from the audio level publishers send.
     ActiveSpeaker {
         participant_id: String,

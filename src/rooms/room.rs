@@ -9,8 +9,8 @@ use std::{
 };
 
 use super::protocol::{close, ErrorCode, ParticipantInfo, RaisedHand, ServerMessage, TrackInfo};
-use crate::breakout::{BreakoutError, Breakouts, GroupId, Plan, TimerEvent};
 use crate::auth::tokens::Grants;
+use crate::breakout::{BreakoutError, Breakouts, GroupId, Plan, TimerEvent};
 
 /// A participant is a person: their user id. Joining again replaces the
 /// earlier connection instead of adding a duplicate.
@@ -595,7 +595,9 @@ impl RoomState {
 
     fn breakout_refusal(by: ParticipantId, e: BreakoutError) -> Vec<Effect> {
         let code = match e {
-            BreakoutError::AlreadyOpen | BreakoutError::NotOpen | BreakoutError::LeaveNotAllowed => ErrorCode::WrongState,
+            BreakoutError::AlreadyOpen | BreakoutError::NotOpen | BreakoutError::LeaveNotAllowed => {
+                ErrorCode::WrongState
+            }
             BreakoutError::BadPlan(_) => ErrorCode::BadMessage,
             BreakoutError::UnknownGroup(_) | BreakoutError::UnknownParticipant => ErrorCode::NotFound,
         };
@@ -627,7 +629,13 @@ impl RoomState {
 
     /// A host moves someone to a group (`None`: the main room); a host moving
     /// themselves is a visit.
-    pub fn breakout_move(&mut self, by: ParticipantId, target: ParticipantId, group: Option<GroupId>, now_ms: i64) -> Vec<Effect> {
+    pub fn breakout_move(
+        &mut self,
+        by: ParticipantId,
+        target: ParticipantId,
+        group: Option<GroupId>,
+        now_ms: i64,
+    ) -> Vec<Effect> {
         if let Err(fx) = self.host(by, "move people between groups") {
             return fx;
         }
@@ -683,12 +691,7 @@ impl RoomState {
         };
         let name = self.members.get(&who).map(|m| m.identity.name.clone()).unwrap_or_default();
         let group_name = self.breakouts.group_name(group).unwrap_or_default().to_string();
-        vec![Effect::ToHosts(ServerMessage::HelpRequested {
-            participant_id: who.to_string(),
-            name,
-            group: group,
-            group_name,
-        })]
+        vec![Effect::ToHosts(ServerMessage::HelpRequested { participant_id: who.to_string(), name, group, group_name })]
     }
 
     /// The space `p` is in, for messages that stay there (group chat).

@@ -760,7 +760,11 @@ pub async fn is_barred(db: &Db, session_id: i64, user_id: i64) -> Result<bool, s
 enum Record {
     Attendance(Attendance),
     /// A move between the main room and a breakout group.
-    Move { user_id: ParticipantId, group: Option<String>, at: i64 },
+    Move {
+        user_id: ParticipantId,
+        group: Option<String>,
+        at: i64,
+    },
     /// Answered once everything sent before it is written.
     Flush(oneshot::Sender<()>),
 }
