@@ -97,7 +97,9 @@ function buildRoom() {
   ui.stageEmpty = el("p", { class: "stage-empty", text: "Waiting for the presenters to start their cameras…" });
   ui.prejoin = el("div", { class: "prejoin", hidden: true });
   ui.audio = el("div", { hidden: true });
-  ui.stage = el("section", { class: "stage", "aria-label": "Stage" }, ui.prejoin, ui.stageMain, ui.tiles, ui.stageEmpty, ui.audio);
+  // Space kept under the stage for live captions, so they will not shift the layout when they come.
+  ui.captions = el("div", { class: "captions", role: "region", "aria-label": "Live captions", "aria-live": "polite" });
+  ui.stage = el("section", { class: "stage", "aria-label": "Stage" }, ui.prejoin, ui.stageMain, ui.tiles, ui.stageEmpty, ui.audio, ui.captions);
 
   ui.mic = controlButton("Microphone on", toggleMic, { "aria-pressed": "true", hidden: true, dataset: { toggle: "mic" } });
   ui.camera = controlButton("Camera on", toggleCamera, { "aria-pressed": "true", hidden: true, dataset: { toggle: "camera" } });
@@ -341,6 +343,15 @@ function videoTile(key, track, caption, { mirror = false, big = false } = {}) {
   return tile;
 }
 
+/** Outlines the tiles of whoever the server says is speaking. */
+function markSpeaker() {
+  for (const [key, tile] of tiles) {
+    const who = key.split(":")[1];
+    const pid = who === "me" ? room.me && room.me.id : who;
+    tile.node.classList.toggle("speaking", room.activeSpeaker != null && String(pid) === String(room.activeSpeaker));
+  }
+}
+
 function renderStage() {
   if (!ui.tiles) return;
   const wanted = new Set();
@@ -398,6 +409,7 @@ function renderStage() {
   while (ui.tiles.children.length > small.length) ui.tiles.lastChild.remove();
   ui.tiles.dataset.count = String(small.length);
   ui.stageEmpty.hidden = Boolean(big || small.length) || !ui.prejoin.hidden;
+  markSpeaker();
 }
 
 /** One audio element per participant, playing all their audio tracks. */
@@ -876,6 +888,10 @@ async function handle(ws, message) {
     case "track_published":
       room.tracks.set(message.track.id, message.track);
       render();
+      break;
+    case "active_speaker":
+      room.activeSpeaker = message.participant_id;
+      markSpeaker();
       break;
     case "track_unpublished":
       room.tracks.delete(message.track_id);

@@ -767,6 +767,9 @@ impl RoomState {
             let group = space.and_then(|g| self.breakouts.group_name(g)).map(str::to_string);
             fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
         }
+        if let Some((speaker, _)) = self.speakers.current.filter(|(p, _)| self.members.contains_key(p)) {
+            fx.push(Effect::Send(id, ServerMessage::ActiveSpeaker { participant_id: speaker.to_string() }));
+        }
         if self.breakouts.is_open() {
             fx.push(Effect::Send(id, self.breakout_view()));
             fx.push(Effect::Broadcast { except: Some(id), message: self.breakout_view() });

@@ -311,6 +311,7 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             RoomCommand::AudioLevel { track, level } => {
+                tracing::trace!(%track, level, "audio level");
                 let fx = self.state.audio_level(&track, level, Instant::now());
                 self.apply(fx).await;
             }
@@ -324,6 +325,7 @@ impl RoomTask {
                         tracing::info!(participant, %track, %mime_type, "track published");
                         let room = self.tx.clone();
                         let ended = track.clone();
+                        tracing::debug!(participant, %track, ?audio_level_ext, "audio level extension");
                         let level = audio_level_ext.map(|extension_id| {
                             let (room, track) = (self.tx.clone(), track.clone());
                             engine::LevelReport {

@@ -226,6 +226,12 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
   }
   console.log(`# after go live: ${JSON.stringify(timings)}; both attendees streaming ${Date.now() - started} ms after the first opened the session page`);
 
+  // The server names the presenter as the active speaker from the audio level
+  // Chromium sends with the fake microphone's tone; attendees outline the tile.
+  for (const page of [first, second]) {
+    await page.locator(".tile.speaking").first().waitFor({ timeout: 10000 });
+  }
+
   // Everyone is listed, and the presenter's tile is named on the stage.
   for (const page of [presenter, first, second]) {
     await page.locator(".people li").filter({ hasText: "Ben Teacher" }).waitFor();
