@@ -7,8 +7,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::extract::State;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    db::{self, Db},
+    http::{
+        error::{ApiError, ApiResult, ErrorBody},
+        extract::{AuthUser, Json, Path},
+    },
+    programme, AppState,
+};
 
 pub type GroupId = u32;
 pub type ParticipantId = i64;
@@ -28,7 +39,7 @@ pub const DEFAULT_RETURN_SECONDS: i64 = 30;
 pub const WARNING_MS: i64 = 60_000;
 
 /// What a host sends to open groups.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Plan {
     /// Named groups, each optionally with members chosen by hand.
     #[serde(default)]
@@ -46,15 +57,19 @@ pub struct Plan {
     /// Seconds of countdown before everyone returns (default 30).
     #[serde(default)]
     pub return_seconds: Option<i64>,
+    /// Participants pick their own group (`breakout_choose`).
+    #[serde(default)]
+    pub self_select: bool,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GroupPlan {
     pub name: String,
     /// A task or prompt shown to the group.
     #[serde(default)]
     pub task: String,
-    /// Participant ids placed here by hand.
+    /// Participant ids placed here by hand. Someone not in the room yet lands
+    /// in this group when they join.
     #[serde(default)]
     pub members: Vec<String>,
 }
@@ -77,6 +92,9 @@ pub enum BreakoutError {
     /// No such participant in the room.
     #[error("that participant is not in the room")]
     UnknownParticipant,
+    /// Choosing a group is not allowed in this breakout.
+    #[error("the host has not let people choose their group")]
+    ChoosingNotAllowed,
     /// Leaving a group is not allowed in this breakout.
     #[error("the host has not allowed leaving groups")]
     LeaveNotAllowed,
@@ -101,6 +119,7 @@ pub struct View {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub returning_at: Option<i64>,
     pub allow_leave: bool,
+    pub self_select: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -133,7 +152,16 @@ pub struct Breakouts {
     returning_at: Option<i64>,
     warned: bool,
     allow_leave: bool,
+    self_select: bool,
     return_ms: i64,
+}
+
+impl Plan {
+    /// Checks what can be checked without the room: timer, counts, lengths.
+    pub fn validate(&self) -> Result<(), BreakoutError> {
+        let mut probe = Breakouts::default();
+        probe.open(self, &[], 0).map(|_| ())
+    }
 }
 
 impl Breakouts {
@@ -155,14 +183,8 @@ impl Breakouts {
     }
 
     /// Opens groups. `present` are the people in the room who may be placed at
-    /// random (attendees); hand-placed ids must be in `everyone`.
-    pub fn open(
-        &mut self,
-        plan: &Plan,
-        present: &[ParticipantId],
-        everyone: &[ParticipantId],
-        now_ms: i64,
-    ) -> Result<(), BreakoutError> {
+    /// random (attendees).
+    pub fn open(&mut self, plan: &Plan, present: &[ParticipantId], now_ms: i64) -> Result<(), BreakoutError> {
         if self.open {
             return Err(BreakoutError::AlreadyOpen);
         }
@@ -194,10 +216,7 @@ impl Breakouts {
         let mut assignment = HashMap::new();
         for (i, g) in plan.groups.iter().enumerate() {
             for m in &g.members {
-                let id: ParticipantId = m.parse().map_err(|_| BreakoutError::UnknownParticipant)?;
-                if !everyone.contains(&id) {
-                    return Err(BreakoutError::UnknownParticipant);
-                }
+                let id: ParticipantId = m.trim().parse().map_err(|_| BreakoutError::UnknownParticipant)?;
                 assignment.insert(id, i as GroupId + 1);
             }
         }
@@ -227,6 +246,7 @@ impl Breakouts {
             returning_at: None,
             warned: false,
             allow_leave: plan.allow_leave,
+            self_select: plan.self_select,
             return_ms: return_seconds * 1000,
         };
         Ok(())
@@ -248,6 +268,17 @@ impl Breakouts {
                 Ok(())
             }
         }
+    }
+
+    /// A participant picks a group, when the host allows it.
+    pub fn choose(&mut self, p: ParticipantId, group: GroupId) -> Result<(), BreakoutError> {
+        if !self.open {
+            return Err(BreakoutError::NotOpen);
+        }
+        if !self.self_select {
+            return Err(BreakoutError::ChoosingNotAllowed);
+        }
+        self.move_to(p, Some(group))
     }
 
     /// A participant goes back to the main room themselves.
@@ -335,8 +366,68 @@ impl Breakouts {
             ends_at: if self.open { self.ends_at } else { None },
             returning_at: self.returning_at,
             allow_leave: self.allow_leave,
+            self_select: self.self_select,
         }
     }
+}
+
+/// The plan saved for a session, if any.
+pub async fn saved_plan(db: &Db, session_id: i64) -> Result<Option<Plan>, sqlx::Error> {
+    let text: Option<String> = sqlx::query_scalar("select plan from breakout_plans where session_id = $1")
+        .bind(session_id)
+        .fetch_optional(&db.read)
+        .await?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+async fn require_runner(state: &AppState, user: &crate::auth::User, session_id: i64) -> ApiResult<()> {
+    programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    if user.is_organiser || programme::is_presenter(&state.db, session_id, user.id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only the session's presenters and organisers can plan breakout groups"))
+    }
+}
+
+/// Save the breakout plan for a session ahead of time (organisers and the
+/// session's presenters); a host opens it in the room with `breakout_open_saved`.
+#[utoipa::path(put, path = "/api/sessions/{id}/breakout-plan", tag = "rooms", request_body = Plan,
+    responses((status = 200, body = Plan), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn save(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+    Json(plan): Json<Plan>,
+) -> ApiResult<Json<Plan>> {
+    require_runner(&state, &user, id).await?;
+    plan.validate().map_err(|e| ApiError::invalid("plan", e.to_string()))?;
+    let text = serde_json::to_string(&plan).map_err(anyhow::Error::from)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "insert into breakout_plans (session_id, plan, updated_by, updated_at) values ($1, $2, $3, $4)
+         on conflict (session_id) do update set plan = excluded.plan, updated_by = excluded.updated_by,
+         updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(&text)
+    .bind(user.id)
+    .bind(db::now())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(plan))
+}
+
+/// The saved breakout plan of a session.
+#[utoipa::path(get, path = "/api/sessions/{id}/breakout-plan", tag = "rooms",
+    responses((status = 200, body = Plan), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Plan>> {
+    require_runner(&state, &user, id).await?;
+    Ok(Json(saved_plan(&state.db, id).await?.ok_or(ApiError::NotFound("breakout plan"))?))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show, save))
 }
 
 #[cfg(test)]
@@ -351,41 +442,58 @@ mod tests {
     fn seven_people_in_three_random_groups_are_spread_evenly() {
         let mut b = Breakouts::default();
         let people: Vec<i64> = (1..=7).collect();
-        b.open(&plan(3, 10.0), &people, &people, 0).unwrap();
+        b.open(&plan(3, 10.0), &people, 0).unwrap();
         let mut sizes = [0; 3];
         for p in &people {
             sizes[b.space_of(*p).unwrap() as usize - 1] += 1;
         }
         sizes.sort();
         assert_eq!(sizes, [2, 2, 3]);
-        assert_eq!(b.open(&plan(3, 10.0), &people, &people, 0), Err(BreakoutError::AlreadyOpen));
+        assert_eq!(b.open(&plan(3, 10.0), &people, 0), Err(BreakoutError::AlreadyOpen));
     }
 
     #[test]
     fn bad_plans_and_moves_are_refused_and_change_nothing() {
         let mut b = Breakouts::default();
-        assert!(matches!(b.open(&plan(2, 0.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
-        assert!(matches!(b.open(&plan(2, -5.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
-        assert!(matches!(b.open(&plan(0, 5.0), &[1], &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert!(matches!(b.open(&plan(2, 0.0), &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert!(matches!(b.open(&plan(2, -5.0), &[1], 0), Err(BreakoutError::BadPlan(_))));
+        assert!(matches!(b.open(&plan(0, 5.0), &[1], 0), Err(BreakoutError::BadPlan(_))));
         assert_eq!(b.move_to(1, Some(1)), Err(BreakoutError::NotOpen));
         let by_hand = Plan {
-            groups: vec![GroupPlan { name: "A".into(), task: String::new(), members: vec!["99".into()] }],
+            groups: vec![GroupPlan { name: "A".into(), task: String::new(), members: vec!["someone".into()] }],
             minutes: 5.0,
             ..Default::default()
         };
-        assert_eq!(b.open(&by_hand, &[1], &[1], 0), Err(BreakoutError::UnknownParticipant));
+        assert_eq!(b.open(&by_hand, &[1], 0), Err(BreakoutError::UnknownParticipant));
         assert!(!b.is_open());
-        b.open(&plan(2, 5.0), &[1, 2], &[1, 2], 0).unwrap();
+        b.open(&plan(2, 5.0), &[1, 2], 0).unwrap();
+        assert_eq!(b.choose(1, 2), Err(BreakoutError::ChoosingNotAllowed));
         assert_eq!(b.move_to(1, Some(9)), Err(BreakoutError::UnknownGroup(9)));
         assert_eq!(b.leave_group(1), Err(BreakoutError::LeaveNotAllowed));
         assert!(matches!(b.extend(0.0, 0), Err(BreakoutError::BadPlan(_))));
     }
 
     #[test]
+    fn someone_placed_by_hand_who_is_not_here_yet_lands_in_their_group_on_arrival() {
+        let mut b = Breakouts::default();
+        let p = Plan {
+            groups: vec![GroupPlan { name: "Mentors".into(), task: String::new(), members: vec!["42".into()] }],
+            minutes: 5.0,
+            self_select: true,
+            ..Default::default()
+        };
+        b.open(&p, &[1], 0).unwrap();
+        assert_eq!(b.space_of(42), Some(1));
+        assert_eq!(b.space_of(1), None, "not placed: chooses for themselves");
+        b.choose(1, 1).unwrap();
+        assert_eq!(b.space_of(1), Some(1));
+    }
+
+    #[test]
     fn the_timer_warns_then_counts_down_then_brings_everyone_back() {
         let mut b = Breakouts::default();
         let p = Plan { return_seconds: Some(30), ..plan(2, 2.0) };
-        b.open(&p, &[1, 2], &[1, 2], 0).unwrap();
+        b.open(&p, &[1, 2], 0).unwrap();
         assert_eq!(b.tick(30_000), None);
         assert_eq!(b.tick(60_000), Some(TimerEvent::Warning));
         assert_eq!(b.tick(61_000), None);

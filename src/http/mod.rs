@@ -23,7 +23,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, interaction, mail, programme, registration, rooms, AppState};
+use crate::{auth, breakout, interaction, mail, programme, registration, rooms, AppState};
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mail::router())
         .merge(interaction::polls::router())
         .merge(rooms::router())
+        .merge(breakout::router())
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()

@@ -125,6 +125,11 @@ pub enum Action {
         group: Option<u32>,
     },
     BreakoutLeave,
+    BreakoutChoose {
+        group: u32,
+    },
+    /// Open the plan saved for this session before it started.
+    BreakoutOpenSaved,
     BreakoutExtend {
         minutes: f64,
     },
@@ -177,6 +182,8 @@ const ACTION_TYPES: &[&str] = &[
     "breakout_move",
     "breakout_visit",
     "breakout_leave",
+    "breakout_choose",
+    "breakout_open_saved",
     "breakout_extend",
     "breakout_close",
     "breakout_broadcast",

@@ -595,9 +595,10 @@ impl RoomState {
 
     fn breakout_refusal(by: ParticipantId, e: BreakoutError) -> Vec<Effect> {
         let code = match e {
-            BreakoutError::AlreadyOpen | BreakoutError::NotOpen | BreakoutError::LeaveNotAllowed => {
-                ErrorCode::WrongState
-            }
+            BreakoutError::AlreadyOpen
+            | BreakoutError::NotOpen
+            | BreakoutError::LeaveNotAllowed
+            | BreakoutError::ChoosingNotAllowed => ErrorCode::WrongState,
             BreakoutError::BadPlan(_) => ErrorCode::BadMessage,
             BreakoutError::UnknownGroup(_) | BreakoutError::UnknownParticipant => ErrorCode::NotFound,
         };
@@ -622,8 +623,7 @@ impl RoomState {
         }
         let attendees: Vec<ParticipantId> =
             self.members.iter().filter(|(_, m)| !m.identity.grants.publish).map(|(id, _)| *id).collect();
-        let everyone: Vec<ParticipantId> = self.members.keys().copied().collect();
-        let opened = self.breakouts.open(plan, &attendees, &everyone, now_ms);
+        let opened = self.breakouts.open(plan, &attendees, now_ms);
         self.breakout_change(by, now_ms, opened)
     }
 
@@ -644,6 +644,12 @@ impl RoomState {
         }
         let moved = self.breakouts.move_to(target, group);
         self.breakout_change(by, now_ms, moved)
+    }
+
+    /// A participant picks their own group, when the host allows it.
+    pub fn breakout_choose(&mut self, who: ParticipantId, group: GroupId, now_ms: i64) -> Vec<Effect> {
+        let chosen = self.breakouts.choose(who, group);
+        self.breakout_change(who, now_ms, chosen)
     }
 
     pub fn breakout_leave(&mut self, who: ParticipantId, now_ms: i64) -> Vec<Effect> {

@@ -50,6 +50,11 @@ pub enum RoomCommand {
     },
     /// Messages prepared off the room task (after a database write), to send now.
     Deliver(Vec<Effect>),
+    /// A saved breakout plan, loaded for the host who asked to open it.
+    OpenPlan {
+        by: ParticipantId,
+        plan: crate::breakout::Plan,
+    },
     Client {
         participant: ParticipantId,
         conn: ConnId,
@@ -293,6 +298,10 @@ impl RoomTask {
                 self.send_to(participant, ServerMessage::History(history));
             }
             RoomCommand::Deliver(fx) => self.apply(fx).await,
+            RoomCommand::OpenPlan { by, plan } => {
+                let fx = self.state.breakout_open(by, &plan, now_ms());
+                self.apply(fx).await;
+            }
             RoomCommand::Client { participant, conn, message: ClientMessage::Action(action) } => {
                 if self.state.is_current(participant, conn) {
                     self.act(participant, action).await;
@@ -524,6 +533,33 @@ impl RoomTask {
             Action::BreakoutVisit { group } => {
                 let fx = self.state.breakout_move(who, who, group, now_ms());
                 self.apply(fx).await;
+            }
+            Action::BreakoutChoose { group } => {
+                let fx = self.state.breakout_choose(who, group, now_ms());
+                self.apply(fx).await;
+            }
+            Action::BreakoutOpenSaved => {
+                if !host {
+                    return self.refuse(who, InteractionError::NotHost("open breakout groups"));
+                }
+                let room = self.tx.clone();
+                tokio::spawn(async move {
+                    let command = match crate::breakout::saved_plan(&db, sid).await {
+                        Ok(Some(plan)) => RoomCommand::OpenPlan { by: who, plan },
+                        Ok(None) => RoomCommand::Deliver(vec![Effect::Send(
+                            who,
+                            ServerMessage::error(ErrorCode::NotFound, "no breakout plan was saved for this session"),
+                        )]),
+                        Err(e) => {
+                            tracing::error!(error = ?e, "failed to load the breakout plan");
+                            RoomCommand::Deliver(vec![Effect::Send(
+                                who,
+                                ServerMessage::error(ErrorCode::Internal, "the saved plan could not be loaded"),
+                            )])
+                        }
+                    };
+                    let _ = room.send(command);
+                });
             }
             Action::BreakoutLeave => {
                 let fx = self.state.breakout_leave(who, now_ms());

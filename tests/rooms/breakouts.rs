@@ -214,3 +214,42 @@ async fn when_the_timer_runs_out_everyone_counts_down_and_returns_on_their_own()
     ann.send(json!({"v": 1, "type": "breakout_help"}));
     assert_eq!(ann.error().await["code"], "wrong_state", "no group to ask from any more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_saved_before_the_session_opens_in_one_click_and_people_may_choose_their_group() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let ann_id = app.get("/api/me", Some(&attendees[0])).await.1["id"].to_string();
+    let plan = json!({"minutes": 10, "self_select": true, "groups": [
+        {"name": "Primary", "task": "Phonics routines", "members": [ann_id]},
+        {"name": "Secondary", "task": "Retrieval starters"}]});
+    let path = format!("/api/sessions/{id}/breakout-plan");
+    let (status, _) = app.request(reqwest::Method::PUT, &path, Some(&attendees[1]), Some(plan.clone())).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    let (status, e) = app
+        .request(reqwest::Method::PUT, &path, Some(&presenter), Some(json!({"minutes": 0, "random_groups": 2})))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (status, saved) = app.request(reqwest::Method::PUT, &path, Some(&presenter), Some(plan)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{saved}");
+    assert_eq!(app.get(&path, Some(&organiser)).await.1["groups"][1]["name"], "Secondary");
+
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    let ben_id = ben.join().await["you"]["id"].clone();
+    host.send(json!({"v": 1, "type": "breakout_open_saved"}));
+    let view = ann.expect("the saved groups", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    assert_eq!(view["breakout"]["groups"][0]["members"], json!([ann_id.trim_matches('"')]));
+    assert_eq!(view["breakout"]["groups"][0]["task"], "Phonics routines");
+    assert_eq!(view["breakout"]["self_select"], true);
+    ben.send(json!({"v": 1, "type": "breakout_choose", "group": 2}));
+    let chosen = host
+        .expect("Ben's choice", |m| m["type"] == "breakout" && m["breakout"]["groups"][1]["members"] == json!([ben_id]))
+        .await;
+    assert_eq!(chosen["breakout"]["groups"][1]["name"], "Secondary");
+    ben.send(json!({"v": 1, "type": "breakout_choose", "group": 7}));
+    assert_eq!(ben.error().await["code"], "not_found");
+}
