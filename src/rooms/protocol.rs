@@ -369,9 +369,11 @@ pub enum ServerMessage {
         group: u32,
         group_name: String,
     },
-    /// Who is speaking now, from the audio level publishers send.
+    /// Who is speaking now in a space (the main room, or a breakout group),
+    /// from the audio level publishers send.
     ActiveSpeaker {
         participant_id: String,
+        group: Option<u32>,
     },
     /// A host muted your `kind`; `unmute` to speak again.
     Muted {

@@ -264,7 +264,8 @@ const LOUDER_BY: u8 = 10;
 #[derive(Default)]
 struct ActiveSpeaker {
     levels: HashMap<TrackId, (u8, Instant)>,
-    current: Option<(ParticipantId, Instant)>,
+    /// Per space: the main room and each breakout group has its own speaker.
+    current: HashMap<Option<GroupId>, (ParticipantId, Instant)>,
 }
 
 impl RoomState {
@@ -477,19 +478,22 @@ impl RoomState {
             return vec![];
         }
         self.speakers.levels.insert(track.to_string(), (level, now));
-        // The loudest fresh, speaking track.
+        let space = self.space_of(owner);
+        let in_space = |p: ParticipantId| self.members.get(&p).is_some_and(|m| m.space == space);
+        // The loudest fresh, speaking track in the owner's space.
         let loudest = self
             .speakers
             .levels
             .iter()
             .filter(|(_, (l, at))| *l <= SPEAKING_LEVEL && now.duration_since(*at) < Duration::from_millis(600))
             .filter_map(|(id, (l, _))| self.tracks.get(id).map(|t| (t.owner, *l)))
+            .filter(|(p, _)| in_space(*p))
             .min_by_key(|(_, l)| *l);
         let Some((candidate, candidate_level)) = loudest else { return vec![] };
-        let take_over = match self.speakers.current {
+        let take_over = match self.speakers.current.get(&space).copied() {
             None => true,
             Some((current, _)) if current == candidate => {
-                self.speakers.current = Some((current, now));
+                self.speakers.current.insert(space, (current, now));
                 false
             }
             Some((current, last_heard)) => {
@@ -507,17 +511,20 @@ impl RoomState {
                 let quiet = current_level > SPEAKING_LEVEL;
                 (quiet && now.duration_since(last_heard) >= SPEAKER_HOLD)
                     || (!quiet && candidate_level.saturating_add(LOUDER_BY) < current_level)
-                    || !self.members.contains_key(&current)
+                    || !in_space(current)
             }
         };
         if !take_over {
             return vec![];
         }
-        self.speakers.current = Some((candidate, now));
-        vec![Effect::Broadcast {
-            except: None,
-            message: ServerMessage::ActiveSpeaker { participant_id: candidate.to_string() },
-        }]
+        self.speakers.current.insert(space, (candidate, now));
+        let message = ServerMessage::ActiveSpeaker { participant_id: candidate.to_string(), group: space };
+        let mut fx = vec![Effect::ToSpace(space, message.clone())];
+        if space.is_some() {
+            // Hosts see at a glance who is talking in each group.
+            fx.push(Effect::ToHosts(message));
+        }
+        fx
     }
 
     pub fn phase(&self) -> Phase {
@@ -773,8 +780,12 @@ impl RoomState {
             let group = space.and_then(|g| self.breakouts.group_name(g)).map(str::to_string);
             fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
         }
-        if let Some((speaker, _)) = self.speakers.current.filter(|(p, _)| self.members.contains_key(p)) {
-            fx.push(Effect::Send(id, ServerMessage::ActiveSpeaker { participant_id: speaker.to_string() }));
+        let space = self.space_of(id);
+        if let Some((speaker, _)) = self.speakers.current.get(&space).filter(|(p, _)| self.members.contains_key(p)) {
+            fx.push(Effect::Send(
+                id,
+                ServerMessage::ActiveSpeaker { participant_id: speaker.to_string(), group: space },
+            ));
         }
         if self.breakouts.is_open() {
             fx.push(Effect::Send(id, self.breakout_view()));
@@ -1055,9 +1066,7 @@ mod tests {
         let (b, _) = room.publish(2, 20, MediaKind::Audio, "audio/opus").unwrap();
         let speaker = |fx: Vec<Effect>| {
             fx.into_iter().find_map(|e| match e {
-                Effect::Broadcast { message: ServerMessage::ActiveSpeaker { participant_id }, .. } => {
-                    Some(participant_id)
-                }
+                Effect::ToSpace(None, ServerMessage::ActiveSpeaker { participant_id, .. }) => Some(participant_id),
                 _ => None,
             })
         };
