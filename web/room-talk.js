@@ -207,11 +207,12 @@ export function createPanel({ send, me, participants, personActions = () => null
   // ------------------------------------------------------------ chat
 
   const chatList = el("ol", { class: "chat-list", "aria-label": "Chat messages", "aria-live": "polite", "aria-relevant": "additions" });
+  const chatLabel = el("label", { class: "label", for: "chat-input", text: "Message everyone" });
   const chatInput = el("textarea", { id: "chat-input", name: "body", rows: "2", maxlength: "1000", required: true });
   const chatForm = el(
     "form",
     { class: "talk-form" },
-    el("label", { class: "label", for: "chat-input", text: "Message everyone" }),
+    chatLabel,
     chatInput,
     el("div", { class: "actions" }, el("button", { type: "submit", text: "Send" })),
   );
@@ -540,5 +541,10 @@ export function createPanel({ send, me, participants, personActions = () => null
 
   const node = el("aside", { class: "room-panel card", "aria-label": "People, chat, questions and polls" }, tablist, status, ...panels.values());
   refresh();
-  return { node, handButton, handle, refresh, reset, renderPeople, select, setTabVisible, setCount, tell };
+  /** In a breakout group chat stays in the group: say so on the box. */
+  function setChatScope(groupName) {
+    chatLabel.textContent = groupName ? `Message ${groupName}` : "Message everyone";
+  }
+
+  return { node, handButton, handle, refresh, reset, renderPeople, select, setTabVisible, setCount, tell, setChatScope };
 }

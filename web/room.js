@@ -187,7 +187,8 @@ function renderPhase() {
     const n = room.participants.size + 1;
     ui.lobbyCount.textContent = n === 1 ? "You are the first one here." : `${n} people are here, including you.`;
   }
-  const backstage = connected && mayPublish();
+  // In a breakout group an attendee may speak, but is not on the main stage: no stage bar for them.
+  const backstage = connected && Boolean(room.me.grants?.publish || room.me.on_stage);
   ui.phaseBar.hidden = !(backstage || (host && connected));
   ui.backstage.hidden = room.phase !== "lobby";
   ui.liveNote.hidden = room.phase !== "live";
@@ -195,6 +196,7 @@ function renderPhase() {
   ui.endSession.hidden = !(host && room.phase === "live");
   ui.phaseBar.dataset.phase = room.phase;
   ui.talk.setTabVisible("groups", host && room.phase !== "ended");
+  ui.talk.setChatScope(ui.groups.myGroup()?.name || null);
 }
 
 function goLive() {

@@ -219,6 +219,15 @@ test("a host opens two breakout groups: each teacher sees their group and task a
   });
   assert.deepEqual(hostSees.rising, solo.members);
 
+  // A teacher asks for help: the host sees who and where, prominently.
+  const asker = teachers[ids.indexOf(big.members[0])];
+  await asker.getByRole("button", { name: "Ask for help" }).click();
+  await asker.getByRole("button", { name: "Help requested" }).waitFor();
+  await host.locator(".help-calls", { hasText: `${names[ids.indexOf(big.members[0])]} in ${big.name}` }).waitFor();
+  await host.locator("#banner", { hasText: "asks for help" }).waitFor();
+  await asker.getByRole("tab", { name: /Chat/ }).click();
+  await asker.getByLabel(`Message ${big.name}`).waitFor();
+
   // A broadcast reaches every group as a banner.
   await host.getByLabel("Message all groups").fill("Two minutes to agree on one idea");
   await host.getByRole("button", { name: "Broadcast" }).click();
