@@ -116,7 +116,10 @@ function buildRoom() {
     participants: () => room.participants,
     nameOf: (id) => (room.me && String(id) === String(room.me.id) ? `${room.me.name} (you)` : room.participants.get(String(id))?.name || "Someone"),
     onChange: groupChanged,
-    alert: (text) => showBanner(text, "info"),
+    alert: (text) => {
+      showBanner(text, "info");
+      banner.dataset.source = text ? "groups" : "";
+    },
     tell: (text) => ui.talk.tell(text),
   });
   ui.talk = createPanel({
@@ -869,6 +872,11 @@ async function handle(ws, message) {
   if (ui.groups && ui.groups.handle(message)) {
     if (message.type === "breakout") {
       room.breakout = message.breakout;
+      // Broadcasts and help calls belong to the groups: they go when the groups close.
+      if (!message.breakout.open && banner.dataset.source === "groups") {
+        showBanner(null);
+        banner.dataset.source = "";
+      }
       render();
     }
     return;

@@ -108,6 +108,26 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/** What a page's room knows, for a failure message. */
+function diagnose(page) {
+  return page.evaluate(async () => {
+    const r = window.staffroomRoom;
+    const inbound = [];
+    (await r.pc?.getStats())?.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") inbound.push([s.trackIdentifier, s.framesDecoded, s.packetsReceived]);
+    });
+    return {
+      me: r.me?.id,
+      tracks: [...r.tracks.values()].map((t) => `${t.id}:${t.participant_id}:${t.kind}`),
+      received: [...r.received.keys()],
+      local: Boolean(r.local),
+      sending: r.pc?.getTransceivers().map((t) => `${t.mid}:${t.direction}:${t.currentDirection}:${t.sender.track?.kind || "-"}`),
+      signaling: r.pc?.signalingState,
+      inbound,
+    };
+  });
+}
+
 const myId = (page) => page.evaluate(() => String(window.staffroomRoom.me.id));
 
 test("a host opens two breakout groups: each teacher sees their group and task and decodes video from their group only; closing brings everyone back to the main stage", async () => {
@@ -207,6 +227,10 @@ test("a host opens two breakout groups: each teacher sees their group and task a
     const got = await waitFor(`${names[i]} decodes video from their group only`, async () => {
       const rising = await risingSenders(page);
       return { ok: JSON.stringify(rising) === JSON.stringify(want), rising, want };
+    }).catch(async (e) => {
+      const pages = [host, ...teachers];
+      const all = await Promise.all(pages.map(diagnose));
+      throw new Error(`${e.message}\n${JSON.stringify(all, null, 1)}`);
     });
     assert.deepEqual(got.rising, want);
     // Their own camera is on, and the group grid has a tile for everyone else in the group.
@@ -249,6 +273,7 @@ test("a host opens two breakout groups: each teacher sees their group and task a
     if (i > 0) await page.getByText("Back in the main room.").waitFor();
   }
   await host.getByRole("button", { name: "Open groups" }).waitFor();
+  for (const page of teachers) assert.equal(await page.locator("#banner").isVisible(), false, "the broadcast went with the groups");
   for (const [i, page] of teachers.entries()) {
     const back = await waitFor(`${names[i]} decodes the host's camera again, and nobody else's`, async () => {
       const rising = await risingSenders(page);
