@@ -858,7 +858,19 @@ async function offer(pc) {
   try {
     makingOffer = true;
     await pc.setLocalDescription();
-    send({ type: "offer", sdp: pc.localDescription.sdp });
+    const sent = pc.localDescription.sdp;
+    send({ type: "offer", sdp: sent });
+    // An offer the server never answers (seen when a breakout move makes it
+    // offer and us publish at once) would stall sending: roll back and offer again.
+    setTimeout(async () => {
+      if (pc !== room.pc || pc.signalingState !== "have-local-offer" || pc.localDescription?.sdp !== sent) return;
+      try {
+        await pc.setLocalDescription({ type: "rollback" });
+      } catch {
+        return;
+      }
+      offer(pc);
+    }, 4000);
   } catch (e) {
     console.warn("could not make an offer", e);
   } finally {
