@@ -29,7 +29,8 @@ function sentence(text) {
  * `participants()` the others; `personActions(p)`, if given, the host's
  * buttons for someone's row (or null).
  */
-export function createPanel({ send, me, participants, personActions = () => null }) {
+export function createPanel({ send, me, participants, personActions = () => null, extraTabs = [] }) {
+  const tabs = [...TABS, ...extraTabs.map((t) => [t.key, t.label])];
   const state = {
     chat: [],
     questions: new Map(),
@@ -41,6 +42,8 @@ export function createPanel({ send, me, participants, personActions = () => null
     handRaised: false,
     active: "people",
     unread: { chat: 0, questions: 0, polls: 0 },
+    counts: {}, // tabs whose count someone else keeps (the host's help requests)
+    hiddenTabs: new Set(extraTabs.filter((t) => t.hidden).map((t) => t.key)),
   };
 
   const isHost = () => Boolean(me()?.grants?.host);
@@ -51,7 +54,7 @@ export function createPanel({ send, me, participants, personActions = () => null
   const tabButtons = new Map();
   const panels = new Map();
   const tablist = el("div", { class: "room-tabs", role: "tablist", "aria-label": "Room panel" });
-  for (const [key, label] of TABS) {
+  for (const [key, label] of tabs) {
     const button = el("button", {
       type: "button",
       role: "tab",
@@ -61,6 +64,7 @@ export function createPanel({ send, me, participants, personActions = () => null
       "aria-selected": key === state.active ? "true" : "false",
       tabindex: key === state.active ? "0" : "-1",
       onclick: () => select(key),
+      hidden: state.hiddenTabs.has(key),
     });
     button.append(el("span", { text: label }), el("span", { class: "tab-count", hidden: true }));
     tabButtons.set(key, button);
@@ -68,7 +72,7 @@ export function createPanel({ send, me, participants, personActions = () => null
     panels.set(key, el("section", { role: "tabpanel", id: `panel-${key}`, "aria-labelledby": `tab-${key}`, class: "room-tabpanel", hidden: key !== state.active }));
   }
   tablist.addEventListener("keydown", (e) => {
-    const keys = TABS.map(([k]) => k);
+    const keys = tabs.map(([k]) => k).filter((k) => !state.hiddenTabs.has(k));
     let i = keys.indexOf(state.active);
     if (e.key === "ArrowRight") i = (i + 1) % keys.length;
     else if (e.key === "ArrowLeft") i = (i - 1 + keys.length) % keys.length;
@@ -100,10 +104,11 @@ export function createPanel({ send, me, participants, personActions = () => null
   function renderCounts() {
     for (const [key, button] of tabButtons) {
       const count = button.querySelector(".tab-count");
-      const n = key === "people" ? (isHost() ? state.hands.length : 0) : state.unread[key];
+      const n = key === "people" ? (isHost() ? state.hands.length : 0) : (state.counts[key] ?? state.unread[key]);
       count.hidden = !n;
       count.textContent = n ? String(n) : "";
-      count.setAttribute("aria-label", key === "people" ? `${n} raised hands` : `${n} new`);
+      const what = { people: "raised hands", groups: "help requests" }[key] || "new";
+      count.setAttribute("aria-label", `${n} ${what}`);
     }
   }
 
@@ -202,11 +207,12 @@ export function createPanel({ send, me, participants, personActions = () => null
   // ------------------------------------------------------------ chat
 
   const chatList = el("ol", { class: "chat-list", "aria-label": "Chat messages", "aria-live": "polite", "aria-relevant": "additions" });
+  const chatLabel = el("label", { class: "label", for: "chat-input", text: "Message everyone" });
   const chatInput = el("textarea", { id: "chat-input", name: "body", rows: "2", maxlength: "1000", required: true });
   const chatForm = el(
     "form",
     { class: "talk-form" },
-    el("label", { class: "label", for: "chat-input", text: "Message everyone" }),
+    chatLabel,
     chatInput,
     el("div", { class: "actions" }, el("button", { type: "submit", text: "Send" })),
   );
@@ -517,7 +523,28 @@ export function createPanel({ send, me, participants, personActions = () => null
     refresh();
   }
 
+  for (const t of extraTabs) panels.get(t.key).append(t.node);
+
+  /** Shows or hides a tab (the host's Groups tab); a hidden tab that was open gives way to People. */
+  function setTabVisible(key, visible) {
+    if (visible) state.hiddenTabs.delete(key);
+    else state.hiddenTabs.add(key);
+    tabButtons.get(key).hidden = !visible;
+    if (!visible && state.active === key) select("people");
+  }
+
+  /** A tab's badge count kept by its owner. */
+  function setCount(key, n) {
+    state.counts[key] = n;
+    renderCounts();
+  }
+
   const node = el("aside", { class: "room-panel card", "aria-label": "People, chat, questions and polls" }, tablist, status, ...panels.values());
   refresh();
-  return { node, handButton, handle, refresh, reset, renderPeople };
+  /** In a breakout group chat stays in the group: say so on the box. */
+  function setChatScope(groupName) {
+    chatLabel.textContent = groupName ? `Message ${groupName}` : "Message everyone";
+  }
+
+  return { node, handButton, handle, refresh, reset, renderPeople, select, setTabVisible, setCount, tell, setChatScope };
 }

@@ -9,6 +9,7 @@
 
 import { api, el, formatDay, formatTime, param, setupPage, stop, viewerZone } from "/app.js";
 import { createPanel } from "/room-talk.js";
+import { createGroups } from "/room-groups.js";
 
 const sessionId = Number(param("id"));
 const content = document.getElementById("content");
@@ -43,6 +44,7 @@ const room = {
   received: new Map(), // room track id -> MediaStreamTrack
   frames: new Map(), // room track id -> {decoded, changedAt}
   local: null, // MediaStream: camera and microphone
+  devices: { camera: null, mic: null }, // the devices last used, to open again in a breakout group
   screen: null, // MediaStream: the shared screen
   transceivers: { audio: null, video: null, screen: null },
   micOn: true,
@@ -50,6 +52,8 @@ const room = {
   leaving: false,
   attempts: 0,
   metrics: { joinSentAt: 0, welcomeAt: 0, firstFrameAt: 0, firstAudioAt: 0 },
+  speaker: null, // participant id of the active speaker
+  breakout: null, // the server's last breakout state ({open, groups, ends_at, returning_at, allow_leave})
   connections: 0, // how many times we have connected (1 + reconnects)
   closes: [], // close codes seen, for diagnosis
 };
@@ -108,7 +112,26 @@ function buildRoom() {
   ui.leave = el("button", { type: "button", class: "button-danger control", text: "Leave", onclick: leave });
   ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.camera, ui.share, ui.sound, ui.leave);
 
-  ui.talk = createPanel({ send, me: () => room.me, participants: () => room.participants, personActions });
+  ui.groups = createGroups({
+    send,
+    me: () => room.me,
+    participants: () => room.participants,
+    nameOf: (id) => (room.me && String(id) === String(room.me.id) ? `${room.me.name} (you)` : room.participants.get(String(id))?.name || "Someone"),
+    onChange: groupChanged,
+    alert: (text) => {
+      showBanner(text, "info");
+      banner.dataset.source = text ? "groups" : "";
+    },
+    tell: (text) => ui.talk.tell(text),
+  });
+  ui.talk = createPanel({
+    send,
+    me: () => room.me,
+    participants: () => room.participants,
+    personActions,
+    extraTabs: [{ key: "groups", label: "Groups", node: ui.groups.tabNode, hidden: true }],
+  });
+  ui.groups.onHelpCount((n) => ui.talk.setCount("groups", n));
   ui.controls.insertBefore(ui.talk.handButton, ui.sound);
   ui.panel = ui.talk.node;
 
@@ -138,14 +161,14 @@ function buildRoom() {
   );
 
   content.replaceChildren(
-    el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.phaseBar, ui.phaseSay, ui.lobby, ui.stage, ui.controls), ui.panel),
+    el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.phaseBar, ui.phaseSay, ui.groups.note, ui.groups.mainNote, ui.groups.bar, ui.lobby, ui.stage, ui.controls), ui.panel),
   );
   content.removeAttribute("aria-busy");
 }
 
-/** Whether we may publish now: a presenter or host, or an attendee a host brought on stage. */
+/** Whether we may publish now: a presenter or host, an attendee a host brought on stage, or anyone in a breakout group. */
 function mayPublish() {
-  return Boolean(room.me && (room.me.grants?.publish || room.me.on_stage));
+  return Boolean(room.me && (room.me.grants?.publish || room.me.on_stage || ui.groups?.myGroup()));
 }
 
 function startsText() {
@@ -169,13 +192,16 @@ function renderPhase() {
     const n = room.participants.size + 1;
     ui.lobbyCount.textContent = n === 1 ? "You are the first one here." : `${n} people are here, including you.`;
   }
-  const backstage = connected && mayPublish();
+  // In a breakout group an attendee may speak, but is not on the main stage: no stage bar for them.
+  const backstage = connected && Boolean(room.me.grants?.publish || room.me.on_stage);
   ui.phaseBar.hidden = !(backstage || (host && connected));
   ui.backstage.hidden = room.phase !== "lobby";
   ui.liveNote.hidden = room.phase !== "live";
   ui.goLive.hidden = !(host && room.phase === "lobby");
   ui.endSession.hidden = !(host && room.phase === "live");
   ui.phaseBar.dataset.phase = room.phase;
+  ui.talk.setTabVisible("groups", host && room.phase !== "ended");
+  ui.talk.setChatScope(ui.groups.myGroup()?.name || null);
 }
 
 function goLive() {
@@ -370,14 +396,19 @@ function renderStage() {
     wanted.add("screen:me");
     big = tile.node;
   }
+  // In a breakout group: a tile for everyone in the group, with or without a camera.
+  // In the main room while groups run: only those who are in the main room too.
+  const group = ui.groups?.myGroup() || null;
   const publishers = new Set([...room.tracks.values()].map((t) => t.participant_id));
-  for (const pid of publishers) {
+  const shown = group ? group.members.map(String) : [...publishers].filter((pid) => !ui.groups?.groupOf(pid));
+  for (const pid of shown) {
     if (room.me && pid === room.me.id) continue;
     const { camera, screen } = splitVideos(pid);
-    if (camera) {
+    if (camera || group) {
       const key = `cam:${pid}`;
-      const tile = videoTile(key, room.received.get(camera.id), nameOf(pid));
-      tile.off.hidden = isLive(camera.id);
+      const tile = videoTile(key, camera ? room.received.get(camera.id) : null, nameOf(pid));
+      tile.off.hidden = camera ? isLive(camera.id) : false;
+      tile.node.classList.toggle("tile-talking", group !== null && room.speaker === pid);
       wanted.add(key);
       small.push(tile.node);
     }
@@ -408,6 +439,9 @@ function renderStage() {
   });
   while (ui.tiles.children.length > small.length) ui.tiles.lastChild.remove();
   ui.tiles.dataset.count = String(small.length);
+  ui.stage.classList.toggle("in-group", Boolean(group));
+  ui.stage.setAttribute("aria-label", group ? `${group.name}: everyone in the group` : "Stage");
+  ui.stageEmpty.textContent = group ? "Waiting for the others in your group…" : "Waiting for the presenters to start their cameras…";
   ui.stageEmpty.hidden = Boolean(big || small.length) || !ui.prejoin.hidden;
   markSpeaker();
 }
@@ -618,6 +652,58 @@ async function hostMuted(kind) {
   }
 }
 
+// ---------------------------------------------------------------- breakout groups
+
+function rememberDevices() {
+  const camera = room.local?.getVideoTracks()[0]?.getSettings().deviceId;
+  const mic = room.local?.getAudioTracks()[0]?.getSettings().deviceId;
+  if (camera) room.devices.camera = camera;
+  if (mic) room.devices.mic = mic;
+}
+
+/**
+ * Our group changed (`after` null: the main room). In a group everyone may
+ * speak: an attendee's camera and microphone open with the devices used
+ * before; back in the main room they stop, unless we are a presenter or on stage.
+ */
+async function groupChanged(before, after) {
+  const ws = room.ws;
+  const keeps = Boolean(room.me?.grants?.publish || room.me?.on_stage);
+  if (!after) {
+    if (room.local && !keeps) await stopPublishing(null); // the move note says where we are
+    render();
+    return;
+  }
+  if (keeps) {
+    ui.groups.say(`You are in ${after.name}.`);
+    return;
+  }
+  if (!room.local && navigator.mediaDevices?.getUserMedia) {
+    let stream = null;
+    try {
+      stream = await getMedia(room.devices.camera, room.devices.mic);
+    } catch {
+      try {
+        stream = room.devices.camera || room.devices.mic ? await getMedia() : null;
+      } catch {
+        stream = null;
+      }
+    }
+    if (ws !== room.ws || room.leaving || ui.groups.myGroup()?.id !== after.id || room.local) {
+      stream?.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    if (!stream) {
+      ui.groups.say(`You are in ${after.name}. Your camera and microphone could not be started: the group can't see or hear you, but you can still see and hear them and use the chat.`, { sticky: true });
+      return;
+    }
+    room.local = stream;
+    room.micOn = room.cameraOn = true;
+  }
+  if (room.local && !room.transceivers.audio && !room.transceivers.video) startPublishing(`You are in ${after.name}: the group can see and hear you.`);
+  ui.groups.say(`You are in ${after.name}. Your camera and microphone are on: use the buttons below the video to turn them off.`);
+}
+
 // ---------------------------------------------------------------- stage (attendees)
 
 let inviteOpen = false;
@@ -647,8 +733,8 @@ async function invitedOnStage(by) {
   send({ type: "stage_accept" }); // publishing starts when the server says we are on stage
 }
 
-/** We are on stage now: send what the device picker opened. */
-function startPublishing() {
+/** We are on stage (or in a breakout group) now: send what the device picker opened. */
+function startPublishing(said = "You are on stage: everyone can see and hear you.") {
   const pc = room.pc;
   if (!pc || !room.local || room.transceivers.audio || room.transceivers.video) return;
   // Tracks withdrawn by an earlier "take off stage" stay withdrawn: new transceivers carry the new ones.
@@ -665,12 +751,13 @@ function startPublishing() {
   ui.camera.textContent = "Camera on";
   ui.camera.setAttribute("aria-pressed", "true");
   ui.mic.hidden = ui.camera.hidden = false;
-  ui.phaseSay.textContent = "You are on stage: everyone can see and hear you.";
+  ui.phaseSay.textContent = said;
   render();
 }
 
 /** A host took us off stage (or the stage was lost): stop sending, release the devices. */
 async function stopPublishing(message) {
+  rememberDevices();
   for (const t of Object.values(room.transceivers)) {
     if (!t) continue;
     try {
@@ -783,7 +870,19 @@ async function offer(pc) {
   try {
     makingOffer = true;
     await pc.setLocalDescription();
-    send({ type: "offer", sdp: pc.localDescription.sdp });
+    const sent = pc.localDescription.sdp;
+    send({ type: "offer", sdp: sent });
+    // An offer the server never answers (seen when a breakout move makes it
+    // offer and us publish at once) would stall sending: roll back and offer again.
+    setTimeout(async () => {
+      if (pc !== room.pc || pc.signalingState !== "have-local-offer" || pc.localDescription?.sdp !== sent) return;
+      try {
+        await pc.setLocalDescription({ type: "rollback" });
+      } catch {
+        return;
+      }
+      offer(pc);
+    }, 4000);
   } catch (e) {
     console.warn("could not make an offer", e);
   } finally {
@@ -793,6 +892,19 @@ async function offer(pc) {
 
 async function handle(ws, message) {
   if (ws !== room.ws) return;
+  if (message.type === "active_speaker") room.speaker = message.participant_id;
+  if (ui.groups && ui.groups.handle(message)) {
+    if (message.type === "breakout") {
+      room.breakout = message.breakout;
+      // Broadcasts and help calls belong to the groups: they go when the groups close.
+      if (!message.breakout.open && banner.dataset.source === "groups") {
+        showBanner(null);
+        banner.dataset.source = "";
+      }
+      render();
+    }
+    return;
+  }
   if (ui.talk && ui.talk.handle(message)) return;
   const pc = room.pc;
   switch (message.type) {
@@ -805,6 +917,11 @@ async function handle(ws, message) {
       room.hostMuted = new Set(message.you.muted || []);
       room.invited.clear();
       room.stale = [];
+      if (ui.groups.myGroup() && room.local && !room.me.grants?.publish && !room.me.on_stage) {
+        // We were in a group: the server sends the groups again, and we publish again when it places us.
+        await stopPublishing(null);
+      }
+      ui.groups.reset();
       if (room.local && !mayPublish()) {
         // We were on stage before the connection dropped: a new connection starts off stage.
         await stopPublishing("You are back in the room, off stage: the connection dropped. A host can invite you again.");
@@ -902,6 +1019,8 @@ async function handle(ws, message) {
       if (message.code === "glare") {
         wantOffer = true;
         if (pc.signalingState === "stable") offer(pc);
+      } else if (message.code === "bad_message" && ui.talk) {
+        ui.talk.tell(message.message);
       } else if (message.code === "publish_not_allowed") {
         showBanner("You cannot publish in this session: your camera and microphone are not sent.", "error");
       } else {
