@@ -219,11 +219,18 @@ fn millis(sorted: &[Duration]) -> [f64; 3] {
     [0.5, 0.95, 0.99].map(|p| percentile(sorted, p).as_secs_f64() * 1e3)
 }
 
-async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str) -> client::Client {
-    let token = room_token(http, url, session, token).await;
-    let mut c = client::connect(url, session, Some(&token)).await;
-    c.join().await;
-    c
+/// A viewer that joined, or `None` if it could not (the client gives up
+/// after 10 s without a welcome, which an overloaded server can cause).
+async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str) -> Option<client::Client> {
+    let (http, url, token) = (http.clone(), url.to_string(), token.to_string());
+    tokio::spawn(async move {
+        let token = room_token(&http, &url, session, &token).await;
+        let mut c = client::connect(&url, session, Some(&token)).await;
+        c.join().await;
+        c
+    })
+    .await
+    .ok()
 }
 
 async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: Arrival) -> Outcome {
@@ -246,7 +253,7 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
         Arrival::Batches => {
             for chunk in tokens[1..].chunks(25) {
                 let joins = chunk.iter().map(|t| join_viewer(&http, &server.url, session, t));
-                clients.extend(futures::future::join_all(joins).await);
+                clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
             }
         }
         Arrival::Storm(within) => {
@@ -259,7 +266,7 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
                     join_viewer(http, url, session, t).await
                 }
             });
-            clients.extend(futures::future::join_all(joins).await);
+            clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
         }
     }
     // Everyone's first keyframe, or 60 s.
@@ -299,6 +306,7 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
         .count();
 
     let forwarded = got1 - got0;
+    // Viewers that failed to join count as receiving nothing.
     let expected = (sent1 - sent0) * viewers as u64;
     let outcome = Outcome {
         mode: match arrival {
@@ -402,6 +410,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // A viewer that cannot join panics in its own task: one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
     let argv: Vec<String> = std::env::args().collect();
     let arg = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
     let viewers: Vec<usize> = arg("--viewers")

@@ -9,6 +9,7 @@ mod helpers;
 
 mod client;
 mod controls;
+mod generator;
 mod interaction;
 mod join;
 mod media;
