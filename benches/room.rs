@@ -17,11 +17,16 @@
 #[allow(dead_code)]
 #[path = "../tests/rooms/client.rs"]
 mod client;
+#[path = "support/janus.rs"]
+mod janus;
 
 use std::{
     io::{BufRead, BufReader, Write},
     process::{Child, Command, Stdio},
-    sync::atomic::Ordering,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -164,6 +169,7 @@ enum Arrival {
 
 /// One run's figures.
 struct Outcome {
+    server: &'static str,
     mode: &'static str,
     viewers: usize,
     forwarded_per_s: f64,
@@ -179,7 +185,8 @@ struct Outcome {
 impl Outcome {
     fn row(&self, floor_us: Option<f64>) -> String {
         format!(
-            "| {:<6} | {:>5} | {:>9.0} | {:>8.2} | {:>6} | {:>6.2} % | {:>5}/{:<5} | {:>6.0} | {:>6.0} | {:>6.0} | {:>6.0} | {:>7.0} |",
+            "| {:<9} | {:<6} | {:>5} | {:>9.0} | {:>8.2} | {:>6} | {:>6.2} % | {:>5}/{:<5} | {:>6.0} | {:>6.0} | {:>6.0} | {:>6.0} | {:>7.0} |",
+            self.server,
             self.mode,
             self.viewers,
             self.forwarded_per_s,
@@ -198,7 +205,7 @@ impl Outcome {
 
     fn json(&self, stream: &str, floor_us: Option<f64>) -> serde_json::Value {
         serde_json::json!({
-            "server": "staffroom",
+            "server": self.server,
             "mode": self.mode,
             "stream": stream,
             "viewers": self.viewers,
@@ -269,16 +276,64 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
             clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
         }
     }
-    // Everyone's first keyframe, or 60 s.
+    let counted: Vec<(Arc<Mutex<client::Received>>, Instant)> =
+        clients.iter().map(|c| (c.received.clone(), c.joined_at)).collect();
+    let mode = match arrival {
+        Arrival::Batches => "steady",
+        Arrival::Storm(_) => "storm",
+    };
+    let outcome = measure("staffroom", mode, server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    for c in &clients {
+        c.send(serde_json::json!({"v": 1, "type": "leave"}));
+    }
+    drop(server);
+    outcome
+}
+
+/// The same room on Janus: one publisher with the same stream, N subscribers
+/// to its feed, 25 joining at a time.
+async fn run_janus(viewers: usize, window: Duration, stream: client::Stream) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let server = janus::start(dir.path(), 18088).await;
+    let (presenter, feed) = janus::publish(&server.url, stream).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_before = rss_kib(server.pid);
+    let mut subscribers = Vec::with_capacity(viewers);
+    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|_| {
+            let (url, feed) = (server.url.clone(), feed.clone());
+            async move { tokio::spawn(janus::subscribe_owned(url, feed)).await.ok() }
+        });
+        subscribers.extend(futures::future::join_all(joins).await.into_iter().flatten());
+    }
+    let counted: Vec<janus::Counted> = subscribers.iter().map(|(p, at)| (p.received.clone(), *at)).collect();
+    let outcome = measure("janus", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    drop(subscribers);
+    drop(presenter);
+    drop(server);
+    outcome
+}
+
+/// Waits for every viewer's first keyframe (60 s at most) and a 2 s settle,
+/// then measures a steady window of `window`.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    server: &'static str,
+    mode: &'static str,
+    pid: u32,
+    rss_before: f64,
+    sent: &AtomicU64,
+    clients: &[(Arc<Mutex<client::Received>>, Instant)],
+    viewers: usize,
+    window: Duration,
+) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && clients.iter().any(|c| c.received.lock().unwrap().first_keyframe.is_none()) {
+    while Instant::now() < deadline && clients.iter().any(|c| c.0.lock().unwrap().first_keyframe.is_none()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let since_join = |pick: fn(&client::Received) -> Option<Instant>| {
-        let mut v: Vec<Duration> = clients
-            .iter()
-            .filter_map(|c| pick(&c.received.lock().unwrap()).map(|t| t.duration_since(c.joined_at)))
-            .collect();
+        let mut v: Vec<Duration> =
+            clients.iter().filter_map(|(r, at)| pick(&r.lock().unwrap()).map(|t| t.duration_since(*at))).collect();
         v.sort();
         v
     };
@@ -286,21 +341,22 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
     let keys = since_join(|r| r.first_keyframe);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let total = |c: &client::Client| {
-        let r = c.received.lock().unwrap();
-        (r.packets_of("audio") + r.packets_of("video"), r.gaps)
+    let totals = || {
+        clients.iter().fold((0, 0), |(p, g), (r, _)| {
+            let r = r.lock().unwrap();
+            (p + r.packets_of("audio") + r.packets_of("video"), g + r.gaps)
+        })
     };
-    let sum = |v: Vec<(u64, u64)>| v.into_iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let (cpu0, sent0) = (cpu_seconds(server.pid), presenter.sent.load(Ordering::Relaxed));
-    let (got0, gaps0) = sum(clients.iter().map(total).collect());
+    let (cpu0, sent0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let (got0, gaps0) = totals();
     tokio::time::sleep(window).await;
-    let (cpu1, sent1) = (cpu_seconds(server.pid), presenter.sent.load(Ordering::Relaxed));
-    let (got1, gaps1) = sum(clients.iter().map(total).collect());
-    let rss_after = rss_kib(server.pid);
+    let (cpu1, sent1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let (got1, gaps1) = totals();
+    let rss_after = rss_kib(pid);
     let got_both = clients
         .iter()
-        .filter(|c| {
-            let r = c.received.lock().unwrap();
+        .filter(|(r, _)| {
+            let r = r.lock().unwrap();
             r.packets_of("audio") > 0 && r.packets_of("video") > 0
         })
         .count();
@@ -308,11 +364,9 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
     let forwarded = got1 - got0;
     // Viewers that failed to join count as receiving nothing.
     let expected = (sent1 - sent0) * viewers as u64;
-    let outcome = Outcome {
-        mode: match arrival {
-            Arrival::Batches => "steady",
-            Arrival::Storm(_) => "storm",
-        },
+    Outcome {
+        server,
+        mode,
         viewers,
         forwarded_per_s: forwarded as f64 / window.as_secs_f64(),
         cpu_us_per_packet: (cpu1 - cpu0) * 1e6 / forwarded.max(1) as f64,
@@ -322,12 +376,7 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
         key_ms: millis(&keys),
         first_ms: millis(&firsts),
         kib_per_viewer: (rss_after - rss_before) / viewers as f64,
-    };
-    for c in &clients {
-        c.send(serde_json::json!({"v": 1, "type": "leave"}));
     }
-    drop(server);
-    outcome
 }
 
 /// The machine's floor: SRTP-protect (AES-128-CM, HMAC-SHA1-80, the crate
@@ -448,18 +497,31 @@ async fn main() {
         Some(send_to)
     };
 
-    println!("| mode   | N     | fwd pkt/s | CPU µs/pkt | × floor | loss | both tracks | 1st pkt p95 ms | key p50 ms | key p95 | key p99 | KiB/viewer |");
-    println!("|--------|-------|-----------|------------|---------|------|-------------|----------------|------------|---------|---------|------------|");
+    println!("| server    | mode   | N     | fwd pkt/s | CPU µs/pkt | × floor | loss | both tracks | 1st pkt p95 ms | key p50 ms | key p95 | key p99 | KiB/viewer |");
+    println!("|-----------|--------|-------|-----------|------------|---------|------|-------------|----------------|------------|---------|---------|------------|");
     let mut plan: Vec<(usize, Arrival)> = viewers.iter().map(|&n| (n, Arrival::Batches)).collect();
     if let Some(n) = storm {
         plan.push((n, Arrival::Storm(within)));
     }
+    let with_janus = argv.iter().any(|a| a == "--janus");
     for (n, arrival) in plan {
         for _ in 0..runs {
-            let outcome = run(n, window, stream, arrival).await;
-            println!("{}", outcome.row(floor));
-            if let Some(f) = &mut json {
-                writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();
+            let mut outcomes = vec![run(n, window, stream, arrival).await];
+            if with_janus && matches!(arrival, Arrival::Batches) {
+                outcomes.push(run_janus(n, window, stream).await);
+            }
+            for outcome in &outcomes {
+                println!("{}", outcome.row(floor));
+                if let Some(f) = &mut json {
+                    writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();
+                }
+            }
+            if let [ours, theirs] = &outcomes[..] {
+                println!(
+                    "|   Staffroom / Janus: CPU µs/pkt {:.2}×, memory per viewer {:.2}×",
+                    ours.cpu_us_per_packet / theirs.cpu_us_per_packet,
+                    ours.kib_per_viewer / theirs.kib_per_viewer
+                );
             }
         }
     }

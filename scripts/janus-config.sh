@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Writes a loopback-only Janus configuration into the folder given: the HTTP
 # transport on 127.0.0.1, the VideoRoom plugin, no STUN/TURN, no NAT
-# mapping, ICE on the loopback interface only.
+# mapping. Janus (libnice) never gathers loopback candidates, so ICE uses the
+# host's first address only: packets to the host's own address still travel
+# over the kernel's loopback device (benches/support/janus.rs binds its peers
+# to the same address).
 #     scripts/janus-config.sh DIR [HTTP_PORT]
 set -euo pipefail
 dir=$1
 port=${2:-18088}
+ip=$(hostname -I | awk '{print $1}')
 mkdir -p "$dir"
 cat > "$dir/janus.jcfg" <<CFG
 general: {
@@ -16,7 +20,7 @@ general: {
 	loggers_folder = "/usr/lib/x86_64-linux-gnu/janus/loggers"
 	debug_level = 3
 	admin_secret = "bench-only"
-	session_timeout = 120
+	session_timeout = 0
 }
 certificates: {
 }
@@ -26,7 +30,7 @@ media: {
 nat: {
 	nice_debug = false
 	ice_lite = false
-	ice_enforce_list = "127.0.0.1"
+	ice_enforce_list = "$ip"
 	ignore_mdns = true
 }
 plugins: {

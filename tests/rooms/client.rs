@@ -239,6 +239,10 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
+    peer_on(events, "127.0.0.1:0").await
+}
+
+async fn peer_on(events: mpsc::UnboundedSender<Event>, addr: &str) -> Arc<dyn PeerConnection> {
     let mut media = MediaEngine::default();
     engine::register_media(&mut media).unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
@@ -250,7 +254,7 @@ async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler(events)))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .with_udp_addrs(vec![addr.to_string()])
         .build()
         .await
         .expect("a client peer connection");
@@ -562,5 +566,81 @@ async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
                 }
             }
         }
+    }
+}
+
+/// A peer connection outside the room protocol, for driving another server
+/// (the bench drives Janus with it): the caller carries the SDP; this
+/// publishes the same generated stream and counts what it receives the same way.
+pub struct MediaPeer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub received: Arc<Mutex<Received>>,
+    /// RTP packets published (audio and video).
+    pub sent: Arc<AtomicU64>,
+    /// Local ICE candidates as gathered, to trickle to the server.
+    pub candidates: mpsc::UnboundedReceiver<RTCIceCandidateInit>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MediaPeer {
+    /// A peer whose one UDP socket is bound to `addr` (e.g. "127.0.0.1:0").
+    pub async fn new(addr: &str) -> MediaPeer {
+        let (event_tx, mut events) = mpsc::unbounded_channel();
+        let pc = peer_on(event_tx, addr).await;
+        let received = Arc::new(Mutex::new(Received::default()));
+        let (candidate_tx, candidates) = mpsc::unbounded_channel();
+        let counted = received.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Candidate(e) => {
+                        if let Ok(init) = e.candidate.to_json() {
+                            let _ = candidate_tx.send(init);
+                        }
+                    }
+                    Event::Track(track) => {
+                        tokio::spawn(count(track, counted.clone()));
+                    }
+                }
+            }
+        });
+        MediaPeer {
+            pc,
+            received,
+            sent: Arc::new(AtomicU64::new(0)),
+            candidates,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Adds a send-only VP8 and Opus track and starts generating `stream`
+    /// (packets written before the connection is up are dropped); the caller
+    /// then offers.
+    pub async fn publish(&self, stream: Stream) {
+        let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
+        let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
+        for track in [&video, &audio] {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
+            self.pc.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
+        }
+        let keyframe_requests = Arc::new(AtomicU32::new(0));
+        tokio::spawn(generate(
+            stream,
+            video,
+            video_ssrc,
+            (audio, audio_ssrc, None),
+            (keyframe_requests, self.sent.clone()),
+            self.stop.clone(),
+        ));
+    }
+}
+
+impl Drop for MediaPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let pc = self.pc.clone();
+        tokio::spawn(async move {
+            let _ = pc.close().await;
+        });
     }
 }
