@@ -29,7 +29,8 @@ def main(out, paths):
                     continue
                 r = json.loads(line)
                 if r["server"] == "floor":
-                    floor = r["send_to_us_per_packet"]
+                    if r.get("profile", "AEAD-AES-128-GCM") == "AEAD-AES-128-GCM":
+                        floor = r["send_to_us_per_packet"]
                 elif r.get("mode", "steady") == "steady":
                     runs[r["server"]][r["viewers"]].append(r)
     fig, (cpu, loss) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -38,7 +39,7 @@ def main(out, paths):
         cpu.plot(ns, [statistics.median(x["cpu_us_per_packet"] for x in by_n[n]) for n in ns], "o-", label=server)
         loss.plot(ns, [statistics.median(x["loss_pct"] for x in by_n[n]) for n in ns], "o-", label=server)
     if floor is not None:
-        cpu.axhline(floor, color="grey", linestyle="--", label=f"SRTP + send floor ({floor:.1f} µs)")
+        cpu.axhline(floor, color="grey", linestyle="--", label=f"SRTP (GCM) + send floor ({floor:.1f} µs)")
         cpu.axhline(2 * floor, color="grey", linestyle=":", label="target: 2 × floor")
     loss.axhline(0.5, color="grey", linestyle=":", label="target: 0.5 %")
     cpu.set(xlabel="viewers (N)", ylabel="server CPU-µs per forwarded packet", title="Cost per forwarded packet")

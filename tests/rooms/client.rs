@@ -572,6 +572,7 @@ async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
 /// A peer connection outside the room protocol, for driving another server
 /// (the bench drives Janus with it): the caller carries the SDP; this
 /// publishes the same generated stream and counts what it receives the same way.
+#[allow(dead_code)] // Used by benches/room.rs only.
 pub struct MediaPeer {
     pub pc: Arc<dyn PeerConnection>,
     pub received: Arc<Mutex<Received>>,
@@ -582,6 +583,7 @@ pub struct MediaPeer {
     stop: Arc<AtomicBool>,
 }
 
+#[allow(dead_code)] // Used by benches/room.rs only.
 impl MediaPeer {
     /// A peer whose one UDP socket is bound to `addr` (e.g. "127.0.0.1:0").
     pub async fn new(addr: &str) -> MediaPeer {
