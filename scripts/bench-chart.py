@@ -29,7 +29,7 @@ def main(out, paths):
                     continue
                 r = json.loads(line)
                 if r["server"] == "floor":
-                    if r.get("profile", "AEAD-AES-128-GCM") == "AEAD-AES-128-GCM":
+                    if r.get("profile", "AES-128-CM-HMAC-SHA1-80") == "AEAD-AES-128-GCM":
                         floor = r["send_to_us_per_packet"]
                 elif r.get("mode", "steady") == "steady":
                     runs[r["server"]][r["viewers"]].append(r)
