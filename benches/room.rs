@@ -1,23 +1,32 @@
 //! One presenter and N viewers in a live room: server CPU per forwarded
-//! packet, loss, join-to-first-packet and memory per viewer.
+//! packet, loss, join-to-first-keyframe and memory per viewer; a join storm;
+//! and the machine's floor (SRTP-protect and send one packet on loopback).
 //!
-//!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10]
+//!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
+//!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
 //!
 //! The server is the real `staffroom` binary in its own process (SQLite in a
 //! temporary folder), so its CPU time (user + system, from /proc/PID/stat)
 //! and resident memory are its own. The presenter and the viewers are clients
 //! built on the same WebRTC crate (tests/rooms/client.rs), all in this
-//! process, on loopback. The presenter sends 33 VP8 and 50 Opus packets a
-//! second; viewers count what arrives but do not decode.
+//! process, on loopback. The presenter sends a 720p-like stream (130 VP8
+//! packets of 1,150 bytes and 50 Opus packets a second, a keyframe every 2 s;
+//! `--stream light` for the tests' 33 small VP8 packets); viewers count what
+//! arrives but do not decode.
 
 #[allow(dead_code)]
 #[path = "../tests/rooms/client.rs"]
 mod client;
+#[path = "support/janus.rs"]
+mod janus;
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     process::{Child, Command, Stdio},
-    sync::atomic::Ordering,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -149,7 +158,89 @@ async fn room_token(http: &reqwest::Client, url: &str, session: i64, token: &str
     body["token"].as_str().unwrap_or_else(|| panic!("no room token: {body}")).to_string()
 }
 
-async fn run(viewers: usize, window: Duration) {
+/// How the viewers arrive.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// 25 at a time, each batch once the previous one has its welcome.
+    Batches,
+    /// All of them, evenly spread over this long, without waiting for anyone.
+    Storm(Duration),
+}
+
+/// One run's figures.
+struct Outcome {
+    server: &'static str,
+    mode: &'static str,
+    viewers: usize,
+    forwarded_per_s: f64,
+    cpu_us_per_packet: f64,
+    loss_pct: f64,
+    gaps_pct: f64,
+    got_both: usize,
+    key_ms: [f64; 3],
+    first_ms: [f64; 3],
+    kib_per_viewer: f64,
+}
+
+impl Outcome {
+    fn row(&self, floor_us: Option<f64>) -> String {
+        format!(
+            "| {:<9} | {:<6} | {:>5} | {:>9.0} | {:>8.2} | {:>6} | {:>6.2} % | {:>5}/{:<5} | {:>6.0} | {:>6.0} | {:>6.0} | {:>6.0} | {:>7.0} |",
+            self.server,
+            self.mode,
+            self.viewers,
+            self.forwarded_per_s,
+            self.cpu_us_per_packet,
+            floor_us.map(|f| format!("{:.1}×", self.cpu_us_per_packet / f)).unwrap_or_else(|| "-".into()),
+            self.loss_pct,
+            self.got_both,
+            self.viewers,
+            self.first_ms[1],
+            self.key_ms[0],
+            self.key_ms[1],
+            self.key_ms[2],
+            self.kib_per_viewer,
+        )
+    }
+
+    fn json(&self, stream: &str, floor_us: Option<f64>) -> serde_json::Value {
+        serde_json::json!({
+            "server": self.server,
+            "mode": self.mode,
+            "stream": stream,
+            "viewers": self.viewers,
+            "forwarded_per_s": self.forwarded_per_s,
+            "cpu_us_per_packet": self.cpu_us_per_packet,
+            "floor_us_per_packet": floor_us,
+            "loss_pct": self.loss_pct,
+            "gaps_pct": self.gaps_pct,
+            "got_both_tracks": self.got_both,
+            "join_to_first_packet_ms": {"p50": self.first_ms[0], "p95": self.first_ms[1], "p99": self.first_ms[2]},
+            "join_to_first_keyframe_ms": {"p50": self.key_ms[0], "p95": self.key_ms[1], "p99": self.key_ms[2]},
+            "kib_per_viewer": self.kib_per_viewer,
+        })
+    }
+}
+
+fn millis(sorted: &[Duration]) -> [f64; 3] {
+    [0.5, 0.95, 0.99].map(|p| percentile(sorted, p).as_secs_f64() * 1e3)
+}
+
+/// A viewer that joined, or `None` if it could not (the client gives up
+/// after 10 s without a welcome, which an overloaded server can cause).
+async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str) -> Option<client::Client> {
+    let (http, url, token) = (http.clone(), url.to_string(), token.to_string());
+    tokio::spawn(async move {
+        let token = room_token(&http, &url, session, &token).await;
+        let mut c = client::connect(&url, session, Some(&token)).await;
+        c.join().await;
+        c
+    })
+    .await
+    .ok()
+}
+
+async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: Arrival) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     // Migrations first (the server applies them), then the seed.
     let server = start(dir.path());
@@ -159,83 +250,291 @@ async fn run(viewers: usize, window: Duration) {
     let mut presenter =
         client::connect(&server.url, session, Some(&room_token(&http, &server.url, session, &tokens[0]).await)).await;
     presenter.join().await;
-    presenter.publish();
+    presenter.publish_stream(stream);
     presenter.expect("the answer", |m| m["type"] == "answer").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kib(server.pid);
 
     let mut clients = Vec::with_capacity(viewers);
-    for chunk in tokens[1..].chunks(25) {
-        let joins = chunk.iter().map(|t| {
-            let (http, url) = (&http, &server.url);
-            async move {
-                let token = room_token(http, url, session, t).await;
-                let mut c = client::connect(url, session, Some(&token)).await;
-                c.join().await;
-                c
+    match arrival {
+        Arrival::Batches => {
+            for chunk in tokens[1..].chunks(25) {
+                let joins = chunk.iter().map(|t| join_viewer(&http, &server.url, session, t));
+                clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
             }
-        });
-        clients.extend(futures::future::join_all(joins).await);
+        }
+        Arrival::Storm(within) => {
+            let start = tokio::time::Instant::now();
+            let joins = tokens[1..].iter().enumerate().map(|(i, t)| {
+                let at = start + within.mul_f64(i as f64 / viewers as f64);
+                let (http, url) = (&http, &server.url);
+                async move {
+                    tokio::time::sleep_until(at).await;
+                    join_viewer(http, url, session, t).await
+                }
+            });
+            clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
+        }
     }
-    // Everyone's first packet, or 60 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && clients.iter().any(|c| c.received.lock().unwrap().first_packet.is_none()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut firsts: Vec<Duration> = clients
-        .iter()
-        .filter_map(|c| c.received.lock().unwrap().first_packet.map(|t| t.duration_since(c.joined_at)))
-        .collect();
-    firsts.sort();
-    let reached = firsts.len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let total = |c: &client::Client| {
-        let r = c.received.lock().unwrap();
-        r.packets_of("audio") + r.packets_of("video")
+    let counted: Vec<(Arc<Mutex<client::Received>>, Instant)> =
+        clients.iter().map(|c| (c.received.clone(), c.joined_at)).collect();
+    let mode = match arrival {
+        Arrival::Batches => "steady",
+        Arrival::Storm(_) => "storm",
     };
-    let (cpu0, sent0) = (cpu_seconds(server.pid), presenter.sent.load(Ordering::Relaxed));
-    let got0: u64 = clients.iter().map(total).sum();
-    tokio::time::sleep(window).await;
-    let (cpu1, sent1) = (cpu_seconds(server.pid), presenter.sent.load(Ordering::Relaxed));
-    let got1: u64 = clients.iter().map(total).sum();
-    let rss_after = rss_kib(server.pid);
-
-    let forwarded = got1 - got0;
-    let expected = (sent1 - sent0) * viewers as u64;
-    let loss = 100.0 * (1.0 - forwarded as f64 / expected.max(1) as f64);
-    let cpu_us = (cpu1 - cpu0) * 1e6 / forwarded.max(1) as f64;
-    println!(
-        "| {viewers:>5} | {:>9.0} | {:>8.2} | {:>6.2} % | {:>5}/{:<5} | {:>7.0} ms | {:>7.0} ms | {:>7.0} ms | {:>8.0} KiB |",
-        forwarded as f64 / window.as_secs_f64(),
-        cpu_us,
-        loss.max(0.0),
-        reached,
-        viewers,
-        percentile(&firsts, 0.5).as_secs_f64() * 1e3,
-        percentile(&firsts, 0.95).as_secs_f64() * 1e3,
-        percentile(&firsts, 0.99).as_secs_f64() * 1e3,
-        (rss_after - rss_before) / viewers as f64,
-    );
+    let outcome = measure("staffroom", mode, server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
     for c in &clients {
         c.send(serde_json::json!({"v": 1, "type": "leave"}));
     }
     drop(server);
+    outcome
+}
+
+/// The same room on Janus: one publisher with the same stream, N subscribers
+/// to its feed, 25 joining at a time.
+async fn run_janus(viewers: usize, window: Duration, stream: client::Stream) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let server = janus::start(dir.path(), 18088).await;
+    let (presenter, feed) = janus::publish(&server.url, stream).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_before = rss_kib(server.pid);
+    let mut subscribers = Vec::with_capacity(viewers);
+    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|_| {
+            let (url, feed) = (server.url.clone(), feed.clone());
+            async move { tokio::spawn(janus::subscribe_owned(url, feed)).await.ok() }
+        });
+        subscribers.extend(futures::future::join_all(joins).await.into_iter().flatten());
+    }
+    let counted: Vec<janus::Counted> = subscribers.iter().map(|(p, at)| (p.received.clone(), *at)).collect();
+    let outcome = measure("janus", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    drop(subscribers);
+    drop(presenter);
+    drop(server);
+    outcome
+}
+
+/// Waits for every viewer's first keyframe (60 s at most) and a 2 s settle,
+/// then measures a steady window of `window`.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    server: &'static str,
+    mode: &'static str,
+    pid: u32,
+    rss_before: f64,
+    sent: &AtomicU64,
+    clients: &[(Arc<Mutex<client::Received>>, Instant)],
+    viewers: usize,
+    window: Duration,
+) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && clients.iter().any(|c| c.0.lock().unwrap().first_keyframe.is_none()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let since_join = |pick: fn(&client::Received) -> Option<Instant>| {
+        let mut v: Vec<Duration> =
+            clients.iter().filter_map(|(r, at)| pick(&r.lock().unwrap()).map(|t| t.duration_since(*at))).collect();
+        v.sort();
+        v
+    };
+    let firsts = since_join(|r| r.first_packet);
+    let keys = since_join(|r| r.first_keyframe);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let totals = || {
+        clients.iter().fold((0, 0), |(p, g), (r, _)| {
+            let r = r.lock().unwrap();
+            (p + r.packets_of("audio") + r.packets_of("video"), g + r.gaps)
+        })
+    };
+    let (cpu0, sent0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let (got0, gaps0) = totals();
+    tokio::time::sleep(window).await;
+    let (cpu1, sent1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let (got1, gaps1) = totals();
+    let rss_after = rss_kib(pid);
+    let got_both = clients
+        .iter()
+        .filter(|(r, _)| {
+            let r = r.lock().unwrap();
+            r.packets_of("audio") > 0 && r.packets_of("video") > 0
+        })
+        .count();
+
+    let forwarded = got1 - got0;
+    // Viewers that failed to join count as receiving nothing.
+    let expected = (sent1 - sent0) * viewers as u64;
+    Outcome {
+        server,
+        mode,
+        viewers,
+        forwarded_per_s: forwarded as f64 / window.as_secs_f64(),
+        cpu_us_per_packet: (cpu1 - cpu0) * 1e6 / forwarded.max(1) as f64,
+        loss_pct: (100.0 * (1.0 - forwarded as f64 / expected.max(1) as f64)).max(0.0),
+        gaps_pct: 100.0 * (gaps1 - gaps0) as f64 / expected.max(1) as f64,
+        got_both,
+        key_ms: millis(&keys),
+        first_ms: millis(&firsts),
+        kib_per_viewer: (rss_after - rss_before) / viewers as f64,
+    }
+}
+
+/// The machine's floor: SRTP-protect a 1,200-byte RTP packet with the
+/// server's own SRTP crate and send it to a loopback UDP socket, one
+/// `send_to` per packet, or 32 per `sendmmsg`. Returns the calling thread's
+/// CPU-µs per packet for each.
+fn srtp_floor(profile: rtc::srtp::protection_profile::ProtectionProfile, packets: u32) -> (f64, f64) {
+    use rtc::srtp::context::Context;
+    let provider = rtc::crypto::default_provider().expect("a crypto provider");
+    let key = vec![7u8; profile.key_len()];
+    let salt = vec![9u8; profile.salt_len()];
+    let mut srtp = Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("an SRTP context");
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = sink.local_addr().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut plain = vec![0u8; 1200];
+    plain[0] = 0x80;
+    plain[1] = 96;
+    plain[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    let mut seq = 0u16;
+    let mut protect = |plain: &mut [u8]| {
+        seq = seq.wrapping_add(1);
+        plain[2..4].copy_from_slice(&seq.to_be_bytes());
+        plain[4..8].copy_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+        srtp.encrypt_rtp(plain).expect("SRTP protects")
+    };
+    // The sink is never read: the kernel drops what overflows its buffer,
+    // after the sender has paid for the send.
+    let t0 = thread_cpu_seconds();
+    for _ in 0..packets {
+        let p = protect(&mut plain);
+        let _ = socket.send_to(&p, to);
+    }
+    let send_to = (thread_cpu_seconds() - t0) * 1e6 / f64::from(packets);
+
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    let t0 = thread_cpu_seconds();
+    for _ in 0..packets / 32 {
+        let mut batch: Vec<_> = (0..32).map(|_| protect(&mut plain)).collect();
+        let mut iovs: Vec<libc::iovec> =
+            batch.iter_mut().map(|p| libc::iovec { iov_base: p.as_mut_ptr().cast(), iov_len: p.len() }).collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: an all-zero msghdr is valid; the fields set point to live locals.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        // SAFETY: msgs, iovs, batch and addr outlive the call.
+        unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+    }
+    let sendmmsg = (thread_cpu_seconds() - t0) * 1e6 / f64::from(packets / 32 * 32);
+    (send_to, sendmmsg)
+}
+
+/// User + system CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 #[tokio::main]
 async fn main() {
+    // A viewer that cannot join panics in its own task: one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
     let argv: Vec<String> = std::env::args().collect();
     let arg = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
     let viewers: Vec<usize> = arg("--viewers")
         .unwrap_or_else(|| "50,200,500".into())
         .split(',')
+        .filter(|n| !n.trim().is_empty())
         .map(|n| n.trim().parse().expect("--viewers 50,200,500"))
         .collect();
     let window = Duration::from_secs(arg("--window").map(|w| w.parse().expect("--window seconds")).unwrap_or(10));
-    println!("| viewers | forwarded/s | CPU µs/pkt | loss | got media | join→1st p50 | p95 | p99 | RSS/viewer |");
-    println!("|---------|-------------|------------|------|-----------|--------------|-----|-----|------------|");
-    for n in viewers {
-        run(n, window).await;
+    let runs: usize = arg("--runs").map(|r| r.parse().expect("--runs count")).unwrap_or(1);
+    let stream_name = arg("--stream").unwrap_or_else(|| "hd".into());
+    let stream = match stream_name.as_str() {
+        "hd" => client::Stream::Hd,
+        "light" => client::Stream::Light,
+        other => panic!("--stream hd|light, not {other}"),
+    };
+    let storm: Option<usize> = arg("--storm").map(|n| n.parse().expect("--storm viewers"));
+    let within = Duration::from_secs_f64(arg("--within").map(|w| w.parse().expect("--within seconds")).unwrap_or(10.0));
+    let mut json = arg("--json").map(|f| std::fs::File::create(&f).unwrap_or_else(|e| panic!("{f}: {e}")));
+
+    let floor = if argv.iter().any(|a| a == "--no-floor") {
+        None
+    } else {
+        use rtc::srtp::protection_profile::ProtectionProfile;
+        // GCM is what Staffroom and its peers negotiate (the ratio uses it);
+        // CM-HMAC-SHA1-80 is the profile every WebRTC stack supports.
+        let mut negotiated = 0.0;
+        println!("SRTP floor (1,200-byte RTP, loopback UDP, median of 3 × 200,000, CPU-µs/packet):");
+        for (name, profile) in [
+            ("AEAD-AES-128-GCM", ProtectionProfile::AeadAes128Gcm),
+            ("AES-128-CM-HMAC-SHA1-80", ProtectionProfile::Aes128CmHmacSha1_80),
+        ] {
+            let floors: Vec<(f64, f64)> = (0..3).map(|_| srtp_floor(profile, 200_000)).collect();
+            let send_to = median(floors.iter().map(|f| f.0).collect());
+            let sendmmsg = median(floors.iter().map(|f| f.1).collect());
+            println!("  {name:<24} protect + send_to {send_to:.2}, protect + sendmmsg (32 a call) {sendmmsg:.2}");
+            if let Some(f) = &mut json {
+                let line = serde_json::json!({"server": "floor", "profile": name, "send_to_us_per_packet": send_to, "sendmmsg_us_per_packet": sendmmsg});
+                writeln!(f, "{line}").unwrap();
+            }
+            if matches!(profile, ProtectionProfile::AeadAes128Gcm) {
+                negotiated = send_to;
+            }
+        }
+        println!();
+        Some(negotiated)
+    };
+
+    println!("| server    | mode   | N     | fwd pkt/s | CPU µs/pkt | × floor | loss | both tracks | 1st pkt p95 ms | key p50 ms | key p95 | key p99 | KiB/viewer |");
+    println!("|-----------|--------|-------|-----------|------------|---------|------|-------------|----------------|------------|---------|---------|------------|");
+    let mut plan: Vec<(usize, Arrival)> = viewers.iter().map(|&n| (n, Arrival::Batches)).collect();
+    if let Some(n) = storm {
+        plan.push((n, Arrival::Storm(within)));
+    }
+    let with_janus = argv.iter().any(|a| a == "--janus");
+    for (n, arrival) in plan {
+        for _ in 0..runs {
+            let mut outcomes = vec![run(n, window, stream, arrival).await];
+            if with_janus && matches!(arrival, Arrival::Batches) {
+                outcomes.push(run_janus(n, window, stream).await);
+            }
+            for outcome in &outcomes {
+                println!("{}", outcome.row(floor));
+                if let Some(f) = &mut json {
+                    writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();
+                }
+            }
+            if let [ours, theirs] = &outcomes[..] {
+                println!(
+                    "|   Staffroom / Janus: CPU µs/pkt {:.2}×, memory per viewer {:.2}×",
+                    ours.cpu_us_per_packet / theirs.cpu_us_per_packet,
+                    ours.kib_per_viewer / theirs.kib_per_viewer
+                );
+            }
+        }
     }
 }

@@ -47,7 +47,13 @@ pub struct Received {
     pub keyframes: u64,
     /// Video packets whose VP8 payload descriptor is not what was sent.
     pub bad_vp8: u64,
+    /// RTP payload bytes, all tracks.
+    pub bytes: u64,
+    /// Packets missing from the sequence numbers seen, all tracks.
+    pub gaps: u64,
     pub first_packet: Option<Instant>,
+    /// The first video packet that starts a keyframe: when a decoder could start.
+    pub first_keyframe: Option<Instant>,
 }
 
 impl Received {
@@ -56,9 +62,25 @@ impl Received {
     }
 }
 
+/// What a publishing client sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stream {
+    /// 33 small VP8 packets and 50 Opus packets a second, keyframes only when
+    /// asked: cheap, for the functional tests.
+    #[default]
+    Light,
+    /// 720p-like, about 1.3 Mbps: 30 VP8 frames a second of 4 or 5 packets of
+    /// 1,150 bytes (130 packets/s), a 30-packet keyframe every 2 s and on
+    /// request, and 50 Opus packets a second: for the benchmarks.
+    Hd,
+}
+
+/// VP8 payload bytes per packet of the [`Stream::Hd`] stream.
+pub const HD_PAYLOAD: usize = 1150;
+
 enum Command {
     Raw(Message),
-    Publish,
+    Publish(Stream),
 }
 
 pub struct Client {
@@ -137,7 +159,12 @@ impl Client {
 
     /// Adds a VP8 and an Opus track, offers them, and streams generated media.
     pub fn publish(&self) {
-        let _ = self.commands.send(Command::Publish);
+        self.publish_stream(Stream::Light);
+    }
+
+    /// As [`Client::publish`], with the given stream.
+    pub fn publish_stream(&self, stream: Stream) {
+        let _ = self.commands.send(Command::Publish(stream));
     }
 
     /// Asks the sender of the received video for a keyframe, as a decoder
@@ -212,6 +239,10 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
+    peer_on(events, "127.0.0.1:0").await
+}
+
+async fn peer_on(events: mpsc::UnboundedSender<Event>, addr: &str) -> Arc<dyn PeerConnection> {
     let mut media = MediaEngine::default();
     engine::register_media(&mut media).unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
@@ -223,7 +254,7 @@ async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler(events)))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .with_udp_addrs(vec![addr.to_string()])
         .build()
         .await
         .expect("a client peer connection");
@@ -304,7 +335,7 @@ async fn drive(
             }
             command = commands.recv() => match command {
                 Some(Command::Raw(message)) => { let _ = sink.send(message).await; }
-                Some(Command::Publish) => {
+                Some(Command::Publish(stream)) => {
                     let p = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
                     let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
                     let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
@@ -316,7 +347,7 @@ async fn drive(
                     offering = true;
                     let local_sdp = p.local_description().await.map(|d| d.sdp).unwrap_or_default();
                     let level = engine::extmap_id(&local_sdp, engine::AUDIO_LEVEL_URI).map(|id| (id, loudness.clone()));
-                    tokio::spawn(generate(video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone()));
+                    tokio::spawn(generate(stream, video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone()));
                 }
                 None => break,
             },
@@ -384,10 +415,22 @@ fn is_vp8_keyframe(payload: &[u8]) -> bool {
     payload.len() > 6 && payload[0] & 0x10 != 0 && payload[1] & 0x01 == 0 && payload[4..7] == [0x9d, 0x01, 0x2a]
 }
 
-/// Sends 30 video frames and 50 audio frames a second. A keyframe goes out
-/// first and then only when someone asks (PLI), so a subscriber that decodes
-/// anything proves the server routed its keyframe request.
+/// An [`Stream::Hd`] VP8 packet: the payload descriptor (S=1 on a frame's
+/// first packet), a frame header on that first packet, and filler up to
+/// [`HD_PAYLOAD`] bytes.
+fn vp8_hd_payload(first: bool, keyframe: bool) -> Vec<u8> {
+    let mut p = if first { vp8_payload(keyframe) } else { vec![0x00] };
+    p.truncate(HD_PAYLOAD);
+    p.resize(HD_PAYLOAD, 0x5a);
+    p
+}
+
+/// Sends 30 video frames and 50 audio frames a second. With the light
+/// stream, a keyframe goes out first and then only when someone asks (PLI),
+/// so a subscriber that decodes anything proves the server routed its
+/// keyframe request; the HD stream also sends one every 2 s, as encoders do.
 async fn generate(
+    stream: Stream,
     video: Arc<TrackLocalStaticRTP>,
     video_ssrc: u32,
     (audio, audio_ssrc, level): (Arc<TrackLocalStaticRTP>, u32, Option<AudioLevel>),
@@ -411,6 +454,7 @@ async fn generate(
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let (mut video_seq, mut audio_seq) = (0u16, 0u16);
     let mut n: u32 = 0;
+    let mut frame: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         n += 1;
@@ -441,25 +485,46 @@ async fn generate(
             }
         }
         if n.is_multiple_of(3) {
-            let keyframe = asked.swap(false, Ordering::Relaxed);
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: engine::VP8_PAYLOAD_TYPE,
-                    sequence_number: video_seq,
-                    timestamp: u32::from(video_seq).wrapping_mul(3000),
-                    ssrc: video_ssrc,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from(vp8_payload(keyframe)),
+            let periodic = stream == Stream::Hd && frame.is_multiple_of(60);
+            let keyframe = asked.swap(false, Ordering::Relaxed) || periodic;
+            let packets = match (stream, keyframe) {
+                (Stream::Light, _) => 1,
+                (Stream::Hd, true) => 30,
+                (Stream::Hd, false) => 4 + u32::from(frame.is_multiple_of(3)),
             };
-            if video.write_rtp(packet).await.is_ok() {
-                video_seq = video_seq.wrapping_add(1);
-                sent.fetch_add(1, Ordering::Relaxed);
-            } else if keyframe {
+            let mut ok = true;
+            for i in 0..packets {
+                let payload = match stream {
+                    Stream::Light => vp8_payload(keyframe),
+                    Stream::Hd => vp8_hd_payload(i == 0, keyframe),
+                };
+                let packet = rtc::rtp::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        marker: i + 1 == packets,
+                        payload_type: engine::VP8_PAYLOAD_TYPE,
+                        sequence_number: video_seq,
+                        timestamp: match stream {
+                            Stream::Light => u32::from(video_seq).wrapping_mul(3000),
+                            Stream::Hd => frame.wrapping_mul(3000),
+                        },
+                        ssrc: video_ssrc,
+                        ..Default::default()
+                    },
+                    payload: bytes::Bytes::from(payload),
+                };
+                if video.write_rtp(packet).await.is_ok() {
+                    video_seq = video_seq.wrapping_add(1);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok && keyframe {
                 asked.store(true, Ordering::Relaxed);
             }
+            frame = frame.wrapping_add(1);
         }
     }
 }
@@ -471,19 +536,113 @@ async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
         _ => "audio",
     };
     received.lock().unwrap().kinds.insert(id.clone(), kind);
+    let mut last_seq: Option<u16> = None;
     while let Some(event) = track.poll().await {
         if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+            let now = Instant::now();
+            let seq = packet.header.sequence_number;
             let mut r = received.lock().unwrap();
-            r.first_packet.get_or_insert_with(Instant::now);
+            r.first_packet.get_or_insert(now);
             *r.packets.entry(id.clone()).or_default() += 1;
+            r.bytes += packet.payload.len() as u64;
+            if let Some(last) = last_seq {
+                // Ahead by less than half the sequence space: anything skipped is lost.
+                let ahead = seq.wrapping_sub(last);
+                if (2..0x8000).contains(&ahead) {
+                    r.gaps += u64::from(ahead - 1);
+                }
+            }
+            if last_seq.is_none_or(|last| seq.wrapping_sub(last) < 0x8000) {
+                last_seq = Some(seq);
+            }
             if kind == "video" {
-                if packet.payload.first().is_none_or(|b| b & 0x10 == 0) {
+                // Sent: 0x10 on a frame's first packet, 0x00 on the rest (HD stream).
+                if packet.payload.first().is_none_or(|b| b & !0x10 != 0) {
                     r.bad_vp8 += 1;
                 }
                 if is_vp8_keyframe(&packet.payload) {
                     r.keyframes += 1;
+                    r.first_keyframe.get_or_insert(now);
                 }
             }
         }
+    }
+}
+
+/// A peer connection outside the room protocol, for driving another server
+/// (the bench drives Janus with it): the caller carries the SDP; this
+/// publishes the same generated stream and counts what it receives the same way.
+#[allow(dead_code)] // Used by benches/room.rs only.
+pub struct MediaPeer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub received: Arc<Mutex<Received>>,
+    /// RTP packets published (audio and video).
+    pub sent: Arc<AtomicU64>,
+    /// Local ICE candidates as gathered, to trickle to the server.
+    pub candidates: mpsc::UnboundedReceiver<RTCIceCandidateInit>,
+    stop: Arc<AtomicBool>,
+}
+
+#[allow(dead_code)] // Used by benches/room.rs only.
+impl MediaPeer {
+    /// A peer whose one UDP socket is bound to `addr` (e.g. "127.0.0.1:0").
+    pub async fn new(addr: &str) -> MediaPeer {
+        let (event_tx, mut events) = mpsc::unbounded_channel();
+        let pc = peer_on(event_tx, addr).await;
+        let received = Arc::new(Mutex::new(Received::default()));
+        let (candidate_tx, candidates) = mpsc::unbounded_channel();
+        let counted = received.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Candidate(e) => {
+                        if let Ok(init) = e.candidate.to_json() {
+                            let _ = candidate_tx.send(init);
+                        }
+                    }
+                    Event::Track(track) => {
+                        tokio::spawn(count(track, counted.clone()));
+                    }
+                }
+            }
+        });
+        MediaPeer {
+            pc,
+            received,
+            sent: Arc::new(AtomicU64::new(0)),
+            candidates,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Adds a send-only VP8 and Opus track and starts generating `stream`
+    /// (packets written before the connection is up are dropped); the caller
+    /// then offers.
+    pub async fn publish(&self, stream: Stream) {
+        let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
+        let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
+        for track in [&video, &audio] {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
+            self.pc.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
+        }
+        let keyframe_requests = Arc::new(AtomicU32::new(0));
+        tokio::spawn(generate(
+            stream,
+            video,
+            video_ssrc,
+            (audio, audio_ssrc, None),
+            (keyframe_requests, self.sent.clone()),
+            self.stop.clone(),
+        ));
+    }
+}
+
+impl Drop for MediaPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let pc = self.pc.clone();
+        tokio::spawn(async move {
+            let _ = pc.close().await;
+        });
     }
 }

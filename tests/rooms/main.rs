@@ -10,6 +10,7 @@ mod helpers;
 mod breakouts;
 mod client;
 mod controls;
+mod generator;
 mod interaction;
 mod join;
 mod media;
