@@ -33,6 +33,8 @@ async fn three_attendees_receive_the_presenters_video_and_audio() {
     let video =
         priya.expect("the video published", |m| m["type"] == "track_published" && m["track"]["kind"] == "video").await;
     assert_eq!(video["track"]["mime_type"], "video/VP8");
+    // Both tracks are in the room before anyone joins (they arrive independently).
+    priya.expect("the audio published", |m| m["type"] == "track_published" && m["track"]["kind"] == "audio").await;
 
     let mut viewers = vec![];
     for token in &attendees {
