@@ -348,6 +348,13 @@ impl TestApp {
         (status, value)
     }
 
+    /// The body of a GET as text (CSV exports), signed in with `token`.
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        let res =
+            self.client.get(format!("{}{path}", self.url)).bearer_auth(token).send().await.expect("the server answers");
+        res.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.request(Method::GET, path, token, None).await
     }

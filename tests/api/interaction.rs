@@ -115,16 +115,7 @@ async fn a_prepared_poll_is_opened_voted_once_each_and_exported(backend: Backend
     assert_eq!(closed.status, polls::PollStatus::Closed);
     assert!(polls::reveal(db, session, poll_id, true).await.unwrap().revealed);
 
-    let csv = app
-        .client
-        .get(format!("{}/api/sessions/{session}/polls/{poll_id}/results.csv", app.url))
-        .bearer_auth(&organiser)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.get_text(&format!("/api/sessions/{session}/polls/{poll_id}/results.csv"), &organiser).await;
     assert!(csv.contains("Quizzes,2"), "{csv}");
     assert!(csv.contains("Ann,ann@oak.sch.uk,Quizzes"), "{csv}");
 
@@ -140,16 +131,7 @@ async fn a_prepared_poll_is_opened_voted_once_each_and_exported(backend: Backend
     polls::set_status(db, session, secret_id, polls::PollStatus::Open, true).await.unwrap();
     let both: Vec<i64> = secret["options"].as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect();
     polls::vote(db, session, secret_id, ann, &both).await.unwrap();
-    let csv = app
-        .client
-        .get(format!("{}/api/sessions/{session}/polls/{secret_id}/results.csv", app.url))
-        .bearer_auth(&organiser)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.get_text(&format!("/api/sessions/{session}/polls/{secret_id}/results.csv"), &organiser).await;
     assert!(csv.contains("Very,1") && csv.contains("Somewhat,1"), "{csv}");
     assert!(!csv.contains("ann@oak.sch.uk"), "{csv}");
 }
