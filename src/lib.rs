@@ -13,6 +13,7 @@ pub mod http;
 pub mod interaction;
 pub mod mail;
 pub mod programme;
+pub mod recording;
 pub mod registration;
 pub mod rooms;
 pub mod settings;
@@ -48,6 +49,7 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
+        recording::recover(&db, &settings.recordings_dir).await.context("failed to recover unfinished recordings")?;
         let keys = Keys::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("failed to listen on {}", settings.addr))?;
@@ -56,7 +58,11 @@ impl App {
             Some(url) => url.as_str().into(),
             None => format!("http://{}:{port}", settings.addr.ip()).into(),
         };
-        let rooms = Arc::new(rooms::Rooms::new(db.clone(), rooms::engine::Engine::new(settings.rtc.clone())));
+        let rooms = Arc::new(rooms::Rooms::new(
+            db.clone(),
+            rooms::engine::Engine::new(settings.rtc.clone()),
+            settings.recordings_dir.clone(),
+        ));
         let state = AppState {
             db,
             settings: Arc::new(settings),

@@ -89,6 +89,8 @@ pub struct Settings {
     /// The programme's time zone, used for people who have not chosen one.
     pub time_zone: Tz,
     pub rtc: RtcSettings,
+    /// Where recordings are written (a directory per recording).
+    pub recordings_dir: PathBuf,
 }
 
 impl Settings {
@@ -165,6 +167,7 @@ impl Settings {
             bail!("STAFFROOM_RTC_PORT_MIN must be at least 1 and at most STAFFROOM_RTC_PORT_MAX");
         }
         Ok(Settings {
+            recordings_dir: var("RECORDINGS_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("recordings")),
             addr,
             public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
             database_url,

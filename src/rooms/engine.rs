@@ -313,6 +313,9 @@ pub enum ForwarderCommand {
     Pause(bool),
     /// Send a PLI to the publisher.
     RequestKeyframe,
+    /// Hand a copy of every forwarded packet to a recording (`None` stops:
+    /// dropping the sender is what ends the recorded file).
+    Record(Option<mpsc::Sender<rtc::rtp::Packet>>),
     Stop,
 }
 
@@ -375,6 +378,7 @@ pub fn spawn_forwarder(
         let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
         let mut received: u64 = 0;
         let mut paused = false;
+        let mut record: Option<mpsc::Sender<rtc::rtp::Packet>> = None;
         let (mut loudest, mut since_report) = (127u8, 0u32);
         loop {
             tokio::select! {
@@ -392,6 +396,11 @@ pub fn spawn_forwarder(
                             if since_report >= LEVEL_EVERY {
                                 (l.report)(loudest);
                                 (loudest, since_report) = (127, 0);
+                            }
+                        }
+                        if let Some(r) = &record {
+                            if let Err(mpsc::error::TrySendError::Closed(_)) = r.try_send(packet.clone()) {
+                                record = None;
                             }
                         }
                         for (_, sub) in subscribers.iter_mut() {
@@ -415,6 +424,7 @@ pub fn spawn_forwarder(
                         subscribers.retain(|(s, _)| *s != subscriber);
                     }
                     Some(ForwarderCommand::Pause(p)) => paused = p,
+                    Some(ForwarderCommand::Record(r)) => record = r,
                     Some(ForwarderCommand::RequestKeyframe) => {
                         let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                         if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {

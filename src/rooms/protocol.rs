@@ -112,6 +112,13 @@ pub enum Action {
     },
     GoLive,
     EndSession,
+    /// Hosts: start recording what is on stage (docs/recording.md).
+    RecordStart,
+    RecordStop,
+    /// Hosts: mark a chapter in the running recording ("Part 2: feedback").
+    Chapter {
+        title: String,
+    },
     BreakoutOpen {
         #[serde(flatten)]
         plan: crate::breakout::Plan,
@@ -178,6 +185,9 @@ const ACTION_TYPES: &[&str] = &[
     "vote",
     "go_live",
     "end_session",
+    "record_start",
+    "record_stop",
+    "chapter",
     "breakout_open",
     "breakout_move",
     "breakout_visit",
@@ -368,6 +378,21 @@ pub enum ServerMessage {
         name: String,
         group: u32,
         group_name: String,
+    },
+    /// The session is being recorded (`on`), or recording stopped.
+    Recording {
+        on: bool,
+        recording_id: String,
+    },
+    /// A stopped recording is finished and can be replayed.
+    RecordingSaved {
+        recording_id: String,
+        replay_url: String,
+    },
+    /// To hosts: a chapter was marked `t_ms` into the recording.
+    Chapter {
+        title: String,
+        t_ms: i64,
     },
     /// Who is speaking now in a space (the main room, or a breakout group),
     /// from the audio level publishers send.

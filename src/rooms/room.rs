@@ -712,6 +712,21 @@ impl RoomState {
         self.members.get(&p).and_then(|m| m.space)
     }
 
+    /// The published tracks of the main room (what a recording takes):
+    /// (track, owner, kind, mime type).
+    pub fn main_room_tracks(&self) -> Vec<(TrackId, ParticipantId, MediaKind, String)> {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| self.space_of(t.owner).is_none())
+            .map(|(id, t)| (id.clone(), t.owner, t.kind, t.info.mime_type.clone()))
+            .collect()
+    }
+
+    /// Everyone in the room as the protocol shows them.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        self.members.values().map(Member::info).collect()
+    }
+
     /// Members of a space.
     pub fn in_space(&self, space: Option<GroupId>) -> Vec<ParticipantId> {
         self.members.iter().filter(|(_, m)| m.space == space).map(|(id, _)| *id).collect()

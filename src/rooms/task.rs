@@ -3,7 +3,8 @@
 //! them to [`RoomState`] and carries out the resulting effects.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -26,6 +27,7 @@ use super::{
 use crate::{
     db::Db,
     interaction::{chat, polls, questions, InteractionError},
+    recording::Recorder,
 };
 
 /// What the connection's writer sends to the client.
@@ -74,6 +76,11 @@ pub enum RoomCommand {
         /// The audio-level extension's id in the publisher's offer.
         audio_level_ext: Option<u8>,
     },
+    /// A recording a host asked for has started (or could not).
+    RecordingStarted {
+        by: ParticipantId,
+        result: Result<Recorder, String>,
+    },
     /// The loudest audio level on a track since the last report.
     AudioLevel {
         track: TrackId,
@@ -109,13 +116,20 @@ pub enum JoinError {
 pub struct Rooms {
     db: Db,
     engine: Arc<Engine>,
+    recordings_dir: PathBuf,
     rooms: Mutex<HashMap<i64, (u64, mpsc::UnboundedSender<RoomCommand>)>>,
     next_id: AtomicU64,
 }
 
 impl Rooms {
-    pub fn new(db: Db, engine: Engine) -> Rooms {
-        Rooms { db, engine: Arc::new(engine), rooms: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+    pub fn new(db: Db, engine: Engine, recordings_dir: PathBuf) -> Rooms {
+        Rooms {
+            db,
+            engine: Arc::new(engine),
+            recordings_dir,
+            rooms: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     pub fn next_conn(&self) -> ConnId {
@@ -142,6 +156,7 @@ impl Rooms {
             records: spawn_recorder(self.db.clone(), session_id),
             tx: tx.clone(),
             chat_throttle: chat::Throttle::default(),
+            recording: Recording::Off,
         };
         tokio::spawn(room.run(rx).instrument(tracing::info_span!("room", session = session_id)));
         tx
@@ -231,6 +246,14 @@ struct RoomTask {
     /// For callbacks (peer tasks, forwarders) to reach this task.
     tx: mpsc::UnboundedSender<RoomCommand>,
     chat_throttle: chat::Throttle,
+    recording: Recording,
+}
+
+/// The room's recording, if a host started one (see `crate::recording`).
+enum Recording {
+    Off,
+    Starting,
+    On { recorder: Recorder, tracks: HashSet<TrackId> },
 }
 
 fn now_ms() -> i64 {
@@ -251,6 +274,7 @@ impl RoomTask {
                         // Nobody left: stop taking commands, turn away joins
                         // that raced in (they retry into a fresh room), and end.
                         self.rooms.closed(self.session_id, self.generation);
+                        self.stop_recording(None).await;
                         rx.close();
                         while let Some(command) = rx.recv().await {
                             if let RoomCommand::Join { reply, .. } = command {
@@ -296,6 +320,10 @@ impl RoomTask {
                 let _ = reply.send(Ok(()));
                 self.apply(fx).await;
                 self.send_to(participant, ServerMessage::History(history));
+                if let Recording::On { recorder, .. } = &self.recording {
+                    let recording_id = recorder.id.clone();
+                    self.send_to(participant, ServerMessage::Recording { on: true, recording_id });
+                }
             }
             RoomCommand::Deliver(fx) => self.apply(fx).await,
             RoomCommand::OpenPlan { by, plan } => {
@@ -347,8 +375,9 @@ impl RoomTask {
                         let forwarder = engine::spawn_forwarder(track.clone(), remote, level, move || {
                             let _ = room.send(RoomCommand::TrackEnded { track: ended });
                         });
-                        self.forwarders.insert(track, forwarder);
+                        self.forwarders.insert(track.clone(), forwarder);
                         self.apply(fx).await;
+                        self.record_track(&track);
                     }
                     Err(refusal) => {
                         engine::drain(remote);
@@ -369,6 +398,7 @@ impl RoomTask {
                 let fx = self.state.unpublish(&track);
                 self.apply(fx).await;
             }
+            RoomCommand::RecordingStarted { by, result } => self.recording_started(by, result),
             RoomCommand::End { done } => {
                 self.end("the room has ended").await;
                 let _ = done.send(());
@@ -581,6 +611,33 @@ impl RoomTask {
                 let fx = self.state.breakout_help(who);
                 self.apply(fx).await;
             }
+            Action::RecordStart => self.start_recording(who),
+            Action::RecordStop => {
+                if !host {
+                    return self.refuse(who, InteractionError::NotHost("stop recording"));
+                }
+                if !matches!(self.recording, Recording::On { .. }) {
+                    return self.refuse(who, InteractionError::WrongState("the session is not being recorded"));
+                }
+                self.stop_recording(Some(who)).await;
+            }
+            Action::Chapter { title } => {
+                if !host {
+                    return self.refuse(who, InteractionError::NotHost("mark chapters"));
+                }
+                let title = match crate::interaction::clean_text("title", &title, 120) {
+                    Ok(t) => t,
+                    Err(e) => return self.refuse(who, e),
+                };
+                let Recording::On { recorder, .. } = &self.recording else {
+                    return self
+                        .refuse(who, InteractionError::WrongState("chapters can only be marked while recording"));
+                };
+                let t_ms = recorder.elapsed_ms();
+                recorder.event(serde_json::json!({"type": "chapter", "title": title, "by": identity.name}));
+                let fx = vec![Effect::ToHosts(ServerMessage::Chapter { title, t_ms })];
+                self.apply(fx).await;
+            }
             control @ (Action::GoLive
             | Action::EndSession
             | Action::StageInvite { .. }
@@ -605,6 +662,7 @@ impl RoomTask {
     /// Everyone leaves with reason `ended` and is closed with 4010; returns
     /// once their attendance is written.
     async fn end(&mut self, reason: &'static str) {
+        self.stop_recording(None).await;
         let outs: Vec<Outbox> = self.members.values().map(|m| m.out.clone()).collect();
         let fx = self.state.end(now_ms());
         self.apply(fx).await;
@@ -650,7 +708,125 @@ impl RoomTask {
         self.send_to(who, ServerMessage::error(ErrorCode::from(&e), e.to_string()));
     }
 
+    /// A host asked to record: the row and directory are made off the room task.
+    fn start_recording(&mut self, who: ParticipantId) {
+        if !self.state.identity(who).is_some_and(|i| i.grants.host) {
+            return self.refuse(who, InteractionError::NotHost("start recording"));
+        }
+        if !matches!(self.recording, Recording::Off) {
+            return self.refuse(who, InteractionError::WrongState("the session is already being recorded"));
+        }
+        self.recording = Recording::Starting;
+        let (db, dir, sid, room) =
+            (self.rooms.db.clone(), self.rooms.recordings_dir.clone(), self.session_id, self.tx.clone());
+        tokio::spawn(async move {
+            let result = Recorder::start(&db, &dir, sid, who).await.map_err(|e| {
+                tracing::error!(error = ?e, "a recording could not start");
+                "the recording could not start; try again".to_string()
+            });
+            let _ = room.send(RoomCommand::RecordingStarted { by: who, result });
+        });
+    }
+
+    fn recording_started(&mut self, by: ParticipantId, result: Result<Recorder, String>) {
+        match result {
+            Err(message) => {
+                self.recording = Recording::Off;
+                self.send_to(by, ServerMessage::error(ErrorCode::Internal, message));
+            }
+            Ok(recorder) => {
+                let recording_id = recorder.id.clone();
+                let participants = self.state.participants();
+                recorder.event(serde_json::json!({"type": "participants", "participants": participants}));
+                self.recording = Recording::On { recorder, tracks: HashSet::new() };
+                for (track, ..) in self.state.main_room_tracks() {
+                    self.record_track(&track);
+                }
+                self.broadcast(ServerMessage::Recording { on: true, recording_id });
+            }
+        }
+    }
+
+    /// Records `track` if a recording runs and the track is on the main stage.
+    fn record_track(&mut self, track: &TrackId) {
+        let Recording::On { recorder, tracks } = &mut self.recording else { return };
+        let Some((_, owner, kind, mime)) = self.state.main_room_tracks().into_iter().find(|(t, ..)| t == track) else {
+            return;
+        };
+        let (Some(forwarder), Some(identity)) = (self.forwarders.get(track), self.state.identity(owner)) else {
+            return;
+        };
+        if let Some(packets) = recorder.track(owner, &identity.name, kind.as_str(), &mime) {
+            let _ = forwarder.send(ForwarderCommand::Record(Some(packets)));
+            if kind == MediaKind::Video {
+                // The file must start with a keyframe: ask for one now.
+                let _ = forwarder.send(ForwarderCommand::RequestKeyframe);
+            }
+            tracks.insert(track.clone());
+        }
+    }
+
+    /// Stops the recording, if one runs: its files are finished before this returns.
+    async fn stop_recording(&mut self, by: Option<ParticipantId>) {
+        let Recording::On { recorder, tracks } = std::mem::replace(&mut self.recording, Recording::Off) else {
+            return;
+        };
+        for track in &tracks {
+            if let Some(f) = self.forwarders.get(track) {
+                let _ = f.send(ForwarderCommand::Record(None));
+            }
+        }
+        let recording_id = recorder.id.clone();
+        if let Some(by) = by.and_then(|p| self.state.identity(p)) {
+            recorder.event(serde_json::json!({"type": "stopped_by", "name": by.name}));
+        }
+        self.broadcast(ServerMessage::Recording { on: false, recording_id: recording_id.clone() });
+        if by.is_some() {
+            // Finished off the room task; everyone hears when it can be replayed.
+            let room = self.tx.clone();
+            tokio::spawn(async move {
+                recorder.stop().await;
+                let replay_url = format!("/replay.html?id={recording_id}");
+                let saved = ServerMessage::RecordingSaved { recording_id, replay_url };
+                let _ = room.send(RoomCommand::Deliver(vec![Effect::Broadcast { except: None, message: saved }]));
+            });
+        } else {
+            // The room is closing: finish before it goes.
+            recorder.stop().await;
+        }
+    }
+
+    /// Adds what the main room saw to the recording's timeline: chat,
+    /// questions, polls, who is on stage and speaking, tracks coming and going.
+    fn note(&self, message: &ServerMessage) {
+        let Recording::On { recorder, .. } = &self.recording else { return };
+        let wanted = matches!(
+            message,
+            ServerMessage::Chat { .. }
+                | ServerMessage::ChatDeleted { .. }
+                | ServerMessage::Question { .. }
+                | ServerMessage::QuestionDeleted { .. }
+                | ServerMessage::Poll { .. }
+                | ServerMessage::PollResults { .. }
+                | ServerMessage::ParticipantJoined { .. }
+                | ServerMessage::ParticipantLeft { .. }
+                | ServerMessage::ParticipantUpdated { .. }
+                | ServerMessage::TrackPublished { .. }
+                | ServerMessage::TrackUnpublished { .. }
+                | ServerMessage::ActiveSpeaker { group: None, .. }
+                | ServerMessage::Breakout { .. }
+                | ServerMessage::Phase { .. }
+        );
+        if wanted {
+            match serde_json::to_value(message) {
+                Ok(value) => recorder.event(value),
+                Err(e) => tracing::warn!(error = %e, "a timeline event could not be written"),
+            }
+        }
+    }
+
     fn broadcast(&self, message: ServerMessage) {
+        self.note(&message);
         for m in self.members.values() {
             let _ = m.out.send(Outgoing::Message(message.clone()));
         }
@@ -672,6 +848,7 @@ impl RoomTask {
                     }
                 }
                 Effect::Broadcast { except, message } => {
+                    self.note(&message);
                     for (id, m) in &self.members {
                         if Some(*id) != except {
                             let _ = m.out.send(Outgoing::Message(message.clone()));
@@ -721,6 +898,9 @@ impl RoomTask {
                     }
                 }
                 Effect::ToSpace(space, message) => {
+                    if space.is_none() {
+                        self.note(&message);
+                    }
                     for id in self.state.in_space(space) {
                         self.send_to(id, message.clone());
                     }

@@ -81,6 +81,51 @@ pub const HD_PAYLOAD: usize = 1150;
 enum Command {
     Raw(Message),
     Publish(Stream),
+    PublishClip(Arc<Clip>),
+}
+
+/// A real encoded clip to publish, made by ffmpeg: VP8 frames at 30 a second
+/// and 20 ms Opus packets.
+pub struct Clip {
+    pub video: Vec<bytes::Bytes>,
+    pub audio: Vec<bytes::Bytes>,
+    /// Until this is notified, the publisher sends only the first keyframe
+    /// and audio packet over and over (so the tracks are up and flowing);
+    /// then it plays the clip from its start.
+    pub go: tokio::sync::Notify,
+}
+
+impl Clip {
+    /// Encodes `seconds` of a test pattern and a tone with ffmpeg (a keyframe
+    /// every second) and reads the frames back.
+    pub fn make(dir: &std::path::Path, seconds: u32) -> Clip {
+        use rtc::media::io::{ivf_reader::IVFReader, ogg_reader::OggReader};
+        let (ivf, ogg) = (dir.join("clip.ivf"), dir.join("clip.ogg"));
+        let t = seconds.to_string();
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-t", &t, "-i", "testsrc=size=320x240:rate=30"])
+            .args(["-f", "lavfi", "-t", &t, "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-map", "0:v", "-c:v", "libvpx", "-g", "30", "-b:v", "300k", "-deadline", "realtime"])
+            .arg(&ivf)
+            .args(["-map", "1:a", "-c:a", "libopus", "-page_duration", "20000", "-ac", "2"])
+            .arg(&ogg)
+            .status()
+            .expect("ffmpeg runs (Debian's ffmpeg: .ci/run installs it)");
+        assert!(status.success(), "ffmpeg encoded the clip");
+        let (mut reader, _) = IVFReader::new(std::fs::File::open(&ivf).unwrap()).unwrap();
+        let mut video = vec![];
+        while let Ok((frame, _)) = reader.parse_next_frame() {
+            video.push(frame.freeze());
+        }
+        let (mut reader, _) = OggReader::new(std::fs::File::open(&ogg).unwrap(), true).unwrap();
+        let mut audio = vec![];
+        while let Ok((page, _)) = reader.parse_next_page() {
+            if !page.starts_with(b"OpusTags") {
+                audio.push(page.freeze());
+            }
+        }
+        Clip { video, audio, go: tokio::sync::Notify::new() }
+    }
 }
 
 pub struct Client {
@@ -165,6 +210,11 @@ impl Client {
     /// As [`Client::publish`], with the given stream.
     pub fn publish_stream(&self, stream: Stream) {
         let _ = self.commands.send(Command::Publish(stream));
+    }
+
+    /// Adds a VP8 and an Opus track, offers them, and plays `clip` once, in real time.
+    pub fn publish_clip(&self, clip: Arc<Clip>) {
+        let _ = self.commands.send(Command::PublishClip(clip));
     }
 
     /// Asks the sender of the received video for a keyframe, as a decoder
@@ -335,7 +385,7 @@ async fn drive(
             }
             command = commands.recv() => match command {
                 Some(Command::Raw(message)) => { let _ = sink.send(message).await; }
-                Some(Command::Publish(stream)) => {
+                Some(command @ (Command::Publish(_) | Command::PublishClip(_))) => {
                     let p = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
                     let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
                     let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
@@ -347,7 +397,11 @@ async fn drive(
                     offering = true;
                     let local_sdp = p.local_description().await.map(|d| d.sdp).unwrap_or_default();
                     let level = engine::extmap_id(&local_sdp, engine::AUDIO_LEVEL_URI).map(|id| (id, loudness.clone()));
-                    tokio::spawn(generate(stream, video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone()));
+                    match command {
+                        Command::PublishClip(clip) => { tokio::spawn(play_clip(clip, (video, video_ssrc), (audio, audio_ssrc), sent.clone())); }
+                        Command::Publish(stream) => { tokio::spawn(generate(stream, video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone())); }
+                        Command::Raw(_) => {}
+                    }
                 }
                 None => break,
             },
@@ -525,6 +579,84 @@ async fn generate(
                 asked.store(true, Ordering::Relaxed);
             }
             frame = frame.wrapping_add(1);
+        }
+    }
+}
+
+/// Sends a clip's frames at their times: VP8 at 30 frames a second (RTP
+/// clock 90 kHz), Opus every 20 ms (48 kHz), once `clip.go` says so; until
+/// then its first frames, so the tracks are up before the clip starts.
+async fn play_clip(
+    clip: Arc<Clip>,
+    (video, video_ssrc): (Arc<TrackLocalStaticRTP>, u32),
+    (audio, audio_ssrc): (Arc<TrackLocalStaticRTP>, u32),
+    sent: Arc<AtomicU64>,
+) {
+    use rtc::rtp::{codec::vp8::Vp8Payloader, packetizer::Payloader};
+    let header = |pt, seq, ts, ssrc, marker| rtc::rtp::header::Header {
+        version: 2,
+        marker,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc,
+        ..Default::default()
+    };
+    // Until `go`: the first keyframe every 40 ms and the first audio packet every 20 ms.
+    let (mut vts, mut ats, mut vseq, mut aseq) = (0u32, 0u32, 0u16, 0u16);
+    let mut payloader = Vp8Payloader::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let go = clip.go.notified();
+    tokio::pin!(go);
+    let mut n = 0u32;
+    loop {
+        tokio::select! {
+            _ = &mut go => break,
+            _ = tick.tick() => {
+                n += 1;
+                let h = header(engine::OPUS_PAYLOAD_TYPE, aseq, ats, audio_ssrc, true);
+                let _ = audio.write_rtp(rtc::rtp::Packet { header: h, payload: clip.audio[0].clone() }).await;
+                (aseq, ats) = (aseq.wrapping_add(1), ats.wrapping_add(960));
+                if n.is_multiple_of(2) {
+                    let parts = payloader.payload(1100, &clip.video[0]).unwrap();
+                    let count = parts.len();
+                    for (i, part) in parts.into_iter().enumerate() {
+                        let h = header(engine::VP8_PAYLOAD_TYPE, vseq, vts, video_ssrc, i + 1 == count);
+                        let _ = video.write_rtp(rtc::rtp::Packet { header: h, payload: part }).await;
+                        vseq = vseq.wrapping_add(1);
+                    }
+                    vts = vts.wrapping_add(3600);
+                }
+            }
+        }
+    }
+    let (vbase, abase) = (vts, ats);
+    let start = tokio::time::Instant::now();
+    let (mut v, mut a) = (0usize, 0usize);
+    while v < clip.video.len() || a < clip.audio.len() {
+        let video_at = Duration::from_micros(v as u64 * 1_000_000 / 30);
+        let audio_at = Duration::from_millis(a as u64 * 20);
+        if v < clip.video.len() && (a >= clip.audio.len() || video_at <= audio_at) {
+            tokio::time::sleep_until(start + video_at).await;
+            let parts = payloader.payload(1100, &clip.video[v]).unwrap();
+            let n = parts.len();
+            for (i, part) in parts.into_iter().enumerate() {
+                let h =
+                    header(engine::VP8_PAYLOAD_TYPE, vseq, vbase.wrapping_add(v as u32 * 3000), video_ssrc, i + 1 == n);
+                if video.write_rtp(rtc::rtp::Packet { header: h, payload: part }).await.is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                vseq = vseq.wrapping_add(1);
+            }
+            v += 1;
+        } else {
+            tokio::time::sleep_until(start + audio_at).await;
+            let h = header(engine::OPUS_PAYLOAD_TYPE, aseq, abase.wrapping_add(a as u32 * 960), audio_ssrc, true);
+            if audio.write_rtp(rtc::rtp::Packet { header: h, payload: clip.audio[a].clone() }).await.is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            aseq = aseq.wrapping_add(1);
+            a += 1;
         }
     }
 }

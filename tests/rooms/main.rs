@@ -14,6 +14,7 @@ mod generator;
 mod interaction;
 mod join;
 mod media;
+mod recording;
 mod signalling;
 
 use reqwest::StatusCode;

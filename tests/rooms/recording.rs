@@ -1,0 +1,280 @@
+//! Recording a live room: a real VP8 + Opus clip (encoded by ffmpeg) is
+//! published through the room while a host records; the files are checked
+//! with Debian's ffprobe, as a player would read them. Then the crash case:
+//! the server is killed mid-recording and finishes the files on restart.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{
+    client::{connect, Client, Clip},
+    helpers::{free_port, spawn_app, Backend, TestApp},
+    room_token, session_with_people,
+};
+
+/// What ffprobe reads from a file: (duration s, codec, frames decoded).
+fn probe(path: &Path) -> (Option<f64>, String, u64) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "format=duration:stream=codec_name,nb_read_frames"])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (Debian's ffmpeg: .ci/run installs it)");
+    assert!(out.status.success(), "ffprobe reads {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stream = &v["streams"][0];
+    (
+        v["format"]["duration"].as_str().and_then(|d| d.parse().ok()),
+        stream["codec_name"].as_str().unwrap_or_default().to_string(),
+        stream["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0),
+    )
+}
+
+/// The presenter publishing `clip` (still held at its first frame) and a
+/// host, both in the room, the host having seen both tracks arrive.
+async fn presenter_and_host(
+    app: &TestApp,
+    id: i64,
+    presenter: &str,
+    organiser: &str,
+    clip: Arc<Clip>,
+) -> (Client, Client) {
+    let mut priya = connect(&app.url, id, Some(&room_token(app, id, presenter).await)).await;
+    priya.join().await;
+    priya.publish_clip(clip);
+    let mut host = connect(&app.url, id, Some(&room_token(app, id, organiser).await)).await;
+    host.join().await;
+    for kind in ["video", "audio"] {
+        priya.expect("a track published", |m| m["type"] == "track_published" && m["track"]["kind"] == kind).await;
+    }
+    (priya, host)
+}
+
+async fn start_recording(host: &mut Client) -> String {
+    host.send(json!({"v": 1, "type": "record_start"}));
+    let on = host.expect("recording on", |m| m["type"] == "recording" && m["on"] == true).await;
+    on["recording_id"].as_str().unwrap().to_string()
+}
+
+async fn download(app: &TestApp, token: &str, url: &str, to: &Path) {
+    let bytes = app.client.get(format!("{}{url}", app.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(bytes.status(), StatusCode::OK);
+    std::fs::write(to, bytes.bytes().await.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_timeline() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let clip = Arc::new(Clip::make(work.path(), 10));
+    assert_eq!(clip.video.len(), 300, "10 s of VP8 at 30 fps");
+    let (mut priya, mut host) = presenter_and_host(&app, id, &presenter, &organiser, clip.clone()).await;
+
+    // Only hosts record, and only a running recording stops or takes chapters.
+    priya.send(json!({"v": 1, "type": "record_start"}));
+    assert_eq!(priya.error().await["code"], "not_host");
+    host.send(json!({"v": 1, "type": "record_stop"}));
+    assert!(host.error().await["message"].as_str().unwrap().contains("not being recorded"));
+    host.send(json!({"v": 1, "type": "chapter", "title": "Too early"}));
+    assert!(host.error().await["message"].as_str().unwrap().contains("only be marked while recording"));
+
+    let recording_id = start_recording(&mut host).await;
+    priya.expect("the presenter sees the indicator", |m| m["type"] == "recording" && m["on"] == true).await;
+    host.send(json!({"v": 1, "type": "record_start"}));
+    assert!(host.error().await["message"].as_str().unwrap().contains("already being recorded"));
+    clip.go.notify_one();
+    let played = Instant::now();
+
+    // Someone joining while it runs is told at once.
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    ann.expect("the recording notice on joining", |m| m["type"] == "recording" && m["on"] == true).await;
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    ann.send(json!({"v": 1, "type": "chat", "body": "Hello from Ann"}));
+    ann.expect("the chat", |m| m["type"] == "chat").await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    host.send(json!({"v": 1, "type": "chapter", "title": "Part 2: feedback"}));
+    let chapter = host.expect("the chapter marked", |m| m["type"] == "chapter").await;
+    assert!((4500..6500).contains(&chapter["t_ms"].as_i64().unwrap()), "{chapter}");
+    // The clip lasts 10 s; stop a little after.
+    tokio::time::sleep(Duration::from_millis(10_400).saturating_sub(played.elapsed())).await;
+    host.send(json!({"v": 1, "type": "record_stop"}));
+    ann.expect("the indicator goes off", |m| m["type"] == "recording" && m["on"] == false).await;
+    let saved = ann.expect("the replay is ready", |m| m["type"] == "recording_saved").await;
+    assert_eq!(saved["replay_url"], format!("/replay.html?id={recording_id}"));
+
+    // The session's registrants see it; only organisers see its size.
+    let (status, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&attendees[1])).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list[0]["id"], recording_id.as_str());
+    assert_eq!(list[0]["status"], "ready");
+    assert!(list[0]["bytes"].is_null());
+    let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&organiser)).await;
+    assert!(list[0]["bytes"].as_i64().unwrap() > 100_000, "{list}");
+
+    let (status, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(&attendees[0])).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let tracks = detail["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{detail}");
+    let starts: Vec<i64> = tracks.iter().map(|t| t["start_ms"].as_i64().unwrap()).collect();
+    assert!((starts[0] - starts[1]).abs() <= 100, "audio and video start within 100 ms: {starts:?}");
+    for track in tracks {
+        let path = work.path().join(track["file"].as_str().unwrap());
+        download(&app, &attendees[0], track["url"].as_str().unwrap(), &path).await;
+        let (duration, codec, frames) = probe(&path);
+        let duration = duration.expect("a finished file has a duration");
+        eprintln!("{}: {codec}, {duration} s, {frames} frames, starts at {} ms", track["file"], track["start_ms"]);
+        assert!((9.5..=10.5).contains(&duration), "{} lasts {duration} s", track["file"]);
+        let ms = track["duration_ms"].as_i64().unwrap() as f64 / 1000.0;
+        assert!((ms - duration).abs() < 0.1, "the listing agrees with the file: {ms} vs {duration}");
+        match track["kind"].as_str().unwrap() {
+            "video" => {
+                assert_eq!(codec, "vp8");
+                assert!((295..=305).contains(&frames), "{frames} video frames decoded");
+            }
+            _ => {
+                assert_eq!(codec, "opus");
+                assert!((490..=510).contains(&frames), "{frames} audio frames decoded");
+            }
+        }
+    }
+
+    // The timeline: the chat at its moment, the chapter, the stop.
+    let timeline = detail["timeline"].as_array().unwrap();
+    let chat = timeline.iter().find(|e| e["type"] == "chat").expect("the chat is in the timeline");
+    assert_eq!(chat["message"]["body"], "Hello from Ann");
+    assert!((800..3000).contains(&chat["t"].as_i64().unwrap()), "{chat}");
+    let chapter = timeline.iter().find(|e| e["type"] == "chapter").expect("the chapter is in the timeline");
+    assert_eq!(chapter["title"], "Part 2: feedback");
+    assert!(timeline.iter().any(|e| e["type"] == "recording_stopped"));
+
+    // Range requests: a slice, and a range past the end.
+    let url = format!("{}{}", app.url, tracks[0]["url"].as_str().unwrap());
+    let part = app.client.get(&url).bearer_auth(&attendees[0]).header("range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.unwrap().len(), 100);
+    let past =
+        app.client.get(&url).bearer_auth(&attendees[0]).header("range", "bytes=999999999-").send().await.unwrap();
+    assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Someone not registered sees neither the recording nor its files.
+    let stranger = app.sign_up("Sam Stranger", "sam@elm.sch.uk").await;
+    let (status, body) = app.get(&format!("/api/recordings/{recording_id}"), Some(&stranger)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let denied = app.client.get(&url).bearer_auth(&stranger).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let (status, _) = app.get(&format!("/api/recordings/{}", "0".repeat(32)), Some(&organiser)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Watched segments: overlaps count once, repeats change nothing, nonsense is refused.
+    let watched = format!("/api/recordings/{recording_id}/watched");
+    let report = |segments: Value| app.post(&watched, Some(&attendees[0]), json!({ "segments": segments }));
+    let (status, body) = report(json!([{"start_ms": 0, "end_ms": 4000}, {"start_ms": 2000, "end_ms": 6000}])).await;
+    assert_eq!((status, body["watched_ms"].as_i64()), (StatusCode::OK, Some(6000)), "{body}");
+    let (_, body) = report(json!([{"start_ms": 0, "end_ms": 3000}])).await;
+    assert_eq!(body["watched_ms"], 6000, "a shorter repeat never shrinks a segment");
+    let (status, body) = report(json!([{"start_ms": -5, "end_ms": 3000}])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = report(json!([{"start_ms": 5000, "end_ms": 4000}])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = report(json!([{"start_ms": 0, "end_ms": 600_000}])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(&attendees[0])).await;
+    assert_eq!(detail["watched_ms"], 6000);
+
+    // Deleting: organisers only; the files go.
+    let (status, _) = app
+        .request(reqwest::Method::DELETE, &format!("/api/recordings/{recording_id}"), Some(&attendees[0]), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        app.request(reqwest::Method::DELETE, &format!("/api/recordings/{recording_id}"), Some(&organiser), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!app.data_dir.path().join("recordings").join(&recording_id).exists());
+    let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&organiser)).await;
+    assert_eq!(list, json!([]));
+}
+
+/// The server binary on the test app's database, as its own process (so it can be killed).
+fn serve(app: &TestApp, port: u16) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_staffroom"))
+        .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+        .env("STAFFROOM_DATA_DIR", app.data_dir.path())
+        .env(
+            "STAFFROOM_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", app.data_dir.path().join("staffroom.db").display()),
+        )
+        .env("STAFFROOM_JWT_SECRET", "test-secret-test-secret-test-secret")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the staffroom binary starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_recording_leaves_playable_files_and_finishes_them_on_restart() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, _) = session_with_people(&app, &["Ann"]).await;
+    app.shutdown().await;
+    let port = free_port();
+    let mut server = serve(&app, port);
+    let in_process_url = std::mem::replace(&mut app.url, format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.client.get(format!("{}/healthz", app.url)).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server process came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    let clip = Arc::new(Clip::make(work.path(), 10));
+    let (_priya, mut host) = presenter_and_host(&app, id, &presenter, &organiser, clip.clone()).await;
+    let recording_id = start_recording(&mut host).await;
+    clip.go.notify_one();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server.kill().expect("SIGKILL");
+    server.wait().unwrap();
+    let killed_after = 5.0;
+
+    // Before any repair: the files play up to within 2 s of the kill.
+    let dir: PathBuf = app.data_dir.path().join("recordings").join(&recording_id);
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "webm"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        let (_, codec, frames) = probe(file);
+        let per_second = if codec == "vp8" { 30.0 } else { 50.0 };
+        let seconds = frames as f64 / per_second;
+        eprintln!("after the kill at {killed_after} s, {} plays {seconds} s", file.display());
+        assert!(seconds >= killed_after - 2.0, "{} plays {seconds} s of {killed_after} s", file.display());
+    }
+
+    // On restart the recording is finished and marked recovered.
+    app.url = in_process_url;
+    app.restart().await;
+    let (status, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(&organiser)).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["status"], "recovered");
+    let total = detail["duration_ms"].as_i64().unwrap();
+    assert!((3000..=5600).contains(&total), "recovered duration {total} ms");
+    for track in detail["tracks"].as_array().unwrap() {
+        let path = dir.join(track["file"].as_str().unwrap());
+        let (duration, _, frames) = probe(&path);
+        let duration = duration.expect("a recovered file has a duration");
+        let listed = track["duration_ms"].as_i64().unwrap() as f64 / 1000.0;
+        assert!((duration - listed).abs() < 0.1, "{duration} s in the file, {listed} s listed");
+        assert!(duration >= killed_after - 2.0 && duration <= killed_after + 0.5, "{duration} s");
+        assert!(frames > 0);
+    }
+}
