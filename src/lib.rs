@@ -88,7 +88,13 @@ impl App {
         let App { listener, state } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mailer = tokio::spawn(mail::worker::run(state.clone(), stop_rx.clone()));
-        let reminders = tokio::spawn(registration::reminders::run(state.clone(), stop_rx));
+        let reminders = tokio::spawn(registration::reminders::run(state.clone(), stop_rx.clone()));
+        let downloads = tokio::spawn(recording::download::run(
+            state.db.clone(),
+            state.settings.recordings_dir.clone(),
+            state.settings.ffmpeg.clone(),
+            stop_rx,
+        ));
         let rooms = state.rooms.clone();
         let router = http::router(state);
         // Rooms end first: everyone in one is told and recorded as `ended`,
@@ -103,6 +109,7 @@ impl App {
         let _ = stop_tx.send(true);
         let _ = mailer.await;
         let _ = reminders.await;
+        let _ = downloads.await;
         served.context("HTTP server failed")
     }
 }

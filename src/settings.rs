@@ -91,6 +91,8 @@ pub struct Settings {
     pub rtc: RtcSettings,
     /// Where recordings are written (a directory per recording).
     pub recordings_dir: PathBuf,
+    /// ffmpeg, for recordings' single-file downloads; `None` (`off`) makes none.
+    pub ffmpeg: Option<PathBuf>,
 }
 
 impl Settings {
@@ -167,6 +169,11 @@ impl Settings {
             bail!("STAFFROOM_RTC_PORT_MIN must be at least 1 and at most STAFFROOM_RTC_PORT_MAX");
         }
         Ok(Settings {
+            ffmpeg: match var("FFMPEG").as_deref() {
+                Some("off") => None,
+                Some(path) => Some(PathBuf::from(path)),
+                None => Some(PathBuf::from("ffmpeg")),
+            },
             recordings_dir: var("RECORDINGS_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("recordings")),
             addr,
             public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),

@@ -9,7 +9,10 @@ create table recordings (
     stopped_at bigint,
     duration_ms bigint,
     bytes bigint not null default 0,
-    started_by bigint references users(id)
+    started_by bigint references users(id),
+    -- The single-file download made in the background (ffmpeg): none, working, ready, failed.
+    download_status text not null default 'none',
+    download_progress bigint not null default 0  -- percent, while working
 );
 create index recordings_session on recordings(session_id);
 

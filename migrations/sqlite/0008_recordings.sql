@@ -9,7 +9,10 @@ create table recordings (
     stopped_at integer,
     duration_ms integer,
     bytes integer not null default 0,
-    started_by integer references users(id)
+    started_by integer references users(id),
+    -- The single-file download made in the background (ffmpeg): none, working, ready, failed.
+    download_status text not null default 'none',
+    download_progress integer not null default 0  -- percent, while working
 );
 create index recordings_session on recordings(session_id);
 

@@ -8,6 +8,7 @@
 //! manifest here, streams the files with range requests, and reports what
 //! was watched. See docs/recording.md.
 
+pub mod download;
 pub mod recorder;
 pub mod track;
 pub mod webm;
@@ -83,6 +84,12 @@ pub struct RecordingSummary {
     pub bytes: Option<i64>,
     /// The replay page.
     pub replay_url: String,
+    /// The single-file download: `none` (no ffmpeg on the server), `working`, `ready` or `failed`.
+    pub download_status: String,
+    /// Percent done while `working`.
+    pub download_progress: i64,
+    /// Set once `ready`.
+    pub download_url: Option<String>,
 }
 
 /// One recorded track: a WebM file placed on the recording's clock.
@@ -116,8 +123,12 @@ pub struct RecordingDetail {
 
 fn summary(row: &sqlx::any::AnyRow, organiser: bool) -> Result<RecordingSummary, sqlx::Error> {
     let id: String = row.try_get("id")?;
+    let download_status: String = row.try_get("download_status")?;
     Ok(RecordingSummary {
         replay_url: format!("/replay.html?id={id}"),
+        download_url: (download_status == "ready").then(|| format!("/api/recordings/{id}/download")),
+        download_status,
+        download_progress: row.try_get("download_progress")?,
         id,
         session_id: row.try_get("session_id")?,
         status: row.try_get("status")?,
@@ -127,7 +138,8 @@ fn summary(row: &sqlx::any::AnyRow, organiser: bool) -> Result<RecordingSummary,
     })
 }
 
-const RECORDING_SELECT: &str = "select id, session_id, status, started_at, duration_ms, bytes from recordings";
+const RECORDING_SELECT: &str =
+    "select id, session_id, status, started_at, duration_ms, bytes, download_status, download_progress from recordings";
 
 /// Whether `user` may watch `session_id`'s recordings; `Ok(true)` for organisers.
 async fn check_access(db: &Db, user: &User, session_id: i64) -> ApiResult<bool> {
@@ -252,6 +264,39 @@ async fn file(
     response
         .headers_mut()
         .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, max-age=3600"));
+    Ok(response)
+}
+
+/// The recording as one WebM file (presenter view, voices mixed), once made.
+#[utoipa::path(get, path = "/api/recordings/{id}/download", tag = "recordings",
+    responses((status = 200, description = "the WebM file, as an attachment", content_type = "video/webm"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown, or not made yet")))]
+async fn download_file(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let (row, _) = load(&state.db, &user, &id).await?;
+    let status: String = row.try_get("download_status")?;
+    if status != "ready" {
+        // Made in the background after the recording stops (when the server has ffmpeg).
+        return Err(ApiError::NotFound("download"));
+    }
+    let session_id: i64 = row.try_get("session_id")?;
+    let title = programme::load(&state.db, session_id).await?.map(|s| s.title).unwrap_or_else(|| "recording".into());
+    let name: String =
+        title.chars().map(|c| if c.is_ascii_alphanumeric() || c == ' ' || c == '-' { c } else { '_' }).collect();
+    let path = state.settings.recordings_dir.join(&id).join(download::FILE);
+    let served = tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving a download failed: {e}"))?;
+    let mut response = served.into_response();
+    let disposition = format!("attachment; filename=\"{}.webm\"", name.trim());
+    if let Ok(value) = axum::http::HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(axum::http::header::CONTENT_DISPOSITION, value);
+    }
     Ok(response)
 }
 
@@ -446,6 +491,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(detail, delete))
         .routes(routes!(file))
+        .routes(routes!(download_file))
         .routes(routes!(report))
 }
 

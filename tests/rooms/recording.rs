@@ -70,6 +70,7 @@ async fn download(app: &TestApp, token: &str, url: &str, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_timeline() {
+    let _ = tracing_subscriber::fmt().with_env_filter("error").try_init();
     let app = spawn_app(Backend::Sqlite).await;
     let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
     let work = tempfile::tempdir().unwrap();
@@ -155,6 +156,31 @@ async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_
     let chapter = timeline.iter().find(|e| e["type"] == "chapter").expect("the chapter is in the timeline");
     assert_eq!(chapter["title"], "Part 2: feedback");
     assert!(timeline.iter().any(|e| e["type"] == "recording_stopped"));
+
+    // The single-file download is made in the background: both streams, the whole length.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let download_url = loop {
+        let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&attendees[0])).await;
+        match list[0]["download_status"].as_str() {
+            Some("ready") => break list[0]["download_url"].as_str().unwrap().to_string(),
+            Some("failed") => panic!("the download failed: {list}"),
+            _ => assert!(Instant::now() < deadline, "the download was made within 90 s: {list}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let path = work.path().join("download.webm");
+    download(&app, &attendees[0], &download_url, &path).await;
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codecs: Vec<&str> =
+        v["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+    assert_eq!(codecs, ["vp8", "opus"], "{v}");
+    let length: f64 = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((9.5..=11.0).contains(&length), "the download lasts {length} s");
 
     // Range requests: a slice, and a range past the end.
     let url = format!("{}{}", app.url, tracks[0]["url"].as_str().unwrap());
