@@ -129,6 +129,8 @@ function sessionForm(session, onSaved) {
   const description = el("textarea", { rows: "6" });
   description.value = session ? session.description : "";
   const zoneLabel = zone.replace(/_/g, " ");
+  const record = el("input", { type: "checkbox", id: "record-automatically" });
+  record.checked = Boolean(session && session.record_automatically);
 
   const buttons = session
     ? [el("button", { type: "submit", value: "keep", text: "Save changes" })]
@@ -164,6 +166,7 @@ function sessionForm(session, onSaved) {
       field("start_time", `Starts (${zoneLabel})`, el("input", { type: "time", value: start ? start.time : "16:00", required: true })),
       field("end_time", `Ends (${zoneLabel})`, el("input", { type: "time", value: end ? end.time : "17:00", required: true })),
     ),
+    el("label", { class: "check", for: "record-automatically" }, record, " Record automatically when a host takes the room live"),
     status,
     el("div", { class: "actions" }, ...buttons),
   );
@@ -197,6 +200,7 @@ function sessionForm(session, onSaved) {
         starts_at: startsAt,
         ends_at: endsAt,
         capacity,
+        record_automatically: record.checked,
       };
       let saved;
       if (session) {

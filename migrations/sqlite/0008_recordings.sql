@@ -41,3 +41,6 @@ create table replay_segments (
     updated_at integer not null,
     primary key (recording_id, user_id, start_ms)
 );
+
+-- Recording starts by itself when a host takes the room live.
+alter table sessions add column record_automatically integer not null default 0;

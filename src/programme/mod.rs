@@ -95,6 +95,8 @@ pub struct Session {
     pub waitlisted: i64,
     pub seats_left: i64,
     pub status: Status,
+    /// Recording starts by itself when a host takes the room live.
+    pub record_automatically: bool,
     /// The caller's own registration, when signed in and registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub my_registration: Option<registration::Mine>,
@@ -103,7 +105,7 @@ pub struct Session {
 }
 
 const SESSION_SELECT: &str = "select s.id, s.title, s.description, s.kind, s.series, s.subject, s.phase,
-        s.starts_at, s.ends_at, s.capacity, s.status, s.ics_sequence,
+        s.starts_at, s.ends_at, s.capacity, s.status, s.ics_sequence, s.record_automatically,
         (select count(*) from registrations r where r.session_id = s.id and r.status = 'confirmed') as registered,
         (select count(*) from registrations r where r.session_id = s.id and r.status = 'waitlisted') as waitlisted
     from sessions s";
@@ -128,6 +130,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
         waitlisted: row.try_get("waitlisted")?,
         seats_left: (capacity - registered).max(0),
         status: Status::parse(&row.try_get::<String, _>("status")?),
+        record_automatically: row.try_get::<i64, _>("record_automatically")? != 0,
         my_registration: None,
         ics_sequence: row.try_get("ics_sequence")?,
     })
@@ -320,6 +323,9 @@ pub struct SessionInput {
     /// Draft (default) or published.
     #[serde(default)]
     pub status: Option<Status>,
+    /// Start recording by itself when a host takes the room live (default false).
+    #[serde(default)]
+    pub record_automatically: bool,
 }
 
 /// A session input checked against the rules.
@@ -335,6 +341,7 @@ struct Valid {
     starts_at: i64,
     ends_at: i64,
     capacity: i64,
+    record_automatically: bool,
 }
 
 fn optional_text(v: &Option<String>) -> Option<String> {
@@ -393,11 +400,17 @@ impl SessionInput {
             starts_at: self.starts_at.timestamp(),
             ends_at: self.ends_at.timestamp(),
             capacity: self.capacity,
+            record_automatically: self.record_automatically,
         })
     }
 }
 
 async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Error> {
+    sqlx::query("update sessions set record_automatically = $1 where id = $2")
+        .bind(v.record_automatically as i64)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("delete from session_audiences where session_id = $1").bind(id).execute(&mut **tx).await?;
     for a in &v.audiences {
         sqlx::query("insert into session_audiences (session_id, audience) values ($1, $2)")

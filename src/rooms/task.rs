@@ -76,6 +76,10 @@ pub enum RoomCommand {
         /// The audio-level extension's id in the publisher's offer.
         audio_level_ext: Option<u8>,
     },
+    /// The session is set to record from going live (a host just did).
+    RecordAutomatically {
+        by: ParticipantId,
+    },
     /// A recording a host asked for has started (or could not).
     RecordingStarted {
         by: ParticipantId,
@@ -399,6 +403,11 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             RoomCommand::RecordingStarted { by, result } => self.recording_started(by, result),
+            RoomCommand::RecordAutomatically { by } => {
+                if matches!(self.recording, Recording::Off) {
+                    self.start_recording(by);
+                }
+            }
             RoomCommand::End { done } => {
                 self.end("the room has ended").await;
                 let _ = done.send(());
@@ -686,7 +695,15 @@ impl RoomTask {
             Action::Mute { participant_id, kind } => self.state.mute(who, target(&participant_id), &kind),
             Action::Unmute { kind } => self.state.unmute(who, &kind),
             Action::Remove { participant_id, bar } => self.state.remove(who, target(&participant_id), bar, now_ms()),
-            Action::GoLive => self.state.go_live(who),
+            Action::GoLive => {
+                let fx = self.state.go_live(who);
+                let went_live = fx.iter().any(|e| matches!(e, Effect::WentLive));
+                self.apply(fx).await;
+                if went_live {
+                    self.record_if_automatic(who);
+                }
+                return;
+            }
             Action::EndSession => {
                 if !self.state.identity(who).is_some_and(|i| i.grants.host) {
                     return self.refuse(who, InteractionError::NotHost("end the session"));
@@ -706,6 +723,20 @@ impl RoomTask {
 
     fn refuse(&self, who: ParticipantId, e: InteractionError) {
         self.send_to(who, ServerMessage::error(ErrorCode::from(&e), e.to_string()));
+    }
+
+    /// The session records itself from going live when its organiser said so.
+    fn record_if_automatic(&self, host: ParticipantId) {
+        let (db, sid, room) = (self.rooms.db.clone(), self.session_id, self.tx.clone());
+        tokio::spawn(async move {
+            match crate::programme::load(&db, sid).await {
+                Ok(Some(session)) if session.record_automatically => {
+                    let _ = room.send(RoomCommand::RecordAutomatically { by: host });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = ?e, "could not read whether to record automatically"),
+            }
+        });
     }
 
     /// A host asked to record: the row and directory are made off the room task.

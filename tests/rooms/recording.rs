@@ -304,3 +304,46 @@ async fn a_server_killed_mid_recording_leaves_playable_files_and_finishes_them_o
         assert!(frames > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_set_to_record_automatically_records_from_going_live() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = crate::session_in_lobby(&app, &["Ann"]).await;
+    // The organiser ticks "record automatically" in the session's form (a PUT of the whole session).
+    let (_, s) = app.get(&format!("/api/sessions/{id}"), Some(&organiser)).await;
+    assert_eq!(s["record_automatically"], false);
+    let presenters: Vec<Value> = s["presenters"].as_array().unwrap().iter().map(|p| p["email"].clone()).collect();
+    let body = json!({
+        "title": s["title"], "description": s["description"], "kind": s["kind"], "series": s["series"],
+        "subject": s["subject"], "phase": s["phase"], "audiences": s["audiences"], "presenters": presenters,
+        "starts_at": s["starts_at"], "ends_at": s["ends_at"], "capacity": s["capacity"], "record_automatically": true,
+    });
+    let (status, saved) =
+        app.request(reqwest::Method::PUT, &format!("/api/sessions/{id}"), Some(&organiser), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["record_automatically"], true);
+
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    // Nothing is recorded in the lobby.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!ann.drain().iter().any(|m| m["type"] == "recording"));
+    host.send(json!({"v": 1, "type": "go_live"}));
+    ann.expect("recording starts with the session", |m| m["type"] == "recording" && m["on"] == true).await;
+    let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&organiser)).await;
+    assert_eq!(list[0]["status"], "recording", "{list}");
+    // Ending the session finishes the recording.
+    host.send(json!({"v": 1, "type": "end_session"}));
+    ann.closed().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&organiser)).await;
+        if list[0]["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recording was finished when the session ended: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
