@@ -10,6 +10,7 @@
 import { api, el, formatDay, formatTime, param, setupPage, stop, viewerZone } from "/app.js";
 import { createPanel } from "/room-talk.js";
 import { createGroups } from "/room-groups.js";
+import { createRecording } from "/room-recording.js";
 
 const sessionId = Number(param("id"));
 const content = document.getElementById("content");
@@ -145,7 +146,18 @@ function buildRoom() {
   ui.liveNote = el("p", { class: "live-note" }, el("strong", { text: "Live" }), " — attendees can see and hear everyone on stage.");
   ui.goLive = el("button", { type: "button", class: "go-live", text: "Go live", onclick: goLive });
   ui.endSession = el("button", { type: "button", class: "button-danger", text: "End session for everyone", onclick: endSession });
-  ui.phaseBar = el("div", { class: "phase-bar", hidden: true }, ui.backstage, ui.liveNote, el("div", { class: "phase-actions" }, ui.goLive, ui.endSession));
+  ui.recording = createRecording({
+    send,
+    isHost: () => Boolean(room.me?.grants?.host),
+    alert: (text, kind) => showBanner(text, kind),
+  });
+  ui.phaseBar = el(
+    "div",
+    { class: "phase-bar", hidden: true },
+    ui.backstage,
+    ui.liveNote,
+    el("div", { class: "phase-actions" }, ui.recording.controls, ui.goLive, ui.endSession),
+  );
   ui.phaseSay = el("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
 
   // The lobby: attendees wait here until a host goes live.
@@ -161,7 +173,7 @@ function buildRoom() {
   );
 
   content.replaceChildren(
-    el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.phaseBar, ui.phaseSay, ui.groups.note, ui.groups.mainNote, ui.groups.bar, ui.lobby, ui.stage, ui.controls), ui.panel),
+    el("div", { class: "room" }, el("div", { class: "room-stage" }, ui.recording.indicator, ui.phaseBar, ui.phaseSay, ui.groups.note, ui.groups.mainNote, ui.groups.bar, ui.lobby, ui.stage, ui.controls), ui.panel),
   );
   content.removeAttribute("aria-busy");
 }
@@ -199,6 +211,7 @@ function renderPhase() {
   ui.liveNote.hidden = room.phase !== "live";
   ui.goLive.hidden = !(host && room.phase === "lobby");
   ui.endSession.hidden = !(host && room.phase === "live");
+  ui.recording.render();
   ui.phaseBar.dataset.phase = room.phase;
   ui.talk.setTabVisible("groups", host && room.phase !== "ended");
   ui.talk.setChatScope(ui.groups.myGroup()?.name || null);
@@ -906,6 +919,7 @@ async function handle(ws, message) {
     return;
   }
   if (ui.talk && ui.talk.handle(message)) return;
+  if (ui.recording?.handle(message)) return;
   const pc = room.pc;
   switch (message.type) {
     case "welcome": {
@@ -927,6 +941,7 @@ async function handle(ws, message) {
         await stopPublishing("You are back in the room, off stage: the connection dropped. A host can invite you again.");
       }
       ui.talk.reset();
+      ui.recording.reset();
       ui.mic.hidden = ui.camera.hidden = !room.local;
       ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
       if (room.me.grants?.publish) addLocalTracks(pc);
@@ -1024,7 +1039,9 @@ async function handle(ws, message) {
       } else if (message.code === "publish_not_allowed") {
         showBanner("You cannot publish in this session: your camera and microphone are not sent.", "error");
       } else {
+        // A refusal (not a host, the wrong moment, …): say so where the person looks.
         console.warn("room error", message.code, message.message);
+        ui.talk?.tell(message.message);
       }
       break;
     default:
