@@ -421,9 +421,11 @@ function build(recording, user) {
 
 /** Which videos show at `position`: the latest screen large, the cameras as tiles. */
 function layout(position) {
-  // At the very end, the last frames stay on screen.
+  // At the very end, the last frames stay on screen; a camera that starts
+  // within the next second already shows its first frame (rather than an
+  // empty stage at 0:00 while the first keyframe was on its way).
   const moment = Math.min(position, clock.duration - 1);
-  const showing = replay.media.filter((m) => m.tile && inside(m, moment));
+  const showing = replay.media.filter((m) => m.tile && (inside(m, moment) || (m.start > moment && m.start - moment <= 1000)));
   const screens = showing.filter((m) => m.screen);
   const big = screens.length ? screens[screens.length - 1] : null;
   const cameras = showing.filter((m) => !m.screen);
