@@ -22,8 +22,10 @@ export class ApiError extends Error {
  * Calls the JSON API. Non-GET requests carry the CSRF header the server
  * requires of cookie-authenticated requests. Resolves to the parsed body (or
  * null for an empty answer) and throws `ApiError` for any 4xx/5xx.
+ * `keepalive` lets a request finish after the page is gone (a last report
+ * on `pagehide`; `sendBeacon` cannot carry the CSRF header).
  */
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body, keepalive = false } = {}) {
   const headers = { accept: "application/json" };
   if (method !== "GET" && method !== "HEAD") headers["x-staffroom-csrf"] = "1";
   if (body !== undefined) headers["content-type"] = "application/json";
@@ -34,6 +36,7 @@ export async function api(path, { method = "GET", body } = {}) {
       headers,
       credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
+      keepalive,
     });
   } catch {
     throw new ApiError("Staffroom could not be reached. Check your connection and try again.", 0);
@@ -334,13 +337,38 @@ export function formatRange(startIso, endIso, zone) {
 
 /** "1 hour 15 minutes". */
 export function formatDuration(startIso, endIso) {
-  const minutes = Math.round((new Date(endIso) - new Date(startIso)) / 60000);
+  return minutesText(Math.round((new Date(endIso) - new Date(startIso)) / 60000));
+}
+
+function minutesText(minutes) {
   const h = Math.floor(minutes / 60);
   const m = minutes % 60;
   const bits = [];
   if (h) bits.push(`${h} hour${h === 1 ? "" : "s"}`);
   if (m) bits.push(`${m} minute${m === 1 ? "" : "s"}`);
   return bits.join(" ") || "0 minutes";
+}
+
+/** A recording's length in ms: "45 minutes", "1 hour 5 minutes", or "8 seconds" under a minute. */
+export function formatLength(ms) {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} second${seconds === 1 ? "" : "s"}`;
+  return minutesText(Math.round(seconds / 60));
+}
+
+/** A position in a recording: "2:05", or "1:02:05" past the hour. */
+export function formatClock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** "Tue 3 Mar 2026, 16:00" for a Unix ms instant, in `zone`. */
+export function formatInstant(ms, zone) {
+  const iso = new Date(ms).toISOString();
+  return `${formatDay(iso, zone)}, ${formatTime(iso, zone)}`;
 }
 
 /** A <time> element showing the range in `zone`, with the exact instant for machines. */

@@ -8,6 +8,8 @@ import {
   audienceName,
   el,
   fillSelect,
+  formatInstant,
+  formatLength,
   formValues,
   handleSubmit,
   isoToZoned,
@@ -59,6 +61,29 @@ function field(name, label, input, hint) {
   );
 }
 
+/**
+ * A table that becomes labelled cards on narrow screens. Each heading is a
+ * column's name, or [name, class]; "" is the unnamed column of actions.
+ * `body` is a <tbody> or its rows.
+ */
+function dataTable(caption, headings, body) {
+  const th = (h) => {
+    const [text, cls] = Array.isArray(h) ? h : [h, null];
+    return text ? el("th", { scope: "col", class: cls, text }) : el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" }));
+  };
+  return el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: "stack" },
+      caption ? el("caption", { class: "visually-hidden", text: caption }) : null,
+      el("thead", {}, el("tr", {}, headings.map(th))),
+      body instanceof Node ? body : el("tbody", {}, body),
+    ),
+  );
+}
+
 // ------------------------------------------------------------------ list view
 
 async function showList() {
@@ -72,21 +97,7 @@ async function showList() {
       el("a", { class: "button", href: "/organiser.html?new=1", text: "New session" }),
     ),
     status,
-    el(
-      "div",
-      { class: "table-wrap" },
-      el(
-        "table",
-        { class: "stack" },
-        el("caption", { class: "visually-hidden", text: "All sessions" }),
-        el(
-          "thead",
-          {},
-          el("tr", {}, el("th", { scope: "col", text: "Session" }), el("th", { scope: "col", text: "When" }), el("th", { scope: "col", text: "Status" }), el("th", { scope: "col", class: "num", text: "Places" }), el("th", { scope: "col", class: "num", text: "Waiting" })),
-        ),
-        tbody,
-      ),
-    ),
+    dataTable("All sessions", ["Session", "When", "Status", ["Places", "num"], ["Waiting", "num"]], tbody),
   );
   const message = takeFlash();
   if (message) say(status, message, "success");
@@ -288,21 +299,78 @@ function registrantsSection(session) {
         el("td", {}, session.status === "cancelled" ? null : remove),
       );
     });
-    body.append(
-      el(
-        "div",
-        { class: "table-wrap" },
-        el(
-          "table",
-          { class: "stack" },
-          el("caption", { class: "visually-hidden", text: "Registrants" }),
-          el("thead", {}, el("tr", {}, ...["Name", "Email", "School", "Stage", "Status"].map((h) => el("th", { scope: "col", text: h })), el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })))),
-          el("tbody", {}, rows),
-        ),
-      ),
-    );
+    body.append(dataTable("Registrants", ["Name", "Email", "School", "Stage", "Status", ""], rows));
   }
   load().catch((e) => say(status, e.message, "error"));
+  return section;
+}
+
+/** "312 KB", "1.4 GB". */
+function formatBytes(bytes) {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+/** The session's recordings: replay links, disk usage, and deletion. Shown only when there are some. */
+function recordingsSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "recordings-heading", hidden: true });
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const body = el("div");
+  section.append(el("h2", { id: "recordings-heading", text: "Recordings" }), status, body);
+  async function load() {
+    const recordings = await api(`/api/sessions/${session.id}/recordings`);
+    if (!recordings.length) {
+      body.replaceChildren(el("p", { text: "No recordings are left." }));
+      return;
+    }
+    section.hidden = false;
+    const total = recordings.reduce((sum, r) => sum + (r.bytes || 0), 0);
+    const rows = recordings.map((r) => {
+      const when = formatInstant(r.started_at, zone);
+      const remove = el("button", {
+        type: "button",
+        class: "button-danger button-small",
+        text: "Delete",
+        "aria-label": `Delete the recording of ${when}`,
+        onclick: async () => {
+          if (!window.confirm(`Delete the recording of ${when}? Its files are removed and nobody can watch it again. This cannot be undone.`)) return;
+          remove.disabled = true;
+          try {
+            await api(`/api/recordings/${r.id}`, { method: "DELETE" });
+            say(status, `The recording of ${when} is deleted.`, "success");
+            await load();
+          } catch (e) {
+            say(status, e.message, "error");
+            remove.disabled = false;
+          }
+        },
+      });
+      const live = r.status === "recording";
+      return el(
+        "tr",
+        {},
+        el("td", { "data-label": "Recorded", text: when }),
+        el("td", { "data-label": "Length", text: r.duration_ms == null ? "—" : formatLength(r.duration_ms) }),
+        el("td", { "data-label": "Status" }, live ? el("span", { class: "badge badge-wait", text: "Recording now" }) : el("span", { class: "badge badge-ok", text: r.status === "recovered" ? "Recovered" : "Ready" })),
+        el("td", { class: "num", "data-label": "Disk space", text: formatBytes(r.bytes || 0) }),
+        el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove),
+      );
+    });
+    body.replaceChildren(
+      el("p", { class: "muted", text: `${recordings.length} ${recordings.length === 1 ? "recording uses" : "recordings use"} ${formatBytes(total)} of disk space.` }),
+      dataTable("Recordings", ["Recorded", "Length", "Status", ["Disk space", "num"], ""], rows),
+    );
+  }
+  load().catch((e) => {
+    section.hidden = false;
+    say(status, `The recordings could not be loaded: ${e.message}`, "error");
+  });
   return section;
 }
 
@@ -325,16 +393,7 @@ function failuresSection(session) {
       section.append(
         el("h2", { id: "failures-heading", text: "Undelivered emails" }),
         el("p", { class: "muted", text: `${failures.length} ${failures.length === 1 ? "email" : "emails"} could not be delivered after retrying. Check the addresses, or contact these people another way.` }),
-        el(
-          "div",
-          { class: "table-wrap" },
-          el(
-            "table",
-            { class: "stack" },
-            el("thead", {}, el("tr", {}, ...["To", "Email", "Attempts", "Reason"].map((h) => el("th", { scope: "col", text: h })))),
-            el("tbody", {}, rows),
-          ),
-        ),
+        dataTable(null, ["To", "Email", "Attempts", "Reason"], rows),
       );
       section.hidden = false;
     })
@@ -558,6 +617,7 @@ async function showSession(id) {
     el("div", { style: "height:1.25rem" }),
     editor,
     registrantsSection(session),
+    recordingsSection(session),
     inviteSection(session),
     failuresSection(session),
   );

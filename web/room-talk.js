@@ -23,6 +23,24 @@ function sentence(text) {
   return /[.!?]$/.test(first) ? first : `${first}.`;
 }
 
+/** A poll's results as bars: each choice's votes and share of all votes. Also on the replay page. */
+export function resultBars(results) {
+  const total = results.counts.reduce((n, c) => n + c.votes, 0);
+  return el(
+    "ul",
+    {},
+    results.counts.map((c) => {
+      const share = total ? Math.round((100 * c.votes) / total) : 0;
+      return el(
+        "li",
+        { class: "poll-bar" },
+        el("span", { class: "poll-bar-label", text: `${c.label}: ${c.votes} (${share}%)` }),
+        el("span", { class: "poll-bar-track", "aria-hidden": "true" }, el("span", { class: "poll-bar-fill", style: `width: ${share}%` })),
+      );
+    }),
+  );
+}
+
 /**
  * Builds the panel. `send(message)` sends on the room's socket; `me()` is
  * the current participant ({id, name, grants, on_stage, muted}) or null;
@@ -348,24 +366,11 @@ export function createPanel({ send, me, participants, personActions = () => null
   panels.get("polls").append(pollCreate, pollList);
 
   function resultsView(poll, results) {
-    const total = results.counts.reduce((n, c) => n + c.votes, 0);
     return el(
       "div",
       { class: "poll-results" },
       el("p", { class: "muted small", text: `${results.ballots} ${results.ballots === 1 ? "vote" : "votes"}${poll.revealed ? "" : " · only hosts see these results"}` }),
-      el(
-        "ul",
-        {},
-        results.counts.map((c) => {
-          const share = total ? Math.round((100 * c.votes) / total) : 0;
-          return el(
-            "li",
-            { class: "poll-bar" },
-            el("span", { class: "poll-bar-label", text: `${c.label}: ${c.votes} (${share}%)` }),
-            el("span", { class: "poll-bar-track", "aria-hidden": "true" }, el("span", { class: "poll-bar-fill", style: `width: ${share}%` })),
-          );
-        }),
-      ),
+      resultBars(results),
     );
   }
 

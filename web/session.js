@@ -6,6 +6,8 @@ import {
   audienceName,
   el,
   formatDuration,
+  formatInstant,
+  formatLength,
   here,
   kindName,
   param,
@@ -36,9 +38,7 @@ function registerPanel(session) {
   panel.append(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
   // The room itself decides whether it is open (or still running past its end):
   // the way in is always shown to those who may enter.
-  const mayJoin =
-    user &&
-    (user.is_organiser || session.presenters.some((p) => p.id === user.id) || (mine && mine.status === "confirmed"));
+  const mayJoin = isParticipant(session);
   const joinLink =
     mayJoin && session.status !== "cancelled"
       ? el("p", {}, el("a", { class: "button join-live", href: `/room.html?id=${session.id}`, text: "Join the live session" }))
@@ -122,6 +122,44 @@ function registerPanel(session) {
   return panel;
 }
 
+/** Organisers, presenters and the registered: who may join the room and watch its recordings (the server checks again). */
+function isParticipant(session) {
+  const mine = session.my_registration;
+  return Boolean(
+    user && (user.is_organiser || session.presenters.some((p) => p.id === user.id) || (mine && mine.status === "confirmed")),
+  );
+}
+
+/** The session's recordings, each with a link to its replay; hidden while there are none. */
+function recordingsSection(session) {
+  const list = el("ul", { class: "recordings" });
+  const section = el("section", { class: "card", "aria-labelledby": "recordings-heading", hidden: true }, el("h2", { id: "recordings-heading", text: "Recordings" }), list);
+  if (!isParticipant(session)) return section;
+  api(`/api/sessions/${session.id}/recordings`)
+    .then((recordings) => {
+      if (!recordings.length) return;
+      list.replaceChildren(
+        ...recordings.map((r) =>
+          el(
+            "li",
+            {},
+            el("span", { text: `${formatInstant(r.started_at, zone)}${r.duration_ms != null ? ` · ${formatLength(r.duration_ms)}` : ""}` }),
+            " ",
+            r.status === "recording"
+              ? el("span", { class: "badge badge-wait", text: "Being recorded now" })
+              : el("a", { href: r.replay_url, text: "Watch the replay" }),
+          ),
+        ),
+      );
+      section.hidden = false;
+    })
+    .catch((e) => {
+      list.replaceChildren(el("li", { class: "muted", text: `The recordings could not be loaded: ${e.message}` }));
+      section.hidden = false;
+    });
+  return section;
+}
+
 function render(session) {
   document.title = `${session.title} · Staffroom`;
   const badges = [];
@@ -152,6 +190,7 @@ function render(session) {
         el("div", { class: "card" }, details),
         session.description ? el("h2", { text: "About this session" }) : null,
         session.description ? el("p", { class: "description", text: session.description }) : null,
+        recordingsSection(session),
         el("p", { class: "muted small", text: `Times are in ${zone.replace(/_/g, " ")}. Change your time zone in My sessions.` }),
         user && user.is_organiser ? el("p", {}, el("a", { href: `/organiser.html?id=${session.id}`, text: "Manage this session" })) : null,
       ),

@@ -4,7 +4,7 @@
 // as .eml files. Anything missing (binary, Chromium) is an error, never a skip.
 
 import { spawn, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -195,4 +195,97 @@ export async function linkFromEmail(outbox, address, pagePath, timeoutMs = 15000
   }
   const seen = readOutbox(outbox).map((m) => `${m.to}: ${m.subject}`);
   throw new Error(`no email to ${address} with a ${pagePath} link within ${timeoutMs}ms; outbox has:\n${seen.join("\n")}`);
+}
+
+// ---------------------------------------------------------------- media tests
+
+/** Chromium switches for the media tests: fake camera, microphone and screen, loopback WebRTC. */
+export const MEDIA_ARGS = [
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--autoplay-policy=no-user-gesture-required",
+  // The fake screen picker: getDisplayMedia picks the first screen unasked.
+  "--auto-select-desktop-capture-source=Entire screen",
+];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it answers `{ ok: true, ... }`; the last answer is in the error. */
+export async function waitFor(what, check, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last.ok) return last;
+    await sleep(250);
+  }
+  throw new Error(`${what}: not within ${timeoutMs}ms (last: ${JSON.stringify(last)})`);
+}
+
+/** Screenshots go to STAFFROOM_SCREENSHOTS when it names a folder (never committed). */
+export async function shot(page, name) {
+  const folder = process.env.STAFFROOM_SCREENSHOTS;
+  if (!folder) return;
+  mkdirSync(folder, { recursive: true });
+  await page.screenshot({ path: path.join(folder, `${name}.png`), fullPage: true });
+}
+
+/**
+ * Calls the API of `app` with a bearer token (or none); resolves to the
+ * parsed answer and throws, with the body, on anything but 2xx.
+ */
+export async function call(app, token, method, apiPath, body) {
+  const r = await fetch(`${app.url}${apiPath}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${apiPath}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** A bearer token for an account. */
+export async function bearer(app, email, password) {
+  return (await call(app, null, "POST", "/api/auth/signin", { email, password })).token;
+}
+
+/** A new teacher's account; resolves to its token. */
+export async function signUp(app, name, email, password = "a-long-password") {
+  return (await call(app, null, "POST", "/api/auth/signup", { name, email, password, school: "Hillside Primary", stage: "teacher" })).token;
+}
+
+/** A published hour-long webinar, by default starting in ten minutes (its room is open). */
+export function createSession(app, organiserToken, title, { description = "A live webinar.", startsInMs = 10 * 60000 } = {}) {
+  const starts = new Date(Date.now() + startsInMs);
+  return call(app, organiserToken, "POST", "/api/sessions", {
+    title,
+    description,
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+}
+
+/** A page signed in through the API (the cookie lands in the page's context). */
+export async function signedInPage(app, browser, email, password, options) {
+  const page = await newPage(browser, options);
+  const r = await page.request.post(`${app.url}/api/auth/signin`, { data: { email, password } });
+  if (r.status() !== 200) throw new Error(`signing in ${email}: ${r.status()} ${await r.text()}`);
+  return page;
+}
+
+/** A new teacher, registered for `sessionId`, on a signed-in page. */
+export async function registeredTeacher(app, browser, name, email, sessionId, options) {
+  const token = await signUp(app, name, email);
+  await call(app, token, "POST", `/api/sessions/${sessionId}/registration`);
+  return signedInPage(app, browser, email, "a-long-password", options);
 }

@@ -11,19 +11,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import path from "node:path";
-import { spawnApp, launchBrowser, newPage, ORGANISER } from "../helpers.mjs";
-
-const MEDIA_ARGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-  "--autoplay-policy=no-user-gesture-required",
-];
-
-/** Screenshots go here when STAFFROOM_SCREENSHOTS names a folder (never committed). */
-const SHOTS = process.env.STAFFROOM_SCREENSHOTS || null;
+import { spawnApp, launchBrowser, MEDIA_ARGS, ORGANISER, call, createSession, registeredTeacher, shot, signedInPage as signedIn, sleep, waitFor } from "../helpers.mjs";
 
 let app;
 let browser;
@@ -38,28 +26,9 @@ after(async () => {
   await app?.stop();
 });
 
-async function api(token, path, body) {
-  const r = await fetch(`${app.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.ok(r.ok, `${path}: ${r.status} ${await r.clone().text()}`);
-  return r.status === 204 ? null : r.json();
-}
-
-async function signedInPage(email, password, options) {
-  const page = await newPage(browser, options);
-  const r = await page.request.post(`${app.url}/api/auth/signin`, { data: { email, password } });
-  assert.equal(r.status(), 200, await r.text());
-  return page;
-}
-
-async function teacher(name, email, sessionId, options) {
-  const { token } = await api(null, "/api/auth/signup", { name, email, password: "a-long-password", school: "Hillside Primary", stage: "teacher" });
-  await api(token, `/api/sessions/${sessionId}/registration`);
-  return signedInPage(email, "a-long-password", options);
-}
+const api = (token, apiPath, body) => call(app, token, "POST", apiPath, body);
+const signedInPage = (email, password, options) => signedIn(app, browser, email, password, options);
+const teacher = (name, email, sessionId, options) => registeredTeacher(app, browser, name, email, sessionId, options);
 
 /**
  * Inbound video on the page, per publisher: frames decoded so far, summed
@@ -89,25 +58,6 @@ async function risingSenders(page, ms = 1500) {
     .sort();
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, check, timeoutMs = 20000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last.ok) return last;
-    await sleep(250);
-  }
-  throw new Error(`${what}: not within ${timeoutMs}ms (last: ${JSON.stringify(last)})`);
-}
-
-async function shot(page, name) {
-  if (!SHOTS) return;
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
 /** What a page's room knows, for a failure message. */
 function diagnose(page) {
   return page.evaluate(async () => {
@@ -133,21 +83,7 @@ const myId = (page) => page.evaluate(() => String(window.staffroomRoom.me.id));
 test("a host opens two breakout groups: each teacher sees their group and task and decodes video from their group only; closing brings everyone back to the main stage", async () => {
   const started = Date.now();
   const organiserToken = (await api(null, "/api/auth/signin", { email: ORGANISER.email, password: ORGANISER.password })).token;
-  const starts = new Date(Date.now() + 10 * 60000);
-  const session = await api(organiserToken, "/api/sessions", {
-    title: "Retrieval practice that sticks",
-    description: "A live workshop with group work.",
-    kind: "webinar",
-    series: null,
-    subject: null,
-    phase: "all",
-    audiences: ["teacher"],
-    presenters: [],
-    starts_at: starts.toISOString(),
-    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
-    capacity: 30,
-    status: "published",
-  });
+  const session = await createSession(app, organiserToken, "Retrieval practice that sticks", { description: "A live workshop with group work." });
   const roomUrl = `${app.url}/room.html?id=${session.id}`;
 
   // The host joins with camera and mic and goes live.

@@ -9,21 +9,20 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import path from "node:path";
-import { spawnApp, launchBrowser, newPage, ORGANISER } from "../helpers.mjs";
-
-const MEDIA_ARGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-  "--autoplay-policy=no-user-gesture-required",
-  // The fake screen picker: getDisplayMedia picks the first screen unasked.
-  "--auto-select-desktop-capture-source=Entire screen",
-];
-
-/** Screenshots go here when STAFFROOM_SCREENSHOTS names a folder (never committed). */
-const SHOTS = process.env.STAFFROOM_SCREENSHOTS || null;
+import {
+  spawnApp,
+  launchBrowser,
+  MEDIA_ARGS,
+  ORGANISER,
+  bearer as signInToken,
+  call,
+  createSession,
+  registeredTeacher,
+  shot,
+  signedInPage as signedIn,
+  sleep,
+  waitFor,
+} from "../helpers.mjs";
 
 let app;
 let browser;
@@ -38,45 +37,11 @@ after(async () => {
   await app?.stop();
 });
 
-async function bearer(email, password) {
-  const r = await fetch(`${app.url}/api/auth/signin`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  assert.equal(r.status, 200, await r.clone().text());
-  return (await r.json()).token;
-}
-
-async function post(token, path, body) {
-  const r = await fetch(`${app.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.ok(r.ok, `${path}: ${r.status} ${await r.clone().text()}`);
-  return r.status === 204 ? null : r.json();
-}
-
+const bearer = (email, password) => signInToken(app, email, password);
+const post = (token, apiPath, body) => call(app, token, "POST", apiPath, body);
 /** A page signed in through the API (the cookie lands in the page's context). */
-async function signedInPage(email, password, options) {
-  const page = await newPage(browser, options);
-  const r = await page.request.post(`${app.url}/api/auth/signin`, { data: { email, password } });
-  assert.equal(r.status(), 200, await r.text());
-  return page;
-}
-
-async function teacher(name, email, sessionId, options) {
-  const r = await fetch(`${app.url}/api/auth/signup`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name, email, password: "a-long-password", school: "Hillside Primary", stage: "teacher" }),
-  });
-  assert.ok(r.ok, await r.clone().text());
-  const { token } = await r.json();
-  await post(token, `/api/sessions/${sessionId}/registration`);
-  return signedInPage(email, "a-long-password", options);
-}
+const signedInPage = (email, password, options) => signedIn(app, browser, email, password, options);
+const teacher = (name, email, sessionId, options) => registeredTeacher(app, browser, name, email, sessionId, options);
 
 /** Inbound RTP counters of the page's room connection, by kind (summed over tracks). */
 function inbound(page) {
@@ -114,42 +79,9 @@ function audioFrom(page, participantId) {
   }, participantId);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, check, timeoutMs = 20000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last.ok) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what}: not within ${timeoutMs}ms (last: ${JSON.stringify(last)})`);
-}
-
-async function shot(page, name) {
-  if (!SHOTS) return;
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
 test("attendees wait in the lobby until the host goes live; then a presenter's camera and microphone reach them, chat, questions, hands and polls reach the other pages, an attendee goes on stage and is muted, and the host ends the session", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
-  const starts = new Date(Date.now() + 10 * 60000);
-  const session = await post(organiserToken, "/api/sessions", {
-    title: "Questioning that makes pupils think",
-    description: "A live webinar.",
-    kind: "webinar",
-    series: null,
-    subject: null,
-    phase: "all",
-    audiences: ["teacher"],
-    presenters: [],
-    starts_at: starts.toISOString(),
-    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
-    capacity: 30,
-    status: "published",
-  });
+  const session = await createSession(app, organiserToken, "Questioning that makes pupils think");
 
   // The organiser presents: picks devices, sees the preview, joins.
   const presenter = await signedInPage(ORGANISER.email, ORGANISER.password);
@@ -420,21 +352,7 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
 
 test("a host removes an attendee without letting them back in", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
-  const starts = new Date(Date.now() + 10 * 60000);
-  const session = await post(organiserToken, "/api/sessions", {
-    title: "Behaviour for learning",
-    description: "",
-    kind: "webinar",
-    series: null,
-    subject: null,
-    phase: "all",
-    audiences: ["teacher"],
-    presenters: [],
-    starts_at: starts.toISOString(),
-    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
-    capacity: 30,
-    status: "published",
-  });
+  const session = await createSession(app, organiserToken, "Behaviour for learning", { description: "" });
   const host = await signedInPage(ORGANISER.email, ORGANISER.password);
   await host.goto(`${app.url}/room.html?id=${session.id}`);
   await host.getByRole("button", { name: "Join without camera and mic" }).click();
@@ -459,21 +377,7 @@ test("a host removes an attendee without letting them back in", async () => {
 
 test("before the room opens, the room page says when it will", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
-  const starts = new Date(Date.now() + 3 * 3600000);
-  const session = await post(organiserToken, "/api/sessions", {
-    title: "Later today",
-    description: "",
-    kind: "webinar",
-    series: null,
-    subject: null,
-    phase: "all",
-    audiences: ["teacher"],
-    presenters: [],
-    starts_at: starts.toISOString(),
-    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
-    capacity: 30,
-    status: "published",
-  });
+  const session = await createSession(app, organiserToken, "Later today", { description: "", startsInMs: 3 * 3600000 });
   const page = await signedInPage(ORGANISER.email, ORGANISER.password);
   await page.goto(`${app.url}/room.html?id=${session.id}`);
   await page.getByRole("heading", { name: "The room isn't open yet" }).waitFor();
@@ -485,21 +389,7 @@ test("before the room opens, the room page says when it will", async () => {
 
 test("someone not registered is told to register, with a link back to the session", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
-  const starts = new Date(Date.now() + 10 * 60000);
-  const session = await post(organiserToken, "/api/sessions", {
-    title: "Retrieval practice",
-    description: "",
-    kind: "webinar",
-    series: null,
-    subject: null,
-    phase: "all",
-    audiences: ["teacher"],
-    presenters: [],
-    starts_at: starts.toISOString(),
-    ends_at: new Date(starts.getTime() + 3600000).toISOString(),
-    capacity: 30,
-    status: "published",
-  });
+  const session = await createSession(app, organiserToken, "Retrieval practice", { description: "" });
   const r = await fetch(`${app.url}/api/auth/signup`, {
     method: "POST",
     headers: { "content-type": "application/json" },
