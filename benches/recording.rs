@@ -104,7 +104,7 @@ async fn main() {
         for (i, (codec, packets)) in tracks.iter().enumerate() {
             let (tx, rx) = mpsc::channel(track::QUEUE);
             let path = dir.path().join(format!("{i}.webm"));
-            writers.push(track::spawn(path, *codec, clock, rx, Box::new(|_| {})));
+            writers.push(track::spawn(path, *codec, clock, rx, Box::new(|_| {}), Box::new(|| {})));
             let packets = packets.clone();
             tokio::spawn(async move {
                 for p in packets {

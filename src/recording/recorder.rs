@@ -21,7 +21,14 @@ use crate::db::Db;
 
 /// What the room tells the recording.
 enum Command {
-    Track { participant: i64, name: String, kind: &'static str, codec: Codec, packets: mpsc::Receiver<Packet> },
+    Track {
+        participant: i64,
+        name: String,
+        kind: &'static str,
+        codec: Codec,
+        packets: mpsc::Receiver<Packet>,
+        ask: track::AskKeyframe,
+    },
     Event(Value),
     Stop(oneshot::Sender<()>),
 }
@@ -61,10 +68,18 @@ impl Recorder {
     }
 
     /// Records a track from now on; returns where its forwarder sends packets.
-    pub fn track(&self, participant: i64, name: &str, kind: &'static str, mime: &str) -> Option<mpsc::Sender<Packet>> {
+    /// `ask` requests a keyframe from the publisher.
+    pub fn track(
+        &self,
+        participant: i64,
+        name: &str,
+        kind: &'static str,
+        mime: &str,
+        ask: track::AskKeyframe,
+    ) -> Option<mpsc::Sender<Packet>> {
         let codec = Codec::from_mime(mime)?;
         let (sender, packets) = mpsc::channel(track::QUEUE);
-        self.tx.send(Command::Track { participant, name: name.to_string(), kind, codec, packets }).ok()?;
+        self.tx.send(Command::Track { participant, name: name.to_string(), kind, codec, packets, ask }).ok()?;
         Some(sender)
     }
 
@@ -110,11 +125,11 @@ impl Task {
         let stopped = loop {
             tokio::select! {
                 command = rx.recv() => match command {
-                    Some(Command::Track { participant, name, kind, codec, packets }) => {
+                    Some(Command::Track { participant, name, kind, codec, packets, ask }) => {
                         self.files += 1;
                         let file = format!("{participant}-{kind}-{}.webm", self.files);
                         let started = self.on_track_start(file.clone(), participant, name, kind);
-                        let writer = track::spawn(self.dir.join(&file), codec, self.clock, packets, started);
+                        let writer = track::spawn(self.dir.join(&file), codec, self.clock, packets, started, ask);
                         writers.spawn(async move { (file, writer.await.unwrap_or_default()) });
                     }
                     Some(Command::Event(event)) => self.write_event(event),

@@ -36,27 +36,35 @@ pub struct Written {
 /// Told once, when the first frame is on disk: the track's start on the recording's clock.
 pub type Started = Box<dyn FnOnce(i64) + Send>;
 
+/// Asks the publisher for a keyframe.
+pub type AskKeyframe = Box<dyn Fn() + Send>;
+
+/// How often to ask for a keyframe while a video file waits for its first.
+const ASK_EVERY: Duration = Duration::from_millis(700);
+
 /// Writes `packets` to `path` until the sender is dropped; `clock` is the
-/// recording's start.
+/// recording's start. A video track asks for a keyframe (`ask`) until its
+/// first one arrives.
 pub fn spawn(
     path: PathBuf,
     codec: Codec,
     clock: Instant,
     packets: mpsc::Receiver<Packet>,
     started: Started,
+    ask: AskKeyframe,
 ) -> tokio::task::JoinHandle<Written> {
-    tokio::task::spawn_blocking(move || match codec {
-        Codec::Vp8 => run(path, codec, clock, packets, started, SampleBuilder::new(256, Vp8Packet::default(), 90_000)),
-        Codec::Opus => run(path, codec, clock, packets, started, SampleBuilder::new(32, OpusPacket, 48_000)),
+    tokio::task::spawn_blocking(move || {
+        let out = (path, codec, clock, started, ask);
+        match codec {
+            Codec::Vp8 => run(out, packets, SampleBuilder::new(256, Vp8Packet::default(), 90_000)),
+            Codec::Opus => run(out, packets, SampleBuilder::new(32, OpusPacket, 48_000)),
+        }
     })
 }
 
 fn run<D: Depacketizer>(
-    path: PathBuf,
-    codec: Codec,
-    clock: Instant,
+    (path, codec, clock, started, ask): (PathBuf, Codec, Instant, Started, AskKeyframe),
     mut packets: mpsc::Receiver<Packet>,
-    started: Started,
     builder: SampleBuilder<D>,
 ) -> Written {
     let rate: i64 = if codec == Codec::Vp8 { 90_000 } else { 48_000 };
@@ -67,7 +75,12 @@ fn run<D: Depacketizer>(
     // RTP timestamps, unwrapped past 2^32, of the first frame and the last.
     let (mut first_ts, mut last_ts) = (0i64, 0i64);
     let mut failed = false;
+    let mut asked: Option<Instant> = None;
     while let Some(packet) = packets.blocking_recv() {
+        if codec == Codec::Vp8 && file.is_none() && asked.is_none_or(|at| at.elapsed() >= ASK_EVERY) {
+            ask();
+            asked = Some(Instant::now());
+        }
         builder.push(Instant::now(), packet);
         while let Some(sample) = builder.pop(Instant::now()) {
             if failed || sample.data.is_empty() {

@@ -787,25 +787,16 @@ impl RoomTask {
         let (Some(forwarder), Some(identity)) = (self.forwarders.get(track), self.state.identity(owner)) else {
             return;
         };
-        if let Some(packets) = recorder.track(owner, &identity.name, kind.as_str(), &mime) {
+        // A video file starts at a keyframe: the writer asks the publisher for
+        // one (through the forwarder) until one arrives. A single request is
+        // not enough: a browser may drop one that comes just after a keyframe
+        // it sent (seen with Chrome when someone joined a moment before).
+        let asker = forwarder.clone();
+        let ask: crate::recording::track::AskKeyframe = Box::new(move || {
+            let _ = asker.send(ForwarderCommand::RequestKeyframe);
+        });
+        if let Some(packets) = recorder.track(owner, &identity.name, kind.as_str(), &mime, ask) {
             let _ = forwarder.send(ForwarderCommand::Record(Some(packets)));
-            if kind == MediaKind::Video {
-                // The file must start with a keyframe: ask for one now, and
-                // again shortly. A publisher may drop a request that comes
-                // just after a keyframe it sent (seen with Chrome when
-                // someone joined a moment before recording started); with
-                // no keyframe the track would not be recorded at all.
-                let _ = forwarder.send(ForwarderCommand::RequestKeyframe);
-                let again = forwarder.clone();
-                tokio::spawn(async move {
-                    for ms in [500, 1000, 1500] {
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        if again.send(ForwarderCommand::RequestKeyframe).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
             tracks.insert(track.clone());
         }
     }
