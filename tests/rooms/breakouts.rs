@@ -9,7 +9,7 @@ use std::{
 use serde_json::json;
 
 use crate::{
-    client::{connect, Client},
+    client::{connect, Client, Crossing},
     helpers::{spawn_app, Backend},
     room_token, session_with_people,
 };
@@ -172,6 +172,57 @@ async fn seven_people_in_three_random_groups_hear_only_their_group_and_come_back
     let moves: i64 =
         sqlx::query_scalar("select count(*) from breakout_moves").fetch_one(&app.state.db.read).await.unwrap();
     assert!(moves >= 7 + 1 + 7, "moves are recorded: {moves}");
+}
+
+/// Two attendees in one group: Ann publishes, and Ben publishes just as the
+/// server offers him Ann's tracks, meeting that offer as `crossing` says (a
+/// breakout move makes the server offer while the page opens the camera).
+/// Waits until each receives exactly the other's audio and video, and
+/// returns Ben, whose messages tell how the server took the crossing.
+async fn publishing_while_the_server_offers(crossing: Crossing) -> Client {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    let ann_id = ann.join().await["you"]["id"].as_str().unwrap().to_string();
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    let ben_id = ben.join().await["you"]["id"].as_str().unwrap().to_string();
+    // Nothing is published yet, so the server's first offer to Ben carries Ann's tracks.
+    ben.publish_on_next_offer(crossing);
+    host.send(json!({"v": 1, "type": "breakout_open", "random_groups": 1, "minutes": 5}));
+    for c in [&mut ann, &mut ben] {
+        c.expect("the group", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    }
+    ann.publish();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while owner.len() < 4 {
+        assert!(Instant::now() < deadline, "both members' tracks announced: {owner:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        note_tracks(&mut host, &mut owner);
+    }
+    let tracks_of = |who: &str| -> BTreeSet<String> {
+        owner.iter().filter(|(_, o)| o.as_str() == who).map(|(t, _)| t.clone()).collect()
+    };
+    assert_eq!(tracks_of(&ann_id).len(), 2, "{owner:?}");
+    receives_exactly(&ben, &tracks_of(&ann_id), "Ben receives Ann").await;
+    receives_exactly(&ann, &tracks_of(&ben_id), "Ann receives Ben").await;
+    ben
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_crosses_the_servers_gets_glare_and_media_still_flows_both_ways() {
+    let mut ben = publishing_while_the_server_offers(Crossing::Offer).await;
+    assert_eq!(ben.error().await["code"], "glare");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_sent_as_the_answer_is_refused_and_the_server_offers_again_so_media_still_flows() {
+    let mut ben = publishing_while_the_server_offers(Crossing::OfferAsAnswer).await;
+    let error = ben.error().await;
+    assert_eq!(error["code"], "bad_sdp");
+    assert!(error["message"].as_str().unwrap().contains("not an answer to the server's offer"), "{error}");
 }
 
 /// Records the owner of every track the host has seen announced.
