@@ -202,7 +202,7 @@ function renderPhase() {
   ui.endSession.hidden = !(host && room.phase === "live");
   ui.phaseBar.dataset.phase = room.phase;
   ui.talk.setTabVisible("groups", host && room.phase !== "ended");
-  ui.talk.setChatScope(ui.groups.myGroup()?.name || null);
+  ui.talk.setChatScope(ui.groups.myGroup());
 }
 
 function goLive() {

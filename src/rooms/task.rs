@@ -728,6 +728,21 @@ impl RoomTask {
                 Effect::RecordMove { user_id, group, at } => {
                     let _ = self.records.send(Record::Move { user_id, group, at });
                 }
+                Effect::ChatHistory { to, space } => {
+                    let (db, session_id, room) = (self.rooms.db.clone(), self.session_id, self.tx.clone());
+                    tokio::spawn(async move {
+                        match chat::recent(&db, session_id, space, chat::HISTORY).await {
+                            Ok(chat) => {
+                                let message = ServerMessage::ChatHistory { group: space, chat };
+                                let fx = to.into_iter().map(|p| Effect::Send(p, message.clone())).collect();
+                                let _ = room.send(RoomCommand::Deliver(fx));
+                            }
+                            Err(e) => {
+                                tracing::error!(error = ?e, ?space, "failed to load a space's chat for people moving in")
+                            }
+                        }
+                    });
+                }
                 Effect::WentLive => {
                     let (db, session_id) = (self.rooms.db.clone(), self.session_id);
                     tokio::spawn(async move {

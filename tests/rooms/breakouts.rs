@@ -304,3 +304,59 @@ async fn a_plan_saved_before_the_session_opens_in_one_click_and_people_may_choos
     ben.send(json!({"v": 1, "type": "breakout_choose", "group": 7}));
     assert_eq!(ben.error().await["code"], "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_into_a_group_shows_what_was_said_there_and_returning_shows_the_main_rooms_chat() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut people = vec![];
+    let mut ids = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        ids.push(c.join().await["you"]["id"].as_str().unwrap().to_string());
+        people.push(c);
+    }
+    let bodies = |m: &serde_json::Value| -> Vec<String> {
+        m["chat"].as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap().to_string()).collect()
+    };
+    let history_of =
+        |group: serde_json::Value| move |m: &serde_json::Value| m["type"] == "chat_history" && m["group"] == group;
+
+    people[0].send(json!({"v": 1, "type": "chat", "body": "Hello everyone"}));
+    host.expect("the main room's chat", |m| m["type"] == "chat" && m["message"]["body"] == "Hello everyone").await;
+    host.send(json!({"v": 1, "type": "breakout_open", "minutes": 5, "return_seconds": 1, "groups": [
+        {"name": "Keep", "members": [ids[0], ids[1]]}, {"name": "Change", "members": []}]}));
+    // Nothing has been said in the group yet: its chat starts empty.
+    for c in &mut people[..2] {
+        let history = c.expect("the group's chat on arrival", history_of(json!(1))).await;
+        assert_eq!(bodies(&history), Vec::<String>::new());
+    }
+    people[0].send(json!({"v": 1, "type": "chat", "body": "One idea to keep"}));
+    people[1].expect("group chat", |m| m["type"] == "chat" && m["message"]["body"] == "One idea to keep").await;
+
+    // Cat, moved in later, sees what the group said, and not the main room's chat.
+    host.send(json!({"v": 1, "type": "breakout_move", "participant_id": ids[2], "group": 1}));
+    let history = people[2].expect("the group's chat for a latecomer", history_of(json!(1))).await;
+    assert_eq!(bodies(&history), ["One idea to keep"]);
+    assert_eq!(history["chat"][0]["author_name"], "Ann");
+    // So does a host visiting, and someone rejoining lands back in the group with its chat.
+    host.send(json!({"v": 1, "type": "breakout_visit", "group": 1}));
+    assert_eq!(bodies(&host.expect("the visited group's chat", history_of(json!(1))).await), ["One idea to keep"]);
+    people[1].send(json!({"v": 1, "type": "leave"}));
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+    assert_eq!(bodies(&ben.expect("the group's chat on rejoining", history_of(json!(1))).await), ["One idea to keep"]);
+    people[1] = ben;
+    // Nobody else moved: the group's members are not sent it again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!people[0].drain().iter().any(|m| m["type"] == "chat_history"), "only people who move get the history");
+
+    // Back in the main room, everyone sees the main room's chat again, without the group's.
+    host.send(json!({"v": 1, "type": "breakout_close"}));
+    for c in people.iter_mut().chain([&mut host]) {
+        let history = c.expect("the main room's chat on return", history_of(json!(null))).await;
+        assert_eq!(bodies(&history), ["Hello everyone"]);
+    }
+}
