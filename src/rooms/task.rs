@@ -325,9 +325,18 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type, audio_level_ext } => {
-                let (Some(kind), Some(mime_type)) = (kind, mime_type) else {
-                    engine::drain(remote);
-                    return;
+                let (kind, mime_type) = match (kind, mime_type) {
+                    (Some(kind), Some(mime_type)) => (kind, mime_type),
+                    (kind, mime_type) => {
+                        tracing::warn!(
+                            participant,
+                            ?kind,
+                            ?mime_type,
+                            "a track without a known kind or codec: not forwarded"
+                        );
+                        engine::drain(remote);
+                        return;
+                    }
                 };
                 match self.state.publish(participant, conn, kind, &mime_type) {
                     Ok((track, fx)) => {
