@@ -5,7 +5,7 @@
 // One RTCPeerConnection carries everything. The server offers what we
 // receive (we answer); we offer what we publish. This is perfect negotiation
 // with us as the polite peer: an offer from the server that crosses ours wins
-// (ours is rolled back), and we offer again once it is answered. Every step
+// (ours is rolled back), and we offer again right after answering it. Every step
 // that reads or changes the signalling state runs on one queue, in order, and
 // each description is sent as what it is (`localDescription.type`).
 
