@@ -18,11 +18,5 @@ if [ -d tests/browser ]; then
   media() { unshare -n sh -c "ip link set lo up && STAFFROOM_BIN=\"$PWD/target/debug/staffroom\" node --test --test-concurrency=1 $*"; }
   media tests/browser/media/room.test.mjs
   media tests/browser/media/replay.test.mjs
-  # Known bug (issue 5): a renegotiation during a breakout move sometimes
-  # stalls, so a group member's video never arrives. Until it is fixed the
-  # breakout test gets one more run; a second failure fails the suite.
-  media tests/browser/media/breakouts.test.mjs || {
-    echo "breakouts.test.mjs failed once (known renegotiation stall, issue 5); running it again" >&2
-    media tests/browser/media/breakouts.test.mjs
-  }
+  media tests/browser/media/breakouts.test.mjs
 fi

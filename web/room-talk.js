@@ -51,6 +51,8 @@ export function createPanel({ send, me, participants, personActions = () => null
   const tabs = [...TABS, ...extraTabs.map((t) => [t.key, t.label])];
   const state = {
     chat: [],
+    chatScope: null, // the breakout group whose chat is shown (null: the main room)
+    chatFresh: new Set(), // ids of messages that arrived since the scope changed
     questions: new Map(),
     myVotes: new Set(), // question ids
     polls: new Map(),
@@ -450,7 +452,17 @@ export function createPanel({ send, me, participants, personActions = () => null
         renderQuestions();
         renderPolls();
         return true;
+      case "chat_history": {
+        // An answer for a space we have left already is stale: the next one is on its way.
+        if ((m.group ?? null) !== state.chatScope) return true;
+        const stored = new Set(m.chat.map((c) => c.id));
+        const fresh = state.chat.filter((c) => state.chatFresh.has(c.id) && !stored.has(c.id));
+        state.chat = [...m.chat, ...fresh];
+        renderChat();
+        return true;
+      }
       case "chat":
+        state.chatFresh.add(m.message.id);
         state.chat.push(m.message);
         if (state.chat.length > 300) state.chat.splice(0, state.chat.length - 300);
         renderChat();
@@ -546,9 +558,19 @@ export function createPanel({ send, me, participants, personActions = () => null
 
   const node = el("aside", { class: "room-panel card", "aria-label": "People, chat, questions and polls" }, tablist, status, ...panels.values());
   refresh();
-  /** In a breakout group chat stays in the group: say so on the box. */
-  function setChatScope(groupName) {
-    chatLabel.textContent = groupName ? `Message ${groupName}` : "Message everyone";
+  /**
+   * In a breakout group chat stays in the group: say so on the box, and on a
+   * move show only the new space's chat (the server sends what was said there
+   * before as `chat_history`).
+   */
+  function setChatScope(group) {
+    chatLabel.textContent = group ? `Message ${group.name}` : "Message everyone";
+    const scope = group ? group.id : null;
+    if (scope === state.chatScope) return;
+    state.chatScope = scope;
+    state.chat = [];
+    state.chatFresh.clear();
+    renderChat();
   }
 
   return { node, handButton, handle, refresh, reset, renderPeople, select, setTabVisible, setCount, tell, setChatScope };

@@ -3,9 +3,11 @@
 // presenters and organisers publish their camera, microphone and screen.
 //
 // One RTCPeerConnection carries everything. The server offers what we
-// receive (we answer); we offer what we publish. We are the polite peer: an
-// offer from the server that crosses ours wins, and the server's `glare`
-// error tells us to offer again once its offer is answered.
+// receive (we answer); we offer what we publish. This is perfect negotiation
+// with us as the polite peer: an offer from the server that crosses ours wins
+// (ours is rolled back), and we offer again right after answering it. Every step
+// that reads or changes the signalling state runs on one queue, in order, and
+// each description is sent as what it is (`localDescription.type`).
 
 import { api, el, formatDay, formatTime, param, setupPage, stop, viewerZone } from "/app.js";
 import { createPanel } from "/room-talk.js";
@@ -60,9 +62,8 @@ const room = {
 };
 window.staffroomRoom = room;
 
-let inbox = Promise.resolve(); // incoming messages are handled one after another
-let wantOffer = false;
-let makingOffer = false;
+let inbox = Promise.resolve(); // incoming messages and our own offers, one after another
+let wantOffer = false; // something of ours is not negotiated yet (or the server refused our offer in a glare)
 let statsTimer = null;
 let reconnectTimer = null;
 
@@ -214,7 +215,7 @@ function renderPhase() {
   ui.recording.render();
   ui.phaseBar.dataset.phase = room.phase;
   ui.talk.setTabVisible("groups", host && room.phase !== "ended");
-  ui.talk.setChatScope(ui.groups.myGroup()?.name || null);
+  ui.talk.setChatScope(ui.groups.myGroup());
 }
 
 function goLive() {
@@ -841,9 +842,10 @@ function newPeerConnection() {
     if (pc !== room.pc) return;
     send({ type: "candidate", candidate: e.candidate && e.candidate.candidate ? e.candidate.toJSON() : null });
   });
-  pc.addEventListener("negotiationneeded", () => offer(pc));
-  pc.addEventListener("signalingstatechange", () => {
-    if (pc === room.pc && pc.signalingState === "stable" && wantOffer) offer(pc);
+  pc.addEventListener("negotiationneeded", () => {
+    if (pc !== room.pc) return;
+    wantOffer = true;
+    queue(() => offer(pc), "offer");
   });
   pc.addEventListener("track", (e) => {
     if (pc !== room.pc) return;
@@ -873,34 +875,29 @@ function newPeerConnection() {
   return pc;
 }
 
+/**
+ * Runs `step` after every signalling step queued before it. Without this, an
+ * offer of ours could be made while the server's offer was being applied: the
+ * browser would then make an answer where we meant an offer (and an offer
+ * where we meant the answer), the two sent the wrong way round, and the
+ * negotiation stalled with neither side's offer answered.
+ */
+function queue(step, what) {
+  inbox = inbox.then(step).catch((err) => console.warn("signalling step failed", what, err));
+}
+
+/** Sends what we just set locally, as what it is. */
+function sendLocal(pc) {
+  const d = pc.localDescription;
+  send({ type: d.type, sdp: d.sdp });
+}
+
+/** Offers what we publish, if something waits for it and no exchange is under way (its end calls us again). */
 async function offer(pc) {
-  if (pc !== room.pc || pc.connectionState === "closed") return;
-  if (makingOffer || pc.signalingState !== "stable") {
-    wantOffer = true;
-    return;
-  }
+  if (pc !== room.pc || pc.connectionState === "closed" || !wantOffer || pc.signalingState !== "stable") return;
   wantOffer = false;
-  try {
-    makingOffer = true;
-    await pc.setLocalDescription();
-    const sent = pc.localDescription.sdp;
-    send({ type: "offer", sdp: sent });
-    // An offer the server never answers (seen when a breakout move makes it
-    // offer and us publish at once) would stall sending: roll back and offer again.
-    setTimeout(async () => {
-      if (pc !== room.pc || pc.signalingState !== "have-local-offer" || pc.localDescription?.sdp !== sent) return;
-      try {
-        await pc.setLocalDescription({ type: "rollback" });
-      } catch {
-        return;
-      }
-      offer(pc);
-    }, 4000);
-  } catch (e) {
-    console.warn("could not make an offer", e);
-  } finally {
-    makingOffer = false;
-  }
+  await pc.setLocalDescription();
+  sendLocal(pc);
 }
 
 async function handle(ws, message) {
@@ -955,14 +952,17 @@ async function handle(ws, message) {
       break;
     }
     case "offer": {
-      // Polite: an offer of ours that crossed this one is rolled back.
+      // Polite: an offer of ours that crossed this one is rolled back, and made again after.
+      if (pc.signalingState === "have-local-offer") wantOffer = true;
       await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
       await pc.setLocalDescription();
-      send({ type: "answer", sdp: pc.localDescription.sdp });
+      sendLocal(pc);
+      await offer(pc);
       break;
     }
     case "answer":
       if (pc.signalingState === "have-local-offer") await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      await offer(pc);
       break;
     case "candidate":
       if (message.candidate) {
@@ -1032,8 +1032,12 @@ async function handle(ws, message) {
       break;
     case "error":
       if (message.code === "glare") {
-        wantOffer = true;
-        if (pc.signalingState === "stable") offer(pc);
+        // The server's offer that ours crossed reached us first: it rolled ours back, and we offered
+        // again right after answering it. Only if nothing of ours is under way is there more to do.
+        if (pc.signalingState === "stable") {
+          wantOffer = true;
+          await offer(pc);
+        }
       } else if (message.code === "bad_message" && ui.talk) {
         ui.talk.tell(message.message);
       } else if (message.code === "publish_not_allowed") {
@@ -1075,7 +1079,6 @@ async function connect(fresh = false) {
   room.ws = ws;
   room.pc = newPeerConnection();
   wantOffer = false;
-  makingOffer = false;
   room.connections += 1;
   ws.addEventListener("open", () => {
     room.metrics.joinSentAt = performance.now();
@@ -1090,7 +1093,7 @@ async function connect(fresh = false) {
     } catch {
       return;
     }
-    inbox = inbox.then(() => handle(ws, message)).catch((err) => console.warn("message not handled", message.type, err));
+    queue(() => handle(ws, message), message.type);
   });
   ws.addEventListener("close", (e) => {
     room.closes.push(e.code);

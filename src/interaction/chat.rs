@@ -14,6 +14,8 @@ use super::{clean_text, now_ms, InteractionError};
 use crate::db::Db;
 
 pub const MAX_CHARS: usize = 1000;
+/// How many earlier messages someone joining, or moving into a space, is shown.
+pub const HISTORY: i64 = 100;
 /// At most this many messages per person in [`WINDOW`].
 pub const BURST: usize = 5;
 pub const WINDOW: Duration = Duration::from_secs(10);
@@ -102,17 +104,28 @@ pub async fn delete(db: &Db, session_id: i64, message_id: i64, by: i64, is_host:
     Ok(())
 }
 
-/// The latest `limit` visible main-room messages, oldest first (for someone joining).
-pub async fn recent(db: &Db, session_id: i64, limit: i64) -> Result<Vec<ChatMessage>, sqlx::Error> {
-    let rows = sqlx::query(
-        "select c.id, c.user_id, u.name, c.body, c.at from chat_messages c join users u on u.id = c.user_id
-         where c.session_id = $1 and c.deleted_at is null and c.breakout_group is null
-         order by c.id desc limit $2",
-    )
-    .bind(session_id)
-    .bind(limit)
-    .fetch_all(&db.read)
-    .await?;
+/// The latest `limit` visible messages said in `group` (`None`: the main
+/// room), oldest first: for someone joining, or moving into that space.
+pub async fn recent(db: &Db, session_id: i64, group: Option<u32>, limit: i64) -> Result<Vec<ChatMessage>, sqlx::Error> {
+    let select = "select c.id, c.user_id, u.name, c.body, c.at from chat_messages c join users u on u.id = c.user_id
+         where c.session_id = $1 and c.deleted_at is null";
+    let rows = match group {
+        None => {
+            sqlx::query(&format!("{select} and c.breakout_group is null order by c.id desc limit $2"))
+                .bind(session_id)
+                .bind(limit)
+                .fetch_all(&db.read)
+                .await?
+        }
+        Some(g) => {
+            sqlx::query(&format!("{select} and c.breakout_group = $2 order by c.id desc limit $3"))
+                .bind(session_id)
+                .bind(i64::from(g))
+                .bind(limit)
+                .fetch_all(&db.read)
+                .await?
+        }
+    };
     let mut out = rows
         .iter()
         .map(|r| {

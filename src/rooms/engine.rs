@@ -69,6 +69,26 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     })
 }
 
+/// Why `answer` cannot be the answer to `offer`, if it cannot. An answer has
+/// the offer's m-lines, in the offer's order (RFC 8829, 5.3.1), and takes a
+/// DTLS role: `a=setup:actpass` belongs to offers only (RFC 5763, 5). A
+/// description that fails this is usually an offer sent as an answer; the
+/// crate would half-apply it (the signalling state changes before the m-lines
+/// are matched), so it is checked before it is applied.
+pub fn answer_mismatch(offer: &str, answer: &str) -> Option<String> {
+    let mids = |sdp: &str| -> Vec<String> {
+        sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).map(|m| m.trim().to_string()).collect()
+    };
+    let (offered, answered) = (mids(offer), mids(answer));
+    if offered != answered {
+        return Some(format!("its m-lines {answered:?} are not those of the offer {offered:?}"));
+    }
+    answer
+        .lines()
+        .any(|l| l.trim() == "a=setup:actpass")
+        .then(|| "it says a=setup:actpass, which only an offer may".to_string())
+}
+
 /// The codecs a room speaks. An SFU forwards what it receives, so every
 /// subscriber must decode what the publisher sends: one codec per kind, the
 /// ones every browser has.
@@ -455,6 +475,22 @@ mod tests {
         assert_eq!(super::extmap_id(sdp, super::AUDIO_LEVEL_URI), Some(1));
         assert_eq!(super::extmap_id(sdp, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"), Some(3));
         assert_eq!(super::extmap_id(sdp, "urn:nothing"), None);
+    }
+
+    #[test]
+    fn an_answer_must_have_the_offers_m_lines_and_a_dtls_role() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:actpass\r\na=mid:0\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:actpass\r\na=mid:1\r\n";
+        let answer = offer.replace("actpass", "active");
+        assert_eq!(super::answer_mismatch(offer, &answer), None);
+        // An offer sent back as if it were the answer: it adds an m-line of its own.
+        let crossed = format!("{offer}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:actpass\r\na=mid:2\r\n");
+        assert!(super::answer_mismatch(offer, &crossed).unwrap().contains("not those of the offer"));
+        // The same m-lines, but still open about the DTLS role: an offer too.
+        assert!(super::answer_mismatch(offer, offer).unwrap().contains("actpass"));
+        let reordered =
+            answer.replace("a=mid:0", "a=mid:x").replace("a=mid:1", "a=mid:0").replace("a=mid:x", "a=mid:1");
+        assert!(super::answer_mismatch(offer, &reordered).is_some());
     }
 
     #[test]

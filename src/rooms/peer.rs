@@ -161,7 +161,10 @@ impl PeerTask {
     }
 
     async fn offer(&mut self, sdp: String) {
+        // The server is the impolite peer: a client offer that crosses ours is
+        // ignored (the client rolls its own back when ours reaches it).
         if self.offer_outstanding {
+            tracing::debug!(participant = self.ctx.participant, "glare: the client's offer crossed ours");
             self.error(ErrorCode::Glare, "answer the server's offer first, then offer again");
             return;
         }
@@ -171,6 +174,7 @@ impl PeerTask {
         };
         if let Err(e) = applied {
             self.error(ErrorCode::BadSdp, format!("the offer could not be applied: {e}"));
+            self.back_to_stable().await;
             return;
         }
         // Media the client wants to send arrives on transceivers that receive.
@@ -197,7 +201,10 @@ impl PeerTask {
         match answered {
             Ok(Some(desc)) => self.send(ServerMessage::Answer { sdp: self.engine.announce_sdp(desc.sdp) }),
             Ok(None) => self.error(ErrorCode::BadSdp, "no answer could be made for this offer"),
-            Err(e) => self.error(ErrorCode::BadSdp, format!("no answer could be made for this offer: {e}")),
+            Err(e) => {
+                self.error(ErrorCode::BadSdp, format!("no answer could be made for this offer: {e}"));
+                self.back_to_stable().await;
+            }
         }
         if refused > 0 {
             self.error(ErrorCode::PublishNotAllowed, "you may not publish in this session: your media was refused");
@@ -213,18 +220,50 @@ impl PeerTask {
             self.error(ErrorCode::BadSdp, "no offer from the server awaits an answer");
             return;
         }
-        let applied = match RTCSessionDescription::answer(sdp) {
-            Ok(desc) => self.pc.set_remote_description(desc).await,
-            Err(e) => Err(e),
+        // Checked first: the crate changes the signalling state before it
+        // matches m-lines, so a wrong description would be half-applied.
+        let ours = self.pc.pending_local_description().await.map(|d| d.sdp).unwrap_or_default();
+        let applied = match engine::answer_mismatch(&ours, &sdp) {
+            Some(why) => Err(format!("this is not an answer to the server's offer: {why}")),
+            None => match RTCSessionDescription::answer(sdp) {
+                Ok(desc) => self.pc.set_remote_description(desc).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| format!("the answer could not be applied: {e}")),
         };
-        if let Err(e) = applied {
-            self.error(ErrorCode::BadSdp, format!("the answer could not be applied: {e}"));
-            return;
-        }
         self.offer_outstanding = false;
-        self.attach_ready().await;
+        if let Err(why) = applied {
+            // Waiting for another answer would stall every later change for
+            // this participant: our offer is withdrawn and made again.
+            tracing::debug!(participant = self.ctx.participant, %why, "a bad answer: offering again");
+            self.error(ErrorCode::BadSdp, why);
+            self.back_to_stable().await;
+            self.dirty = true;
+        } else {
+            self.attach_ready().await;
+        }
         if self.dirty {
             self.negotiate().await;
+        }
+    }
+
+    /// Rolls back whichever half of an exchange is pending, so that a failed
+    /// one leaves the connection ready to negotiate again.
+    async fn back_to_stable(&mut self) {
+        let rollback = if self.pc.pending_local_description().await.is_some() {
+            RTCSessionDescription::rollback(None).map(|r| (r, true))
+        } else if self.pc.pending_remote_description().await.is_some() {
+            RTCSessionDescription::rollback(None).map(|r| (r, false))
+        } else {
+            return;
+        };
+        let done = match rollback {
+            Ok((r, true)) => self.pc.set_local_description(r).await,
+            Ok((r, false)) => self.pc.set_remote_description(r).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::warn!(participant = self.ctx.participant, error = %e, "failed to roll back a negotiation");
         }
     }
 
@@ -246,8 +285,15 @@ impl PeerTask {
                 self.offer_outstanding = true;
                 self.send(ServerMessage::Offer { sdp: self.engine.announce_sdp(desc.sdp) });
             }
-            Ok(None) => tracing::warn!(participant = self.ctx.participant, "no local offer after setting it"),
-            Err(e) => tracing::warn!(participant = self.ctx.participant, error = %e, "failed to make an offer"),
+            // Still to be offered: the next exchange tries again.
+            Ok(None) => {
+                self.dirty = true;
+                tracing::warn!(participant = self.ctx.participant, "no local offer after setting it")
+            }
+            Err(e) => {
+                self.dirty = true;
+                tracing::warn!(participant = self.ctx.participant, error = %e, "failed to make an offer")
+            }
         }
     }
 

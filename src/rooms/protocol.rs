@@ -346,6 +346,13 @@ pub enum ServerMessage {
     },
     /// Stored chat, questions and polls: right after `welcome`.
     History(History),
+    /// The latest chat of the space you have just moved into (a breakout
+    /// group, or the main room when `group` is null), oldest first: it
+    /// replaces the chat shown for the space you left.
+    ChatHistory {
+        group: Option<crate::breakout::GroupId>,
+        chat: Vec<ChatMessage>,
+    },
     /// A host asks you on stage: answer `stage_accept` or `stage_decline`.
     StageInvited {
         by: String,

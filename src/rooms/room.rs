@@ -160,6 +160,12 @@ pub enum Effect {
         group: Option<String>,
         at: i64,
     },
+    /// Show these people, who have just arrived in `space`, what was said
+    /// there before (read from the database off the room task).
+    ChatHistory {
+        to: Vec<ParticipantId>,
+        space: Option<GroupId>,
+    },
 }
 
 /// Before a host goes live, attendees wait in the lobby and receive nothing;
@@ -550,6 +556,7 @@ impl RoomState {
     fn resync(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut fx = vec![];
         let mut silenced = vec![];
+        let mut arrived: BTreeMap<Option<GroupId>, Vec<ParticipantId>> = BTreeMap::new();
         let ids: Vec<ParticipantId> = self.members.keys().copied().collect();
         for id in ids {
             let space = self.breakouts.space_of(id);
@@ -558,6 +565,7 @@ impl RoomState {
             if m.space != space {
                 m.space = space;
                 fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
+                arrived.entry(space).or_default().push(id);
             }
             let allowed = m.may_publish();
             if allowed != m.publish_allowed {
@@ -568,6 +576,8 @@ impl RoomState {
                 }
             }
         }
+        // One read per space, however many arrive in it (closing the groups moves everyone).
+        fx.extend(arrived.into_iter().map(|(space, to)| Effect::ChatHistory { to, space }));
         for id in silenced {
             for track in self.tracks_of(id, None) {
                 fx.extend(self.unpublish(&track));
@@ -794,6 +804,8 @@ impl RoomState {
         if in_group {
             let group = space.and_then(|g| self.breakouts.group_name(g)).map(str::to_string);
             fx.push(Effect::RecordMove { user_id: id, group, at: now_ms });
+            // `history` after `welcome` has the main room's chat: the group's comes on its own.
+            fx.push(Effect::ChatHistory { to: vec![id], space });
         }
         let space = self.space_of(id);
         if let Some((speaker, _)) = self.speakers.current.get(&space).filter(|(p, _)| self.members.contains_key(p)) {

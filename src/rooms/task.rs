@@ -357,9 +357,18 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type, audio_level_ext } => {
-                let (Some(kind), Some(mime_type)) = (kind, mime_type) else {
-                    engine::drain(remote);
-                    return;
+                let (kind, mime_type) = match (kind, mime_type) {
+                    (Some(kind), Some(mime_type)) => (kind, mime_type),
+                    (kind, mime_type) => {
+                        tracing::warn!(
+                            participant,
+                            ?kind,
+                            ?mime_type,
+                            "a track without a known kind or codec: not forwarded"
+                        );
+                        engine::drain(remote);
+                        return;
+                    }
                 };
                 match self.state.publish(participant, conn, kind, &mime_type) {
                     Ok((track, fx)) => {
@@ -942,6 +951,21 @@ impl RoomTask {
                 }
                 Effect::RecordMove { user_id, group, at } => {
                     let _ = self.records.send(Record::Move { user_id, group, at });
+                }
+                Effect::ChatHistory { to, space } => {
+                    let (db, session_id, room) = (self.rooms.db.clone(), self.session_id, self.tx.clone());
+                    tokio::spawn(async move {
+                        match chat::recent(&db, session_id, space, chat::HISTORY).await {
+                            Ok(chat) => {
+                                let message = ServerMessage::ChatHistory { group: space, chat };
+                                let fx = to.into_iter().map(|p| Effect::Send(p, message.clone())).collect();
+                                let _ = room.send(RoomCommand::Deliver(fx));
+                            }
+                            Err(e) => {
+                                tracing::error!(error = ?e, ?space, "failed to load a space's chat for people moving in")
+                            }
+                        }
+                    });
                 }
                 Effect::WentLive => {
                     let (db, session_id) = (self.rooms.db.clone(), self.session_id);

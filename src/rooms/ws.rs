@@ -150,7 +150,7 @@ async fn history(db: &Db, session_id: i64, user_id: i64, host: bool) -> Result<H
         poll_results.push(polls::results(db, session_id, p.id).await?);
     }
     Ok(History {
-        chat: chat::recent(db, session_id, 100).await?,
+        chat: chat::recent(db, session_id, None, chat::HISTORY).await?,
         questions: questions::list(db, session_id, user_id).await?,
         polls,
         poll_results,

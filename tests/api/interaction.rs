@@ -29,8 +29,13 @@ async fn chat_is_stored_length_limited_and_only_hosts_remove_messages(backend: B
     assert!(matches!(chat::delete(db, session, first.id, ann, false).await, Err(InteractionError::NotHost(_))));
     chat::delete(db, session, first.id, ann, true).await.unwrap();
     assert!(matches!(chat::delete(db, session, first.id, ann, true).await, Err(InteractionError::NotFound(_))));
-    let recent = chat::recent(db, session, 50).await.unwrap();
-    assert_eq!(recent, vec![second]);
+    let recent = chat::recent(db, session, None, 50).await.unwrap();
+    assert_eq!(recent, vec![second.clone()]);
+    // What is said in a breakout group stays with that group.
+    let in_group = chat::post(db, session, ann, "In group two", Some(2)).await.unwrap();
+    assert_eq!(chat::recent(db, session, None, 50).await.unwrap(), vec![second]);
+    assert_eq!(chat::recent(db, session, Some(2), 50).await.unwrap(), vec![in_group]);
+    assert_eq!(chat::recent(db, session, Some(1), 50).await.unwrap(), vec![]);
 }
 both_backends!(chat_is_stored_length_limited_and_only_hosts_remove_messages);
 

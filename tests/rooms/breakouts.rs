@@ -9,7 +9,7 @@ use std::{
 use serde_json::json;
 
 use crate::{
-    client::{connect, Client},
+    client::{connect, Client, Crossing},
     helpers::{spawn_app, Backend},
     room_token, session_with_people,
 };
@@ -174,6 +174,57 @@ async fn seven_people_in_three_random_groups_hear_only_their_group_and_come_back
     assert!(moves >= 7 + 1 + 7, "moves are recorded: {moves}");
 }
 
+/// Two attendees in one group: Ann publishes, and Ben publishes just as the
+/// server offers him Ann's tracks, meeting that offer as `crossing` says (a
+/// breakout move makes the server offer while the page opens the camera).
+/// Waits until each receives exactly the other's audio and video, and
+/// returns Ben, whose messages tell how the server took the crossing.
+async fn publishing_while_the_server_offers(crossing: Crossing) -> Client {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    let ann_id = ann.join().await["you"]["id"].as_str().unwrap().to_string();
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    let ben_id = ben.join().await["you"]["id"].as_str().unwrap().to_string();
+    // Nothing is published yet, so the server's first offer to Ben carries Ann's tracks.
+    ben.publish_on_next_offer(crossing);
+    host.send(json!({"v": 1, "type": "breakout_open", "random_groups": 1, "minutes": 5}));
+    for c in [&mut ann, &mut ben] {
+        c.expect("the group", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    }
+    ann.publish();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while owner.len() < 4 {
+        assert!(Instant::now() < deadline, "both members' tracks announced: {owner:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        note_tracks(&mut host, &mut owner);
+    }
+    let tracks_of = |who: &str| -> BTreeSet<String> {
+        owner.iter().filter(|(_, o)| o.as_str() == who).map(|(t, _)| t.clone()).collect()
+    };
+    assert_eq!(tracks_of(&ann_id).len(), 2, "{owner:?}");
+    receives_exactly(&ben, &tracks_of(&ann_id), "Ben receives Ann").await;
+    receives_exactly(&ann, &tracks_of(&ben_id), "Ann receives Ben").await;
+    ben
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_crosses_the_servers_gets_glare_and_media_still_flows_both_ways() {
+    let mut ben = publishing_while_the_server_offers(Crossing::Offer).await;
+    assert_eq!(ben.error().await["code"], "glare");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_sent_as_the_answer_is_refused_and_the_server_offers_again_so_media_still_flows() {
+    let mut ben = publishing_while_the_server_offers(Crossing::OfferAsAnswer).await;
+    let error = ben.error().await;
+    assert_eq!(error["code"], "bad_sdp");
+    assert!(error["message"].as_str().unwrap().contains("not an answer to the server's offer"), "{error}");
+}
+
 /// Records the owner of every track the host has seen announced.
 fn note_tracks(host: &mut Client, owner: &mut HashMap<String, String>) {
     for m in host.drain() {
@@ -252,4 +303,60 @@ async fn a_plan_saved_before_the_session_opens_in_one_click_and_people_may_choos
     assert_eq!(chosen["breakout"]["groups"][1]["name"], "Secondary");
     ben.send(json!({"v": 1, "type": "breakout_choose", "group": 7}));
     assert_eq!(ben.error().await["code"], "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_into_a_group_shows_what_was_said_there_and_returning_shows_the_main_rooms_chat() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut people = vec![];
+    let mut ids = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        ids.push(c.join().await["you"]["id"].as_str().unwrap().to_string());
+        people.push(c);
+    }
+    let bodies = |m: &serde_json::Value| -> Vec<String> {
+        m["chat"].as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap().to_string()).collect()
+    };
+    let history_of =
+        |group: serde_json::Value| move |m: &serde_json::Value| m["type"] == "chat_history" && m["group"] == group;
+
+    people[0].send(json!({"v": 1, "type": "chat", "body": "Hello everyone"}));
+    host.expect("the main room's chat", |m| m["type"] == "chat" && m["message"]["body"] == "Hello everyone").await;
+    host.send(json!({"v": 1, "type": "breakout_open", "minutes": 5, "return_seconds": 1, "groups": [
+        {"name": "Keep", "members": [ids[0], ids[1]]}, {"name": "Change", "members": []}]}));
+    // Nothing has been said in the group yet: its chat starts empty.
+    for c in &mut people[..2] {
+        let history = c.expect("the group's chat on arrival", history_of(json!(1))).await;
+        assert_eq!(bodies(&history), Vec::<String>::new());
+    }
+    people[0].send(json!({"v": 1, "type": "chat", "body": "One idea to keep"}));
+    people[1].expect("group chat", |m| m["type"] == "chat" && m["message"]["body"] == "One idea to keep").await;
+
+    // Cat, moved in later, sees what the group said, and not the main room's chat.
+    host.send(json!({"v": 1, "type": "breakout_move", "participant_id": ids[2], "group": 1}));
+    let history = people[2].expect("the group's chat for a latecomer", history_of(json!(1))).await;
+    assert_eq!(bodies(&history), ["One idea to keep"]);
+    assert_eq!(history["chat"][0]["author_name"], "Ann");
+    // So does a host visiting, and someone rejoining lands back in the group with its chat.
+    host.send(json!({"v": 1, "type": "breakout_visit", "group": 1}));
+    assert_eq!(bodies(&host.expect("the visited group's chat", history_of(json!(1))).await), ["One idea to keep"]);
+    people[1].send(json!({"v": 1, "type": "leave"}));
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+    assert_eq!(bodies(&ben.expect("the group's chat on rejoining", history_of(json!(1))).await), ["One idea to keep"]);
+    people[1] = ben;
+    // Nobody else moved: the group's members are not sent it again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!people[0].drain().iter().any(|m| m["type"] == "chat_history"), "only people who move get the history");
+
+    // Back in the main room, everyone sees the main room's chat again, without the group's.
+    host.send(json!({"v": 1, "type": "breakout_close"}));
+    for c in people.iter_mut().chain([&mut host]) {
+        let history = c.expect("the main room's chat on return", history_of(json!(null))).await;
+        assert_eq!(bodies(&history), ["Hello everyone"]);
+    }
 }

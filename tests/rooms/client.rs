@@ -80,8 +80,14 @@ pub const HD_PAYLOAD: usize = 1150;
 
 enum Command {
     Raw(Message),
-    Publish(Stream),
-    PublishClip(Arc<Clip>),
+    Publish(Source),
+    PublishOnOffer(Stream, Crossing),
+}
+
+/// What a publishing client sends: generated media, or a real clip.
+pub enum Source {
+    Generated(Stream),
+    Clip(Arc<Clip>),
 }
 
 /// A real encoded clip to publish, made by ffmpeg: VP8 frames at 30 a second
@@ -126,6 +132,19 @@ impl Clip {
         }
         Clip { video, audio, go: tokio::sync::Notify::new() }
     }
+}
+
+/// How a publish made when the server's next offer arrives meets that offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crossing {
+    /// Our offer goes out before we take in the server's: the two cross
+    /// (glare). We are the polite peer: ours is rolled back, and made again
+    /// once the server's is answered.
+    Offer,
+    /// Our offer goes out as if it were the answer to the server's, and the
+    /// server's is never applied: what a page did that labelled descriptions
+    /// by the code path that made them.
+    OfferAsAnswer,
 }
 
 pub struct Client {
@@ -209,12 +228,17 @@ impl Client {
 
     /// As [`Client::publish`], with the given stream.
     pub fn publish_stream(&self, stream: Stream) {
-        let _ = self.commands.send(Command::Publish(stream));
+        let _ = self.commands.send(Command::Publish(Source::Generated(stream)));
     }
 
     /// Adds a VP8 and an Opus track, offers them, and plays `clip` once, in real time.
     pub fn publish_clip(&self, clip: Arc<Clip>) {
-        let _ = self.commands.send(Command::PublishClip(clip));
+        let _ = self.commands.send(Command::Publish(Source::Clip(clip)));
+    }
+
+    /// Publishes when the server's next offer arrives, meeting it as `crossing` says.
+    pub fn publish_on_next_offer(&self, crossing: Crossing) {
+        let _ = self.commands.send(Command::PublishOnOffer(Stream::Light, crossing));
     }
 
     /// Asks the sender of the received video for a keyframe, as a decoder
@@ -327,6 +351,8 @@ async fn drive(
     let stop = Arc::new(AtomicBool::new(false));
     // Our offer awaits the server's answer.
     let mut offering = false;
+    let mut on_offer: Option<(Stream, Crossing)> = None;
+    let counters = (keyframe_requests, sent, loudness);
     loop {
         tokio::select! {
             frame = stream.next() => {
@@ -348,6 +374,18 @@ async fn drive(
                 match m["type"].as_str() {
                     Some("offer") => {
                         let pc = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
+                        if let Some((stream, crossing)) = on_offer.take() {
+                            let mut ours = publish(&pc, Source::Generated(stream), &counters, &stop).await;
+                            offering = true;
+                            if crossing == Crossing::OfferAsAnswer {
+                                let sdp = pc.local_description().await.unwrap().sdp;
+                                ours = Message::Text(json!({"v": 1, "type": "answer", "sdp": sdp}).to_string().into());
+                            }
+                            let _ = sink.send(ours).await;
+                            if crossing == Crossing::OfferAsAnswer {
+                                continue;
+                            }
+                        }
                         // The polite peer: on a collision, drop our offer, take the
                         // server's, and offer again afterwards.
                         let reoffer = offering;
@@ -385,24 +423,12 @@ async fn drive(
             }
             command = commands.recv() => match command {
                 Some(Command::Raw(message)) => { let _ = sink.send(message).await; }
-                Some(command @ (Command::Publish(_) | Command::PublishClip(_))) => {
+                Some(Command::Publish(source)) => {
                     let p = match &pc { Some(pc) => pc.clone(), None => { let p = peer(event_tx.clone()).await; pc = Some(p.clone()); p } };
-                    let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
-                    let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
-                    for track in [&video, &audio] {
-                        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
-                        p.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
-                    }
-                    let _ = sink.send(offer(&p).await).await;
+                    let _ = sink.send(publish(&p, source, &counters, &stop).await).await;
                     offering = true;
-                    let local_sdp = p.local_description().await.map(|d| d.sdp).unwrap_or_default();
-                    let level = engine::extmap_id(&local_sdp, engine::AUDIO_LEVEL_URI).map(|id| (id, loudness.clone()));
-                    match command {
-                        Command::PublishClip(clip) => { tokio::spawn(play_clip(clip, (video, video_ssrc), (audio, audio_ssrc), sent.clone())); }
-                        Command::Publish(stream) => { tokio::spawn(generate(stream, video, video_ssrc, (audio, audio_ssrc, level), (keyframe_requests.clone(), sent.clone()), stop.clone())); }
-                        Command::Raw(_) => {}
-                    }
                 }
+                Some(Command::PublishOnOffer(stream, crossing)) => on_offer = Some((stream, crossing)),
                 None => break,
             },
             Some(event) = events.recv() => match event {
@@ -424,6 +450,33 @@ async fn drive(
     if let Some(pc) = pc {
         let _ = pc.close().await;
     }
+}
+
+type Counters = (Arc<AtomicU32>, Arc<AtomicU64>, Arc<AtomicU8>);
+
+/// Adds a VP8 and an Opus track, starts generating media on them, and
+/// returns the offer to send (already set as the local description).
+async fn publish(pc: &Arc<dyn PeerConnection>, source: Source, counters: &Counters, stop: &Arc<AtomicBool>) -> Message {
+    let (keyframe_requests, sent, loudness) = counters;
+    let (video, video_ssrc) = local(RtpCodecKind::Video, engine::VP8);
+    let (audio, audio_ssrc) = local(RtpCodecKind::Audio, engine::OPUS);
+    for track in [&video, &audio] {
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() };
+        pc.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init)).await.unwrap();
+    }
+    let message = offer(pc).await;
+    let local_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
+    let level = engine::extmap_id(&local_sdp, engine::AUDIO_LEVEL_URI).map(|id| (id, loudness.clone()));
+    match source {
+        Source::Clip(clip) => {
+            tokio::spawn(play_clip(clip, (video, video_ssrc), (audio, audio_ssrc), sent.clone()));
+        }
+        Source::Generated(stream) => {
+            let counters = (keyframe_requests.clone(), sent.clone());
+            tokio::spawn(generate(stream, video, video_ssrc, (audio, audio_ssrc, level), counters, stop.clone()));
+        }
+    }
+    message
 }
 
 async fn offer(pc: &Arc<dyn PeerConnection>) -> Message {
