@@ -356,6 +356,24 @@ export function formatLength(ms) {
   return minutesText(Math.round(seconds / 60));
 }
 
+/**
+ * A recording's single-file download as the server reports it: a link once
+ * it is made, its progress while it is being made, or null when the server
+ * makes none.
+ */
+export function downloadNote(recording) {
+  switch (recording.download_status) {
+    case "ready":
+      return el("a", { href: recording.download_url, download: "", class: "download-link", text: "Download the recording (WebM)" });
+    case "working":
+      return el("span", { class: "muted", text: `Preparing a download… ${recording.download_progress || 0}%` });
+    case "failed":
+      return el("span", { class: "muted", text: "The download could not be made." });
+    default:
+      return null;
+  }
+}
+
 /** A position in a recording: "2:05", or "1:02:05" past the hour. */
 export function formatClock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));

@@ -6,6 +6,7 @@
 import {
   api,
   audienceName,
+  downloadNote,
   el,
   fillSelect,
   formatInstant,
@@ -359,7 +360,7 @@ function recordingsSection(session) {
         el("td", { "data-label": "Length", text: r.duration_ms == null ? "—" : formatLength(r.duration_ms) }),
         el("td", { "data-label": "Status" }, live ? el("span", { class: "badge badge-wait", text: "Recording now" }) : el("span", { class: "badge badge-ok", text: r.status === "recovered" ? "Recovered" : "Ready" })),
         el("td", { class: "num", "data-label": "Disk space", text: formatBytes(r.bytes || 0) }),
-        el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove),
+        el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove, live ? null : downloadNote(r)),
       );
     });
     body.replaceChildren(

@@ -15,7 +15,7 @@
 // page hide; a seek starts a new segment (the server keeps each segment by
 // its start and only lets it grow).
 
-import { api, el, formatClock as at, formatInstant, formatLength, here, param, say, setupPage, stop, viewerZone, zoneAbbr } from "/app.js";
+import { api, downloadNote, el, formatClock as at, formatInstant, formatLength, here, param, say, setupPage, stop, viewerZone, zoneAbbr } from "/app.js";
 import { resultBars } from "/room-talk.js";
 
 const recordingId = param("id");
@@ -229,6 +229,27 @@ function closeSegment() {
   watch.segment = null;
 }
 
+/**
+ * The download link, or its progress: checked again every 5 s while it is
+ * being made (and a few times while it is not started: the server may have
+ * no ffmpeg, and then makes none).
+ */
+function showDownload(recording, waits = 3) {
+  const note = downloadNote(recording);
+  ui.download.replaceChildren(...(note ? [note] : []));
+  ui.download.hidden = !note;
+  const pending = recording.download_status === "working" || (recording.download_status === "none" && waits > 0);
+  if (pending) {
+    setTimeout(async () => {
+      try {
+        showDownload(await api(`/api/recordings/${encodeURIComponent(recordingId)}`), recording.download_status === "none" ? waits - 1 : waits);
+      } catch (e) {
+        console.debug("download state not refreshed", e);
+      }
+    }, 5000);
+  }
+}
+
 /** Sends what was watched since the last report. `keepalive` for the page going away. */
 async function report({ keepalive = false } = {}) {
   extendSegment();
@@ -397,6 +418,8 @@ function build(recording, user) {
 
   ui.watched = el("p", { class: "replay-watched", id: "replay-watched", text: watchedText(replay.watchedMs, clock.duration) });
   ui.notice = el("div", { class: "status", role: "alert", hidden: true });
+  ui.download = el("p", { class: "replay-download", "aria-live": "polite" });
+  showDownload(recording);
   const when = `${formatInstant(recording.started_at, zone)} ${zoneAbbr(started, zone)}`;
   content.replaceChildren(
     el("p", {}, el("a", { href: `/session.html?id=${recording.session_id}`, text: "← Back to the session page" })),
@@ -407,6 +430,7 @@ function build(recording, user) {
       el("h1", { id: "replay-title", text: recording.session_title }),
       el("p", { class: "replay-meta" }, el("time", { datetime: started, text: `Recorded ${when}` }), ` · ${formatLength(clock.duration)}`),
       ui.watched,
+      ui.download,
     ),
     ui.notice,
     el(

@@ -208,6 +208,14 @@ test("a recorded session replays like being there: the video plays, the chapter 
   await ada.getByText(new RegExp(`You have watched [1-9]\\d* s of ${Math.round(recording.duration_ms / 1000)} s`)).waitFor();
   await shot(ada, "replay-paused-desktop");
 
+  // The single-file download is made in the background (ffmpeg); the page offers it once it is.
+  const download = ada.getByRole("link", { name: "Download the recording (WebM)" });
+  await download.waitFor({ timeout: 60000 });
+  const file = await ada.request.get(`${app.url}${await download.getAttribute("href")}`);
+  assert.equal(file.status(), 200);
+  assert.match(file.headers()["content-disposition"], /^attachment; filename=".+\.webm"$/);
+  assert.ok((await file.body()).length > 10000, "the download holds the recording");
+
   // A teacher who did not register is told why they cannot watch.
   await signUp(app, "Cy Visitor", "cy@school.test");
   const cy = await signedInPage(app, browser, "cy@school.test", "a-long-password");
