@@ -1,11 +1,13 @@
 //! Recording cost: four tracks (two 720p-like VP8 videos at ~1.3 Mbps, a
 //! camera and a screen, and two Opus audios) recorded for a minute of media.
 //! The packets go through the real writer path (`recording::track`: frame
-//! reassembly, WebM clusters, file writes); they are fed as fast as the
-//! writers take them, so CPU time / media time is the share of one core a
-//! live recording of the same tracks uses.
+//! reassembly, WebM clusters, file writes). By default they are fed as fast
+//! as the writers take them (CPU time / media time is the work a live
+//! recording of the same tracks does); with `--live 1` they are paced in real
+//! time, as a room delivers them, which adds the cost of waking the writer
+//! threads for every packet.
 //!
-//!     cargo bench --bench recording -- [--seconds 60] [--runs 5]
+//!     cargo bench --bench recording -- [--seconds 60] [--runs 5] [--live 1]
 //!
 //! Prints, per run, CPU seconds (user + system, whole process), the share of
 //! one core, bytes written and the disk throughput a live recording needs;
@@ -87,6 +89,7 @@ fn audio_packets(seconds: u64, ssrc: u32) -> Vec<Packet> {
 async fn main() {
     let seconds = arg("--seconds", 60);
     let runs = arg("--runs", 5);
+    let live = arg("--live", 0) == 1;
     let tracks: Vec<(Codec, Vec<Packet>)> = vec![
         (Codec::Vp8, video_packets(seconds, 1)),
         (Codec::Vp8, video_packets(seconds, 2)),
@@ -94,7 +97,8 @@ async fn main() {
         (Codec::Opus, audio_packets(seconds, 4)),
     ];
     let packets: usize = tracks.iter().map(|(_, p)| p.len()).sum();
-    println!("recording 4 tracks ({packets} RTP packets) for {seconds} s of media, {runs} runs");
+    let pace = if live { "paced in real time" } else { "as fast as they are taken" };
+    println!("recording 4 tracks ({packets} RTP packets, {pace}) for {seconds} s of media, {runs} runs");
     let (mut shares, mut rates) = (vec![], vec![]);
     for run in 1..=runs {
         let dir = tempfile::tempdir().unwrap();
@@ -106,8 +110,14 @@ async fn main() {
             let path = dir.path().join(format!("{i}.webm"));
             writers.push(track::spawn(path, *codec, clock, rx, Box::new(|_| {}), Box::new(|| {})));
             let packets = packets.clone();
+            let rate = if *codec == Codec::Vp8 { 90_000 } else { 48_000 };
             tokio::spawn(async move {
+                let start = tokio::time::Instant::now();
                 for p in packets {
+                    if live {
+                        let due = std::time::Duration::from_micros(p.header.timestamp as u64 * 1_000_000 / rate);
+                        tokio::time::sleep_until(start + due).await;
+                    }
                     if tx.send(p).await.is_err() {
                         break;
                     }

@@ -353,6 +353,19 @@ function recordingsSection(session) {
         },
       });
       const live = r.status === "recording";
+      const audience = el("select", { "aria-label": `Who can watch the recording of ${when}` });
+      fillSelect(audience, [["participants", "Registered participants"], ["everyone", "Everyone signed in"]], r.open_to);
+      audience.addEventListener("change", async () => {
+        audience.disabled = true;
+        try {
+          await api(`/api/recordings/${r.id}/access`, { method: "PUT", body: { open_to: audience.value } });
+          say(status, audience.value === "everyone" ? `Anyone signed in can now watch the recording of ${when}.` : `Only the session's participants can watch the recording of ${when}.`, "success");
+        } catch (e) {
+          say(status, e.message, "error");
+        } finally {
+          audience.disabled = false;
+        }
+      });
       return el(
         "tr",
         {},
@@ -360,12 +373,13 @@ function recordingsSection(session) {
         el("td", { "data-label": "Length", text: r.duration_ms == null ? "—" : formatLength(r.duration_ms) }),
         el("td", { "data-label": "Status" }, live ? el("span", { class: "badge badge-wait", text: "Recording now" }) : el("span", { class: "badge badge-ok", text: r.status === "recovered" ? "Recovered" : "Ready" })),
         el("td", { class: "num", "data-label": "Disk space", text: formatBytes(r.bytes || 0) }),
+        el("td", { "data-label": "Who can watch" }, audience),
         el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove, live ? null : downloadNote(r)),
       );
     });
     body.replaceChildren(
       el("p", { class: "muted", text: `${recordings.length} ${recordings.length === 1 ? "recording uses" : "recordings use"} ${formatBytes(total)} of disk space.` }),
-      dataTable("Recordings", ["Recorded", "Length", "Status", ["Disk space", "num"], ""], rows),
+      dataTable("Recordings", ["Recorded", "Length", "Status", ["Disk space", "num"], "Who can watch", ""], rows),
     );
   }
   load().catch((e) => {

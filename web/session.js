@@ -134,7 +134,8 @@ function isParticipant(session) {
 function recordingsSection(session) {
   const list = el("ul", { class: "recordings" });
   const section = el("section", { class: "card", "aria-labelledby": "recordings-heading", hidden: true }, el("h2", { id: "recordings-heading", text: "Recordings" }), list);
-  if (!isParticipant(session)) return section;
+  // Anyone signed in may see recordings an organiser opened to everyone; participants see them all.
+  if (!user) return section;
   api(`/api/sessions/${session.id}/recordings`)
     .then((recordings) => {
       if (!recordings.length) return;

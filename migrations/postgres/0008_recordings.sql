@@ -12,7 +12,10 @@ create table recordings (
     started_by bigint references users(id),
     -- The single-file download made in the background (ffmpeg): none, working, ready, failed.
     download_status text not null default 'none',
-    download_progress bigint not null default 0  -- percent, while working
+    download_progress bigint not null default 0, -- percent, while working
+    -- Who may watch: the session's participants (registrants, presenters,
+    -- organisers), or everyone signed in once an organiser opens it.
+    open_to text not null default 'participants'
 );
 create index recordings_session on recordings(session_id);
 

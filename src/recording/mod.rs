@@ -49,7 +49,7 @@ pub const TIMELINE: &str = "timeline.jsonl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error("only the session's registered participants, presenters and organisers can watch its recordings")]
+    #[error("only the session's registered participants can watch this recording")]
     NoAccess,
     #[error("{0}")]
     BadSegment(String),
@@ -90,6 +90,9 @@ pub struct RecordingSummary {
     pub download_progress: i64,
     /// Set once `ready`.
     pub download_url: Option<String>,
+    /// Who may watch: `participants` (the session's registrants, presenters
+    /// and organisers) or `everyone` signed in.
+    pub open_to: String,
 }
 
 /// One recorded track: a WebM file placed on the recording's clock.
@@ -129,6 +132,7 @@ fn summary(row: &sqlx::any::AnyRow, organiser: bool) -> Result<RecordingSummary,
         download_url: (download_status == "ready").then(|| format!("/api/recordings/{id}/download")),
         download_status,
         download_progress: row.try_get("download_progress")?,
+        open_to: row.try_get("open_to")?,
         id,
         session_id: row.try_get("session_id")?,
         status: row.try_get("status")?,
@@ -139,16 +143,26 @@ fn summary(row: &sqlx::any::AnyRow, organiser: bool) -> Result<RecordingSummary,
 }
 
 const RECORDING_SELECT: &str =
-    "select id, session_id, status, started_at, duration_ms, bytes, download_status, download_progress from recordings";
+    "select id, session_id, status, started_at, duration_ms, bytes, download_status, download_progress, open_to
+     from recordings";
 
-/// Whether `user` may watch `session_id`'s recordings; `Ok(true)` for organisers.
-async fn check_access(db: &Db, user: &User, session_id: i64) -> ApiResult<bool> {
+/// Who `user` is to a session's recordings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Viewer {
+    Organiser,
+    /// A presenter or confirmed registrant.
+    Participant,
+    /// Anyone else signed in: sees only recordings opened to everyone.
+    Other,
+}
+
+async fn viewer(db: &Db, user: &User, session_id: i64) -> ApiResult<Viewer> {
     programme::visible(db, session_id, Some(user)).await?;
     if user.is_organiser {
-        return Ok(true);
+        return Ok(Viewer::Organiser);
     }
     if programme::is_presenter(db, session_id, user.id).await? {
-        return Ok(false);
+        return Ok(Viewer::Participant);
     }
     let status: Option<String> =
         sqlx::query_scalar("select status from registrations where session_id = $1 and user_id = $2")
@@ -156,10 +170,7 @@ async fn check_access(db: &Db, user: &User, session_id: i64) -> ApiResult<bool> 
             .bind(user.id)
             .fetch_optional(&db.read)
             .await?;
-    match status.as_deref() {
-        Some("confirmed") => Ok(false),
-        _ => Err(RecordingError::NoAccess.into()),
-    }
+    Ok(if status.as_deref() == Some("confirmed") { Viewer::Participant } else { Viewer::Other })
 }
 
 /// The recording's row, if `user` may see it; `bool`: they are an organiser.
@@ -169,24 +180,69 @@ async fn load(db: &Db, user: &User, id: &str) -> ApiResult<(sqlx::any::AnyRow, b
         .fetch_optional(&db.read)
         .await?
         .ok_or(ApiError::NotFound("recording"))?;
-    let organiser = check_access(db, user, row.try_get("session_id")?).await?;
-    Ok((row, organiser))
+    let viewer = viewer(db, user, row.try_get("session_id")?).await?;
+    if viewer == Viewer::Other && row.try_get::<String, _>("open_to")? != "everyone" {
+        return Err(RecordingError::NoAccess.into());
+    }
+    Ok((row, viewer == Viewer::Organiser))
 }
 
-/// A session's recordings, newest first.
+/// A session's recordings, newest first: all of them for its participants,
+/// those opened to everyone for anyone else signed in.
 #[utoipa::path(get, path = "/api/sessions/{id}/recordings", tag = "recordings",
-    responses((status = 200, body = Vec<RecordingSummary>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<RecordingSummary>), (status = 404, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<RecordingSummary>>> {
-    let organiser = check_access(&state.db, &user, id).await?;
+    let viewer = viewer(&state.db, &user, id).await?;
     let rows = sqlx::query(&format!("{RECORDING_SELECT} where session_id = $1 order by started_at desc"))
         .bind(id)
         .fetch_all(&state.db.read)
         .await?;
-    Ok(Json(rows.iter().map(|r| summary(r, organiser)).collect::<Result<_, _>>()?))
+    let mut out = vec![];
+    for row in &rows {
+        if viewer != Viewer::Other || row.try_get::<String, _>("open_to")? == "everyone" {
+            out.push(summary(row, viewer == Viewer::Organiser)?);
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Access {
+    /// `participants` or `everyone` (signed in).
+    pub open_to: String,
+}
+
+/// Open a recording to everyone signed in, or back to the session's participants (organisers).
+#[utoipa::path(put, path = "/api/recordings/{id}/access", tag = "recordings", request_body = Access,
+    responses((status = 200, body = RecordingSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn set_access(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<Access>,
+) -> ApiResult<Json<RecordingSummary>> {
+    let (_, organiser) = load(&state.db, &user, &id).await?;
+    if !organiser {
+        return Err(ApiError::forbidden("only organisers can change who may watch a recording"));
+    }
+    if body.open_to != "participants" && body.open_to != "everyone" {
+        return Err(ApiError::invalid("open_to", "open_to must be participants or everyone"));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update recordings set open_to = $1 where id = $2")
+        .bind(&body.open_to)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(recording = %id, open_to = %body.open_to, by = user.id, "recording access changed");
+    let (row, _) = load(&state.db, &user, &id).await?;
+    Ok(Json(summary(&row, true)?))
 }
 
 /// A recording: its tracks, its timeline, and how much of it you watched.
@@ -492,6 +548,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(detail, delete))
         .routes(routes!(file))
         .routes(routes!(download_file))
+        .routes(routes!(set_access))
         .routes(routes!(report))
 }
 

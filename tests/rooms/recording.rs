@@ -62,6 +62,11 @@ async fn start_recording(host: &mut Client) -> String {
     on["recording_id"].as_str().unwrap().to_string()
 }
 
+/// An organiser's (or anyone's) request to change who may watch.
+async fn open(app: &TestApp, access: &str, token: &str, to: &str) -> (StatusCode, Value) {
+    app.request(reqwest::Method::PUT, access, Some(token), Some(json!({ "open_to": to }))).await
+}
+
 async fn download(app: &TestApp, token: &str, url: &str, to: &Path) {
     let bytes = app.client.get(format!("{}{url}", app.url)).bearer_auth(token).send().await.unwrap();
     assert_eq!(bytes.status(), StatusCode::OK);
@@ -197,6 +202,24 @@ async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let denied = app.client.get(&url).bearer_auth(&stranger).send().await.unwrap();
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let (status, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&stranger)).await;
+    assert_eq!((status, list), (StatusCode::OK, json!([])), "nothing is listed to them");
+
+    // An organiser opens it to everyone signed in (only organisers can, and only to known audiences).
+    let access = format!("/api/recordings/{recording_id}/access");
+    assert_eq!(open(&app, &access, &attendees[0], "everyone").await.0, StatusCode::FORBIDDEN);
+    let (status, body) = open(&app, &access, &organiser, "the whole world").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = open(&app, &access, &organiser, "everyone").await;
+    assert_eq!((status, body["open_to"].as_str()), (StatusCode::OK, Some("everyone")), "{body}");
+    let (status, _) = app.get(&format!("/api/recordings/{recording_id}"), Some(&stranger)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.client.get(&url).bearer_auth(&stranger).send().await.unwrap().status(), StatusCode::OK);
+    let (_, list) = app.get(&format!("/api/sessions/{id}/recordings"), Some(&stranger)).await;
+    assert_eq!(list[0]["id"], recording_id.as_str());
+    open(&app, &access, &organiser, "participants").await;
+    let (status, _) = app.get(&format!("/api/recordings/{recording_id}"), Some(&stranger)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "closed again");
     let (status, _) = app.get(&format!("/api/recordings/{}", "0".repeat(32)), Some(&organiser)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

@@ -228,6 +228,15 @@ test("a recorded session replays like being there: the video plays, the chapter 
   const managed = host.getByRole("region", { name: "Recordings" });
   await managed.getByText(/\d+(\.\d)? (KB|MB) of disk space/).waitFor();
   await shot(host, "organiser-recordings-desktop");
+
+  // Opened to everyone signed in, the visitor finds it on the session page and can watch.
+  await managed.getByLabel(/^Who can watch the recording of /).selectOption("everyone");
+  await managed.getByText("Anyone signed in can now watch").waitFor();
+  await cy.goto(`${app.url}/session.html?id=${session.id}`);
+  await cy.getByRole("region", { name: "Recordings" }).getByRole("link", { name: "Watch the replay" }).click();
+  await cy.getByRole("heading", { level: 1, name: session.title }).waitFor();
+  await cy.getByRole("button", { name: "Play", exact: true }).waitFor();
+
   host.once("dialog", (dialog) => dialog.accept());
   await managed.getByRole("button", { name: /^Delete the recording of / }).click();
   await managed.getByText("is deleted").waitFor();
