@@ -58,16 +58,24 @@ export function createGroups({ send, me, participants, nameOf, onChange, alert, 
   const minutesInput = el("input", { type: "number", id: "groups-minutes", min: "1", max: "180", step: "1", value: "10", inputmode: "numeric" });
   const returnInput = el("input", { type: "number", id: "groups-return", min: "1", max: "300", value: "30", inputmode: "numeric" });
   const randomBox = el("input", { type: "checkbox", id: "groups-random", checked: true });
+  // Split by a number of groups (named, with tasks) or by people per group (as many groups as it takes, at random).
+  const splitSelect = el("select", { id: "groups-split" });
+  splitSelect.append(el("option", { value: "count", text: "A number of groups" }), el("option", { value: "size", text: "People per group" }));
+  const sizeInput = el("input", { type: "number", id: "groups-size", min: "1", max: "50", value: "4", inputmode: "numeric" });
+  const countField = el("div", { class: "field" }, el("label", { class: "label", for: "groups-count", text: "Number of groups" }), countInput);
+  const sizeField = el("div", { class: "field", hidden: true }, el("label", { class: "label", for: "groups-size", text: "People per group" }), sizeInput);
+  const randomField = el("div", {}, el("label", { class: "check" }, randomBox, " Place attendees in the groups at random"), el("p", { class: "muted small", text: "Otherwise everyone starts in the main room and you move people into groups once they are open." }));
   const leaveBox = el("input", { type: "checkbox", id: "groups-leave" });
   const rows = el("ol", { class: "group-rows" });
   const planForm = el(
     "form",
     { class: "talk-form groups-form", "aria-labelledby": "groups-plan-heading" },
     el("h3", { id: "groups-plan-heading", text: "Plan breakout groups" }),
-    el("div", { class: "field" }, el("label", { class: "label", for: "groups-count", text: "Number of groups" }), countInput),
+    el("div", { class: "field" }, el("label", { class: "label", for: "groups-split", text: "Split the room into" }), splitSelect),
+    countField,
+    sizeField,
     rows,
-    el("label", { class: "check" }, randomBox, " Place attendees in the groups at random"),
-    el("p", { class: "muted small", text: "Otherwise everyone starts in the main room and you move people into groups once they are open." }),
+    randomField,
     el("div", { class: "field" }, el("label", { class: "label", for: "groups-minutes", text: "Duration (minutes)" }), minutesInput),
     el("label", { class: "check" }, leaveBox, " Participants may leave their group"),
     el("div", { class: "field" }, el("label", { class: "label", for: "groups-return", text: "Return countdown (seconds)" }), returnInput),
@@ -94,12 +102,24 @@ export function createGroups({ send, me, participants, nameOf, onChange, alert, 
   }
   countInput.addEventListener("input", renderRows);
   renderRows();
+  splitSelect.addEventListener("change", () => {
+    const bySize = splitSelect.value === "size";
+    // By size, the groups are made when they open ("Group 1", "Group 2", …) and filled at random.
+    countField.hidden = rows.hidden = randomField.hidden = bySize;
+    sizeField.hidden = !bySize;
+  });
 
   planForm.addEventListener("submit", (e) => {
     e.preventDefault();
     const minutes = Number(minutesInput.value);
     const back = Number(returnInput.value);
     if (!(minutes > 0)) return tell("The groups need a duration of at least one minute.");
+    const common = { minutes, allow_leave: leaveBox.checked, return_seconds: back > 0 ? back : 30 };
+    if (splitSelect.value === "size") {
+      const size = Number(sizeInput.value);
+      if (!(Number.isInteger(size) && size >= 1)) return tell("People per group must be a whole number, at least 1.");
+      return send({ type: "breakout_open", groups: [], people_per_group: size, ...common });
+    }
     const plan = [...rows.children].map((row, i) => ({
       name: row.querySelector("[name=name]").value.trim() || `Group ${i + 1}`,
       task: row.querySelector("[name=task]").value.trim(),
@@ -109,9 +129,7 @@ export function createGroups({ send, me, participants, nameOf, onChange, alert, 
       type: "breakout_open",
       groups: plan,
       random_groups: randomBox.checked ? plan.length : null,
-      minutes,
-      allow_leave: leaveBox.checked,
-      return_seconds: back > 0 ? back : 30,
+      ...common,
     });
   });
 

@@ -48,6 +48,11 @@ pub struct Plan {
     /// (groups beyond those named get "Group N").
     #[serde(default)]
     pub random_groups: Option<u32>,
+    /// Or: as many groups as it takes to have about this many people in each
+    /// (everyone not placed by hand, at random; at least one group, and at
+    /// least as many as are named).
+    #[serde(default)]
+    pub people_per_group: Option<u32>,
     /// Minutes until the groups close on their own (fractions allowed: 0.5 is
     /// thirty seconds).
     pub minutes: f64,
@@ -193,7 +198,18 @@ impl Breakouts {
         if !(0..=120).contains(&return_seconds) {
             return Err(BreakoutError::BadPlan("return_seconds must be between 0 and 120".into()));
         }
-        let random = plan.random_groups.unwrap_or(0) as usize;
+        let random = match (plan.random_groups, plan.people_per_group) {
+            (Some(_), Some(_)) => {
+                return Err(BreakoutError::BadPlan("ask for random_groups or people_per_group, not both".into()))
+            }
+            (_, Some(0)) => return Err(BreakoutError::BadPlan("people_per_group must be at least 1".into())),
+            (_, Some(size)) => {
+                let placed_by_hand: usize = plan.groups.iter().map(|g| g.members.len()).sum();
+                let to_place = present.len().saturating_sub(placed_by_hand);
+                to_place.div_ceil(size as usize).max(plan.groups.len()).max(1)
+            }
+            (random, None) => random.unwrap_or(0) as usize,
+        };
         let count = plan.groups.len().max(random);
         if count == 0 {
             return Err(BreakoutError::BadPlan("name at least one group, or ask for random_groups".into()));
@@ -450,6 +466,25 @@ mod tests {
         sizes.sort();
         assert_eq!(sizes, [2, 2, 3]);
         assert_eq!(b.open(&plan(3, 10.0), &people, 0), Err(BreakoutError::AlreadyOpen));
+    }
+
+    #[test]
+    fn people_per_group_makes_as_many_groups_as_it_takes() {
+        let mut b = Breakouts::default();
+        let people: Vec<i64> = (1..=7).collect();
+        let by_size = Plan { people_per_group: Some(3), minutes: 5.0, ..Default::default() };
+        b.open(&by_size, &people, 0).unwrap();
+        let mut sizes = [0; 3];
+        for p in &people {
+            sizes[b.space_of(*p).unwrap() as usize - 1] += 1;
+        }
+        sizes.sort();
+        assert_eq!(sizes, [2, 2, 3], "7 people, about 3 a group: 3 groups");
+        let both = Plan { random_groups: Some(2), ..by_size.clone() };
+        assert!(matches!(Breakouts::default().open(&both, &people, 0), Err(BreakoutError::BadPlan(_))));
+        let zero = Plan { people_per_group: Some(0), ..by_size.clone() };
+        assert!(matches!(Breakouts::default().open(&zero, &people, 0), Err(BreakoutError::BadPlan(_))));
+        assert!(by_size.validate().is_ok(), "a saved plan by size is valid before anyone is there");
     }
 
     #[test]
