@@ -360,3 +360,25 @@ async fn moving_into_a_group_shows_what_was_said_there_and_returning_shows_the_m
         assert_eq!(bodies(&history), ["Hello everyone"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_per_group_makes_as_many_groups_as_the_room_needs() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat", "Dev", "Eve"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut people = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        c.join().await;
+        people.push(c);
+    }
+    host.send(json!({"v": 1, "type": "breakout_open", "people_per_group": 2, "random_groups": 2, "minutes": 5}));
+    assert!(host.error().await["message"].as_str().unwrap().contains("not both"));
+    host.send(json!({"v": 1, "type": "breakout_open", "people_per_group": 2, "minutes": 5}));
+    let opened = host.expect("the groups", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    let groups = opened["breakout"]["groups"].as_array().unwrap();
+    let mut sizes: Vec<usize> = groups.iter().map(|g| g["members"].as_array().unwrap().len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, 2, 2], "five attendees, two a group: three groups ({opened})");
+}
