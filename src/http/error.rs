@@ -39,6 +39,10 @@ pub enum ApiError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// The server is overloaded (no database connection came free in time):
+    /// nothing was done; the same request may be sent again shortly.
+    #[error("the server is busy: try again in a few seconds")]
+    Busy,
     /// Anything else: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -70,7 +74,16 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("database error"))
+        match e {
+            // Under a storm (hundreds joining at once on a small machine) every
+            // connection can stay taken past the pool's timeout: a retryable
+            // 503, not a 500.
+            sqlx::Error::PoolTimedOut => {
+                tracing::warn!("no database connection came free in time: answering 503");
+                ApiError::Busy
+            }
+            e => ApiError::Internal(anyhow::Error::new(e).context("database error")),
+        }
     }
 }
 
@@ -84,6 +97,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, field.clone()),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::Busy => {
+                let body = Json(ErrorBody { error: self.to_string(), field: None });
+                return (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "3")], body)
+                    .into_response();
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 let body = ErrorBody { error: "internal server error".into(), field: None };
@@ -152,7 +170,24 @@ impl From<QueryRejection> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::field_of;
+    use super::{field_of, ApiError};
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn a_database_pool_that_stays_busy_answers_a_retryable_503() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_millis(100))
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let _held = pool.acquire().await.unwrap();
+        let timed_out = pool.acquire().await.unwrap_err();
+        let response = ApiError::from(timed_out).into_response();
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "3");
+    }
 
     #[test]
     fn field_names_come_out_of_serde_messages() {
