@@ -941,7 +941,8 @@ async function handle(ws, message) {
       ui.recording.reset();
       ui.mic.hidden = ui.camera.hidden = !room.local;
       ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
-      if (room.me.grants?.publish) addLocalTracks(pc);
+      // Presenters publish; so does an attendee the server put back on stage after a dropped connection.
+      if (room.me.grants?.publish || (room.local && mayPublish())) addLocalTracks(pc);
       if (pc.connectionState !== "connected") {
         // Nothing to receive or send yet (an attendee in the lobby, an empty stage): the room is joined all the same.
         const receiving = (room.phase === "live" || mayPublish()) && [...room.tracks.values()].some((t) => t.participant_id !== room.me.id);

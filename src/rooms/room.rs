@@ -257,7 +257,13 @@ pub struct RoomState {
     phase: Phase,
     speakers: ActiveSpeaker,
     breakouts: Breakouts,
+    /// Stage and mutes of people whose connection dropped, kept for
+    /// [`REJOIN_GRACE_MS`] so a quick reconnect finds them as they were.
+    dropped: HashMap<ParticipantId, (bool, BTreeSet<&'static str>, i64)>,
 }
+
+/// How long a dropped participant's stage and mutes wait for them to reconnect.
+pub const REJOIN_GRACE_MS: i64 = 120_000;
 
 /// Levels are −dBov: 0 is the loudest, 127 silence. Speech sits around 20–40.
 pub const SPEAKING_LEVEL: u8 = 50;
@@ -782,17 +788,27 @@ impl RoomState {
             fx.extend(self.leave(id, old, LeaveReason::Dropped, now_ms));
         }
         fx.push(Effect::Record(Attendance { user_id: id, left: None, at: now_ms }));
+        let is_host = identity.grants.host;
+        // Back to their group after a reconnect; late joiners land in the main room.
+        let mut member = Member::new(identity, conn, self.breakouts.space_of(id));
+        // Back on stage, and still muted, after a dropped connection.
+        self.dropped.retain(|_, (_, _, at)| now_ms - *at <= REJOIN_GRACE_MS);
+        if let Some((on_stage, muted, _)) = self.dropped.remove(&id) {
+            member.on_stage = on_stage;
+            member.muted = muted;
+            if member.may_publish() && !member.publish_allowed {
+                member.publish_allowed = true;
+                fx.push(Effect::AllowPublish { participant: id, allowed: true });
+            }
+        }
         let participants = self.members.values().map(Member::info).collect();
         let tracks: Vec<TrackInfo> = self.tracks.values().map(|t| t.info.clone()).collect();
         let phase = self.phase.as_str();
-        fx.push(Effect::Send(id, ServerMessage::Welcome { you: identity.info(), participants, tracks, phase }));
+        fx.push(Effect::Send(id, ServerMessage::Welcome { you: member.info(), participants, tracks, phase }));
         fx.push(Effect::Broadcast {
             except: Some(id),
-            message: ServerMessage::ParticipantJoined { participant: identity.info() },
+            message: ServerMessage::ParticipantJoined { participant: member.info() },
         });
-        let is_host = identity.grants.host;
-        // Back to their group after a reconnect; late joiners land in the main room.
-        let member = Member::new(identity, conn, self.breakouts.space_of(id));
         let visible: Vec<TrackInfo> =
             self.tracks.values().filter(|t| self.sees(id, &member, t)).map(|t| t.info.clone()).collect();
         for track in visible {
@@ -830,7 +846,11 @@ impl RoomState {
             return vec![];
         }
         let mut fx = vec![];
-        self.members.remove(&participant);
+        if let Some(m) = self.members.remove(&participant) {
+            if reason == LeaveReason::Dropped && (m.on_stage || !m.muted.is_empty()) {
+                self.dropped.insert(participant, (m.on_stage, m.muted, now_ms));
+            }
+        }
         let owned: Vec<TrackId> =
             self.tracks.iter().filter(|(_, t)| t.owner == participant).map(|(id, _)| id.clone()).collect();
         for track in owned {
@@ -1037,6 +1057,36 @@ mod tests {
             _ => None,
         });
         assert_eq!(welcome, Some((2, 1)));
+    }
+
+    #[test]
+    fn a_dropped_attendee_on_stage_comes_back_on_stage_and_still_muted_within_the_grace() {
+        let mut room = RoomState::default();
+        let mut host = person(1, true);
+        host.grants.host = true;
+        room.join(host, 10, 0, true);
+        room.join(person(2, false), 20, 0, true);
+        room.stage_invite(1, 2);
+        room.stage_accept(2);
+        room.mute(1, 2, "audio");
+        let you = |fx: &[Effect]| {
+            fx.iter().find_map(|e| match e {
+                Effect::Send(2, ServerMessage::Welcome { you, .. }) => Some((you.on_stage, you.muted.clone())),
+                _ => None,
+            })
+        };
+        room.leave(2, 20, LeaveReason::Dropped, 1_000);
+        let fx = room.join(person(2, false), 21, 1_000 + REJOIN_GRACE_MS, true);
+        assert_eq!(you(&fx), Some((true, vec!["audio"])), "back on stage, still muted");
+        assert!(fx.iter().any(|e| matches!(e, Effect::AllowPublish { participant: 2, allowed: true })));
+        // Too late, or after leaving on purpose: an attendee again.
+        room.leave(2, 21, LeaveReason::Dropped, 2_000);
+        let fx = room.join(person(2, false), 22, 2_001 + REJOIN_GRACE_MS, true);
+        assert_eq!(you(&fx), Some((false, vec![])));
+        room.stage_invite(1, 2);
+        room.stage_accept(2);
+        room.leave(2, 22, LeaveReason::Left, 3_000);
+        assert_eq!(you(&room.join(person(2, false), 23, 3_001, true)), Some((false, vec![])));
     }
 
     #[test]

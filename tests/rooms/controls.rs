@@ -138,3 +138,39 @@ async fn attendees_wait_in_the_lobby_until_a_host_goes_live_and_end_session_clos
         .unwrap();
     assert_eq!(ended, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendee_whose_connection_drops_comes_back_on_stage_still_muted_and_can_publish() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    let ann_id = ann.join().await["you"]["id"].clone();
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+    host.send(json!({"v": 1, "type": "stage_invite", "participant_id": ann_id}));
+    ann.expect("the invitation", |m| m["type"] == "stage_invited").await;
+    ann.send(json!({"v": 1, "type": "stage_accept"}));
+    host.send(json!({"v": 1, "type": "mute", "participant_id": ann_id, "kind": "audio"}));
+    ann.expect("being muted", |m| m["type"] == "muted").await;
+
+    // Her connection drops (no `leave`): she reconnects as she was.
+    drop(ann);
+    ben.expect("Ann gone", |m| m["type"] == "participant_left" && m["reason"] == "dropped").await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    let welcome = ann.join().await;
+    assert_eq!(welcome["you"]["on_stage"], true, "{welcome}");
+    assert_eq!(welcome["you"]["muted"], json!(["audio"]));
+    let back = ben.expect("Ann back", |m| m["type"] == "participant_joined").await;
+    assert_eq!(back["participant"]["on_stage"], true);
+    // She may publish again without a new invitation: her video reaches Ben.
+    ann.publish();
+    let video = ben
+        .expect("Ann's video", |m| {
+            m["type"] == "track_published" && m["track"]["kind"] == "video" && m["track"]["participant_id"] == ann_id
+        })
+        .await;
+    let video = video["track"]["id"].as_str().unwrap().to_string();
+    until("Ann's video at Ben", Duration::from_secs(10), || packets_on(&ben, &video) >= 20).await;
+}
