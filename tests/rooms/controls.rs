@@ -24,16 +24,32 @@ async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A live session's room with its organiser as host and two attendees in it.
+struct Three {
+    id: i64,
+    host: Client,
+    ann: Client,
+    ann_id: Value,
+    ben: Client,
+    ben_id: Value,
+    attendees: Vec<String>,
+}
+
+async fn host_ann_and_ben(app: &crate::helpers::TestApp) -> Three {
+    let (id, organiser, _, attendees) = session_with_people(app, &["Ann", "Ben"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(app, id, &attendees[0]).await)).await;
+    let ann_id = ann.join().await["you"]["id"].clone();
+    let mut ben = connect(&app.url, id, Some(&room_token(app, id, &attendees[1]).await)).await;
+    let ben_id = ben.join().await["you"]["id"].clone();
+    Three { id, host, ann, ann_id, ben, ben_id, attendees }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes_someone_for_good() {
     let app = spawn_app(Backend::Sqlite).await;
-    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
-    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
-    host.join().await;
-    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
-    let ann_id = ann.join().await["you"]["id"].clone();
-    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
-    let ben_id = ben.join().await["you"]["id"].clone();
+    let Three { id, mut host, mut ann, ann_id, mut ben, ben_id, attendees } = host_ann_and_ben(&app).await;
 
     // Only hosts invite; an attendee cannot invite themselves up.
     ben.send(json!({"v": 1, "type": "stage_invite", "participant_id": ben_id}));
@@ -142,13 +158,7 @@ async fn attendees_wait_in_the_lobby_until_a_host_goes_live_and_end_session_clos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendee_whose_connection_drops_comes_back_on_stage_still_muted_and_can_publish() {
     let app = spawn_app(Backend::Sqlite).await;
-    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
-    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
-    host.join().await;
-    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
-    let ann_id = ann.join().await["you"]["id"].clone();
-    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
-    ben.join().await;
+    let Three { id, host, mut ann, ann_id, mut ben, attendees, .. } = host_ann_and_ben(&app).await;
     host.send(json!({"v": 1, "type": "stage_invite", "participant_id": ann_id}));
     ann.expect("the invitation", |m| m["type"] == "stage_invited").await;
     ann.send(json!({"v": 1, "type": "stage_accept"}));
