@@ -156,7 +156,7 @@ pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult
              union select user_id from room_events where session_id = $1
              union select s.user_id from replay_segments s join recordings r on r.id = s.recording_id
                    where r.session_id = $1)
-         order by name, id",
+         order by id",
     )
     .bind(id)
     .fetch_all(&db.read)
@@ -184,6 +184,8 @@ pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult
         });
         present.push(intervals);
     }
+    // By name in byte order, the same on every database whatever its collation.
+    people.sort_by(|a, b| (&a.name, a.user_id).cmp(&(&b.name, b.user_id)));
     Ok(AttendanceReport {
         threshold_percent: threshold.percent(),
         scheduled_minutes: minutes(scheduled_ms),
