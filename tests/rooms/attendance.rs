@@ -1,10 +1,11 @@
 //! Attendance from real joins and leaves through the live room: a reconnect
-//! is one presence, a short visit is partly attended, and the room's end
-//! closes everyone.
+//! is one presence, a breakout move counts as group time, a short visit is
+//! partly attended, and the room's end closes everyone.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use staffroom::attendance::{group_ms, presence, LiveWindow, Move, RoomEvent};
 
 use crate::{
     client::connect,
@@ -36,7 +37,16 @@ async fn attendance_follows_real_joins_a_reconnect_and_the_end_of_the_room() {
     let mut ann_again = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
     ann_again.join().await;
     assert_eq!(ann.closed().await.0, 4009);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // A breakout: Ann in the only group for a moment, then back.
+    host.send(json!({"v": 1, "type": "breakout_open", "random_groups": 1, "minutes": 5, "return_seconds": 1}));
+    ann_again.expect("the group", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    let opened = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    host.send(json!({"v": 1, "type": "breakout_close"}));
+    ann_again.expect("the return", |m| m["type"] == "breakout_timer" && m["event"] == "closed").await;
+    let in_group = opened.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     host.send(json!({"v": 1, "type": "end_session"}));
     assert_eq!(ann_again.closed().await.0, 4010);
@@ -77,6 +87,36 @@ async fn attendance_follows_real_joins_a_reconnect_and_the_end_of_the_room() {
     let ben = person("Ben");
     assert_eq!((ben["status"].as_str(), ben["how"].as_str()), (Some("partly"), Some("live")), "{ben}");
     assert!(ben["left_at"].as_i64().unwrap() - ben["joined_at"].as_i64().unwrap() < 1_500, "{ben}");
+
+    // The group time, from the moves the room recorded, by the same rules.
+    let events: Vec<(String, i64)> =
+        sqlx::query_as("select kind, at from room_events where session_id = $1 and user_id = $2 order by at, id")
+            .bind(id)
+            .bind(ann_id)
+            .fetch_all(&app.state.db.read)
+            .await
+            .unwrap();
+    let events: Vec<RoomEvent> =
+        events.iter().map(|(k, at)| if k == "join" { RoomEvent::Join(*at) } else { RoomEvent::Leave(*at) }).collect();
+    let moves: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "select group_name, at from breakout_moves where session_id = $1 and user_id = $2 order by at, id",
+    )
+    .bind(id)
+    .bind(ann_id)
+    .fetch_all(&app.state.db.read)
+    .await
+    .unwrap();
+    assert_eq!(moves.iter().map(|(g, _)| g.is_some()).collect::<Vec<_>>(), [true, false], "{moves:?}");
+    let moves: Vec<Move> = moves.iter().map(|(g, at)| Move { at: *at, in_group: g.is_some() }).collect();
+    let window = LiveWindow { live_at: Some(1), close: ann["left_at"].as_i64().unwrap() };
+    let presence = presence(&events, window);
+    assert_eq!(presence.len(), 1, "the reconnect is one presence: {presence:?}");
+    let in_groups = group_ms(&moves, &presence);
+    assert!(
+        (500..=in_group.as_millis() as i64 + 200).contains(&in_groups),
+        "{in_groups} ms in the group, {in_group:?} between the group opening and the return"
+    );
+    assert_eq!(ann["minutes_in_groups"], 0);
 
     // Host, Ann, Ben arrive; Ben leaves; Ann's reconnect changes nothing;
     // the end closes everyone at once.
