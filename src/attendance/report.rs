@@ -215,7 +215,7 @@ fn rfc3339(ms: Option<i64>) -> String {
 #[utoipa::path(get, path = "/api/sessions/{id}/attendance.csv", tag = "attendance",
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn csv(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Response> {
+async fn show_csv(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Response> {
     let session = require_reader(&state.db, &user, id).await?;
     let report = build(&state.db, &session, chrono::Utc::now().timestamp_millis()).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -281,5 +281,5 @@ async fn set_threshold(
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(show)).routes(routes!(csv)).routes(routes!(set_threshold))
+    OpenApiRouter::new().routes(routes!(show)).routes(routes!(show_csv)).routes(routes!(set_threshold))
 }
