@@ -5,6 +5,7 @@
 //! delivery worker and the reminder scheduler run beside it; live rooms start
 //! as people join them.
 
+pub mod attendance;
 pub mod auth;
 pub mod breakout;
 pub mod db;

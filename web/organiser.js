@@ -11,6 +11,7 @@ import {
   fillSelect,
   formatInstant,
   formatLength,
+  formatTime,
   formValues,
   handleSubmit,
   isoToZoned,
@@ -389,6 +390,118 @@ function recordingsSection(session) {
   return section;
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  node.append(...children);
+  return node;
+}
+
+/**
+ * People present over time as a step line: `steps` is the report's
+ * timeline, one point per change (Unix ms, count). Plain SVG, no library.
+ */
+function presenceChart(steps) {
+  const width = 600;
+  const height = 140;
+  const pad = { left: 32, right: 8, top: 8, bottom: 22 };
+  const first = steps[0].at;
+  const last = steps[steps.length - 1].at;
+  const most = Math.max(1, ...steps.map((s) => s.present));
+  const x = (at) => pad.left + ((at - first) / Math.max(1, last - first)) * (width - pad.left - pad.right);
+  const y = (n) => height - pad.bottom - (n / most) * (height - pad.top - pad.bottom);
+  let d = `M ${x(first).toFixed(1)} ${y(0).toFixed(1)}`;
+  for (const s of steps) d += ` H ${x(s.at).toFixed(1)} V ${y(s.present).toFixed(1)}`;
+  const peak = steps.reduce((a, b) => (b.present > a.present ? b : a));
+  const label = `People present over time: at most ${peak.present}, from ${formatInstant(peak.at, zone)}.`;
+  return svg(
+    "svg",
+    { class: "presence-chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label },
+    svg("title", {}, label),
+    svg("line", { x1: pad.left, y1: y(0), x2: width - pad.right, y2: y(0), stroke: "currentColor", "stroke-opacity": 0.3 }),
+    svg("text", { x: pad.left - 6, y: y(most) + 4, "text-anchor": "end", "font-size": 11, fill: "currentColor" }, String(most)),
+    svg("text", { x: pad.left - 6, y: y(0) + 4, "text-anchor": "end", "font-size": 11, fill: "currentColor" }, "0"),
+    svg("text", { x: pad.left, y: height - 6, "font-size": 11, fill: "currentColor" }, formatTime(new Date(first).toISOString(), zone)),
+    svg("text", { x: width - pad.right, y: height - 6, "text-anchor": "end", "font-size": 11, fill: "currentColor" }, formatTime(new Date(last).toISOString(), zone)),
+    svg("path", { d, fill: "none", stroke: "currentColor", "stroke-width": 2 }),
+  );
+}
+
+const ATTENDANCE_STATUS = { attended: ["Attended", "badge-ok"], partly: ["Partly", "badge-wait"], absent: ["Absent", "badge-draft"] };
+
+/** Who attended, live or by replay, against the session's threshold (docs/attendance.md). */
+function attendanceSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "attendance-heading" });
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const body = el("div");
+  const percent = el("input", { type: "number", name: "percent", min: 1, max: 100, step: 1, required: true, id: "attendance-threshold", style: "width:5rem" });
+  const form = el(
+    "form",
+    { class: "threshold-form" },
+    el("label", { for: "attendance-threshold", text: "Attended from " }),
+    percent,
+    el("span", { text: " % of the scheduled time " }),
+    el("button", { type: "submit", class: "button button-secondary button-small", text: "Save" }),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const saved = await api(`/api/sessions/${session.id}/attendance-threshold`, { method: "PUT", body: { percent: Number(percent.value) } });
+      say(status, `Attended now means at least ${saved.threshold_percent} % of the session.`, "success");
+      await load();
+    } catch (e) {
+      say(status, e.message, "error");
+    }
+  });
+  section.append(
+    el(
+      "div",
+      { class: "split" },
+      el("h2", { id: "attendance-heading", text: "Attendance" }),
+      el("a", { class: "button button-secondary button-small", href: `/api/sessions/${session.id}/attendance.csv`, download: `session-${session.id}-attendance.csv`, text: "Download CSV" }),
+    ),
+    form,
+    status,
+    body,
+  );
+  const when = (ms) => (ms == null ? "—" : formatTime(new Date(ms).toISOString(), zone));
+  async function load() {
+    const report = await api(`/api/sessions/${session.id}/attendance`);
+    percent.value = report.threshold_percent;
+    const counts = { attended: 0, partly: 0, absent: 0 };
+    for (const p of report.people) counts[p.status] += 1;
+    body.replaceChildren(
+      el("p", { class: "muted", text: `${counts.attended} attended, ${counts.partly} partly, ${counts.absent} absent; the session is scheduled for ${report.scheduled_minutes} minutes.` }),
+    );
+    if (report.timeline.length > 1) body.append(presenceChart(report.timeline));
+    if (report.people.length === 0) {
+      body.append(el("p", { text: "Nobody has registered or joined yet." }));
+      return;
+    }
+    const rows = report.people.map((p) => {
+      const [text, badge] = ATTENDANCE_STATUS[p.status];
+      const how = p.how === "replay" ? " (replay)" : "";
+      return el(
+        "tr",
+        {},
+        el("td", { "data-label": "Name", text: p.name }),
+        el("td", { "data-label": "School", text: p.school }),
+        el("td", { "data-label": "Joined", text: when(p.joined_at) }),
+        el("td", { "data-label": "Left", text: when(p.left_at) }),
+        el("td", { class: "num", "data-label": "Minutes live", text: p.minutes_live }),
+        el("td", { class: "num", "data-label": "In groups", text: p.minutes_in_groups }),
+        el("td", { class: "num", "data-label": "Replayed", text: p.minutes_replayed }),
+        el("td", { "data-label": "Status" }, el("span", { class: `badge ${badge}`, text: text + how })),
+      );
+    });
+    body.append(dataTable("Attendance", ["Name", "School", "Joined", "Left", ["Minutes live", "num"], ["In groups", "num"], ["Replayed", "num"], "Status"], rows));
+  }
+  load().catch((e) => say(status, `Attendance could not be loaded: ${e.message}`, "error"));
+  return section;
+}
+
 /** Emails about this session that could not be delivered; shown only when there are some. */
 function failuresSection(session) {
   const section = el("section", { class: "card", "aria-labelledby": "failures-heading", hidden: true });
@@ -633,6 +746,7 @@ async function showSession(id) {
     editor,
     registrantsSection(session),
     recordingsSection(session),
+    attendanceSection(session),
     inviteSection(session),
     failuresSection(session),
   );

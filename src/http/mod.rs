@@ -23,14 +23,14 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, breakout, interaction, mail, programme, recording, registration, rooms, AppState};
+use crate::{attendance, auth, breakout, interaction, mail, programme, recording, registration, rooms, AppState};
 use error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations, live rooms."),
     modifiers(&Security),
-    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"))
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"))
 )]
 struct ApiDoc;
 
@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rooms::router())
         .merge(breakout::router())
         .merge(recording::router())
+        .merge(attendance::router())
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()

@@ -647,7 +647,7 @@ async fn registrants_csv(
 }
 
 /// Spreadsheets run cells that start with = + - @ as formulas; defuse them.
-fn csv_safe(s: &str) -> String {
+pub(crate) fn csv_safe(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod attendance;
 mod bad_input;
 mod interaction;
 mod invitations;

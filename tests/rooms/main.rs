@@ -7,6 +7,7 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod attendance;
 mod breakouts;
 mod client;
 mod controls;

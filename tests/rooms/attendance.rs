@@ -1,0 +1,128 @@
+//! Attendance from real joins and leaves through the live room: a reconnect
+//! is one presence, a breakout move counts as group time, a short visit is
+//! partly attended, and the room's end closes everyone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use staffroom::attendance::{group_ms, presence, LiveWindow, Move, RoomEvent};
+
+use crate::{
+    client::connect,
+    helpers::{spawn_app, Backend},
+    room_token, session_with_people,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendance_follows_real_joins_a_reconnect_and_the_end_of_the_room() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    // A two-second session: 75 % is 1.5 s of presence.
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("update sessions set ends_at = starts_at + 2 where id = $1").bind(id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    let mut ben = connect(&app.url, id, Some(&room_token(&app, id, &attendees[1]).await)).await;
+    ben.join().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ben.send(json!({"v": 1, "type": "leave"}));
+    host.expect("Ben leaving", |m| m["type"] == "participant_left" && m["reason"] == "left").await;
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Ann's laptop reconnects: the room replaces her connection.
+    let mut ann_again = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann_again.join().await;
+    assert_eq!(ann.closed().await.0, 4009);
+
+    // A breakout: Ann in the only group for a moment, then back.
+    host.send(json!({"v": 1, "type": "breakout_open", "random_groups": 1, "minutes": 5, "return_seconds": 1}));
+    ann_again.expect("the group", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+    let opened = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    host.send(json!({"v": 1, "type": "breakout_close"}));
+    ann_again.expect("the return", |m| m["type"] == "breakout_timer" && m["event"] == "closed").await;
+    let in_group = opened.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    host.send(json!({"v": 1, "type": "end_session"}));
+    assert_eq!(ann_again.closed().await.0, 4010);
+
+    // The events are written off the room task: wait for the last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ann_id: i64 = sqlx::query_scalar("select id from users where email = 'ann@oak.sch.uk'")
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+    let shape = loop {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "select kind, reason from room_events where session_id = $1 and user_id = $2 order by at, id",
+        )
+        .bind(id)
+        .bind(ann_id)
+        .fetch_all(&app.state.db.read)
+        .await
+        .unwrap();
+        if rows.len() == 4 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let shape: Vec<(&str, Option<&str>)> = shape.iter().map(|(k, r)| (k.as_str(), r.as_deref())).collect();
+    assert_eq!(shape, [("join", None), ("leave", Some("dropped")), ("join", None), ("leave", Some("ended"))]);
+
+    let (status, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
+    assert_eq!(status, 200, "{report}");
+    let person = |name: &str| -> Value {
+        report["people"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap()
+    };
+    let ann = person("Ann");
+    assert_eq!((ann["status"].as_str(), ann["how"].as_str()), (Some("attended"), Some("live")), "{ann}");
+    assert_eq!(ann["minutes_live"], 0, "two seconds are 0 whole minutes");
+    let span = ann["left_at"].as_i64().unwrap() - ann["joined_at"].as_i64().unwrap();
+    assert!(span >= 2_000, "present from the first join to the end: {span} ms");
+    let ben = person("Ben");
+    assert_eq!((ben["status"].as_str(), ben["how"].as_str()), (Some("partly"), Some("live")), "{ben}");
+    assert!(ben["left_at"].as_i64().unwrap() - ben["joined_at"].as_i64().unwrap() < 1_500, "{ben}");
+
+    // The group time, from the moves the room recorded, by the same rules.
+    let events: Vec<(String, i64)> =
+        sqlx::query_as("select kind, at from room_events where session_id = $1 and user_id = $2 order by at, id")
+            .bind(id)
+            .bind(ann_id)
+            .fetch_all(&app.state.db.read)
+            .await
+            .unwrap();
+    let events: Vec<RoomEvent> =
+        events.iter().map(|(k, at)| if k == "join" { RoomEvent::Join(*at) } else { RoomEvent::Leave(*at) }).collect();
+    let moves: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "select group_name, at from breakout_moves where session_id = $1 and user_id = $2 order by at, id",
+    )
+    .bind(id)
+    .bind(ann_id)
+    .fetch_all(&app.state.db.read)
+    .await
+    .unwrap();
+    assert_eq!(moves.iter().map(|(g, _)| g.is_some()).collect::<Vec<_>>(), [true, false], "{moves:?}");
+    let moves: Vec<Move> = moves.iter().map(|(g, at)| Move { at: *at, in_group: g.is_some() }).collect();
+    let window = LiveWindow { live_at: Some(1), close: ann["left_at"].as_i64().unwrap() };
+    let presence = presence(&events, window);
+    assert_eq!(presence.len(), 1, "the reconnect is one presence: {presence:?}");
+    let in_groups = group_ms(&moves, &presence);
+    assert!(
+        (500..=in_group.as_millis() as i64 + 200).contains(&in_groups),
+        "{in_groups} ms in the group, {in_group:?} between the group opening and the return"
+    );
+    assert_eq!(ann["minutes_in_groups"], 0);
+
+    // Host, Ann, Ben arrive; Ben leaves; Ann's reconnect changes nothing;
+    // the end closes everyone at once.
+    let present: Vec<i64> =
+        report["timeline"].as_array().unwrap().iter().map(|s| s["present"].as_i64().unwrap()).collect();
+    assert_eq!(present, [1, 2, 3, 2, 0], "{}", report["timeline"]);
+    let last = report["timeline"].as_array().unwrap().last().unwrap()["at"].as_i64().unwrap();
+    assert_eq!(Some(last), ann["left_at"].as_i64(), "the end of the room closes the series");
+}
