@@ -86,6 +86,8 @@ pub struct Settings {
     pub mail_max_attempts: i64,
     /// How often due reminders are looked for.
     pub reminder_interval: Duration,
+    /// How often an open room writes its heartbeat (what a crash's leaves are stamped with).
+    pub room_heartbeat: Duration,
     /// The programme's time zone, used for people who have not chosen one.
     pub time_zone: Tz,
     pub rtc: RtcSettings,
@@ -193,6 +195,7 @@ impl Settings {
                 None => 12,
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
+            room_heartbeat: millis("ROOM_HEARTBEAT_MS", 15_000)?,
             time_zone,
             rtc,
         })

@@ -121,16 +121,18 @@ pub struct Rooms {
     db: Db,
     engine: Arc<Engine>,
     recordings_dir: PathBuf,
+    heartbeat: Duration,
     rooms: Mutex<HashMap<i64, (u64, mpsc::UnboundedSender<RoomCommand>)>>,
     next_id: AtomicU64,
 }
 
 impl Rooms {
-    pub fn new(db: Db, engine: Engine, recordings_dir: PathBuf) -> Rooms {
+    pub fn new(db: Db, engine: Engine, recordings_dir: PathBuf, heartbeat: Duration) -> Rooms {
         Rooms {
             db,
             engine: Arc::new(engine),
             recordings_dir,
+            heartbeat,
             rooms: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
@@ -157,7 +159,7 @@ impl Rooms {
             state: RoomState::default(),
             members: HashMap::new(),
             forwarders: HashMap::new(),
-            records: spawn_recorder(self.db.clone(), session_id),
+            records: spawn_recorder(self.db.clone(), session_id, self.heartbeat),
             tx: tx.clone(),
             chat_throttle: chat::Throttle::default(),
             recording: Recording::Off,
@@ -1047,48 +1049,125 @@ enum Record {
 }
 
 /// Writes attendance in order, off the room task so a slow database never
-/// holds up signalling.
-fn spawn_recorder(db: Db, session_id: i64) -> mpsc::UnboundedSender<Record> {
+/// holds up signalling; and, while the room is open, its heartbeat every
+/// `heartbeat` (removed when the room closes: see [`close_unclosed_rooms`]).
+fn spawn_recorder(db: Db, session_id: i64, heartbeat: Duration) -> mpsc::UnboundedSender<Record> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
     tokio::spawn(async move {
-        while let Some(record) = rx.recv().await {
-            let a = match record {
-                Record::Attendance(a) => a,
-                Record::Move { user_id, group, at } => {
-                    let written = sqlx::query(
-                        "insert into breakout_moves (session_id, user_id, group_name, at) values ($1, $2, $3, $4)",
-                    )
-                    .bind(session_id)
-                    .bind(user_id)
-                    .bind(group)
-                    .bind(at)
-                    .execute(&db.write)
-                    .await;
-                    if let Err(e) = written {
-                        tracing::error!(session = session_id, user = user_id, error = %e, "failed to record a breakout move");
+        let mut beat = tokio::time::interval(heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let record = tokio::select! {
+                record = rx.recv() => match record {
+                    Some(record) => record,
+                    None => break,
+                },
+                _ = beat.tick() => {
+                    if let Err(e) = write_heartbeat(&db, session_id, Some(now_ms())).await {
+                        tracing::error!(session = session_id, error = %e, "failed to write the room's heartbeat");
                     }
                     continue;
                 }
-                Record::Flush(done) => {
-                    let _ = done.send(());
-                    continue;
-                }
             };
-            let kind = if a.left.is_some() { "leave" } else { "join" };
-            let written = sqlx::query(
-                "insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)",
-            )
-            .bind(session_id)
-            .bind(a.user_id)
-            .bind(kind)
-            .bind(a.left.map(|r| r.as_str()))
-            .bind(a.at)
-            .execute(&db.write)
-            .await;
-            if let Err(e) = written {
-                tracing::error!(session = session_id, user = a.user_id, kind, error = %e, "failed to record a room event");
+            if let Err(e) = write_record(&db, session_id, record).await {
+                tracing::error!(session = session_id, error = %e, "failed to record a room event");
             }
+        }
+        // The room closed in order: its leaves are written, no heartbeat is needed.
+        if let Err(e) = write_heartbeat(&db, session_id, None).await {
+            tracing::error!(session = session_id, error = %e, "failed to clear the room's heartbeat");
         }
     });
     tx
+}
+
+async fn write_record(db: &Db, session_id: i64, record: Record) -> Result<(), sqlx::Error> {
+    match record {
+        Record::Attendance(a) => {
+            let kind = if a.left.is_some() { "leave" } else { "join" };
+            sqlx::query("insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, $3, $4, $5)")
+                .bind(session_id)
+                .bind(a.user_id)
+                .bind(kind)
+                .bind(a.left.map(|r| r.as_str()))
+                .bind(a.at)
+                .execute(&db.write)
+                .await?;
+        }
+        Record::Move { user_id, group, at } => {
+            sqlx::query("insert into breakout_moves (session_id, user_id, group_name, at) values ($1, $2, $3, $4)")
+                .bind(session_id)
+                .bind(user_id)
+                .bind(group)
+                .bind(at)
+                .execute(&db.write)
+                .await?;
+        }
+        Record::Flush(done) => {
+            let _ = done.send(());
+        }
+    }
+    Ok(())
+}
+
+/// Writes (`Some(at)`) or clears (`None`) a room's heartbeat.
+async fn write_heartbeat(db: &Db, session_id: i64, at: Option<i64>) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    match at {
+        Some(at) => {
+            sqlx::query(
+                "insert into room_heartbeats (session_id, at) values ($1, $2)
+                 on conflict (session_id) do update set at = excluded.at",
+            )
+            .bind(session_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+        }
+        None => {
+            sqlx::query("delete from room_heartbeats where session_id = $1").bind(session_id).execute(&mut *tx).await?
+        }
+    };
+    tx.commit().await
+}
+
+/// At start-up, before any room opens: a heartbeat still stored means the
+/// server stopped without closing that room. Everyone whose last event there
+/// is a join gets a leave (reason `server_restart`) at the last heartbeat
+/// (or at their join, if that came later), so attendance never runs on.
+pub async fn close_unclosed_rooms(db: &Db) -> Result<(), sqlx::Error> {
+    let beats = sqlx::query("select session_id, at from room_heartbeats").fetch_all(&db.read).await?;
+    for beat in beats {
+        let session_id: i64 = sqlx::Row::try_get(&beat, "session_id")?;
+        let last_beat: i64 = sqlx::Row::try_get(&beat, "at")?;
+        let events = sqlx::query("select user_id, kind, at from room_events where session_id = $1 order by at, id")
+            .bind(session_id)
+            .fetch_all(&db.read)
+            .await?;
+        let mut open: HashMap<i64, Option<i64>> = HashMap::new();
+        for e in &events {
+            let user: i64 = sqlx::Row::try_get(e, "user_id")?;
+            let kind: String = sqlx::Row::try_get(e, "kind")?;
+            let at: i64 = sqlx::Row::try_get(e, "at")?;
+            open.insert(user, (kind == "join").then_some(at));
+        }
+        let mut tx = db.begin().await?;
+        let mut closed = 0;
+        for (user, joined) in open {
+            let Some(joined) = joined else { continue };
+            sqlx::query(
+                "insert into room_events (session_id, user_id, kind, reason, at) values ($1, $2, 'leave', 'server_restart', $3)",
+            )
+            .bind(session_id)
+            .bind(user)
+            .bind(last_beat.max(joined))
+            .execute(&mut *tx)
+            .await?;
+            closed += 1;
+        }
+        sqlx::query("delete from room_heartbeats where session_id = $1").bind(session_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        tracing::warn!(session = session_id, closed, last_beat, "closed a room an unclean stop left open");
+    }
+    Ok(())
 }

@@ -126,3 +126,49 @@ async fn attendance_follows_real_joins_a_reconnect_and_the_end_of_the_room() {
     let last = report["timeline"].as_array().unwrap().last().unwrap()["at"].as_i64().unwrap();
     assert_eq!(Some(last), ann["left_at"].as_i64(), "the end of the room closes the series");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_session_closes_everyones_attendance_at_its_last_heartbeat() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann"]).await;
+    let (mut server, in_process_url) = crate::serve_process(&mut app, &[("ROOM_HEARTBEAT_MS", "300")]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = chrono::Utc::now().timestamp_millis();
+    server.kill().expect("SIGKILL");
+    server.wait().unwrap();
+
+    // Back up: the room's open joins are closed at its last heartbeat, within one beat of the kill.
+    app.url = in_process_url;
+    app.restart().await;
+    let leaves = sqlx::query("select user_id, at from room_events where session_id = $1 and reason = 'server_restart'")
+        .bind(id)
+        .fetch_all(&app.state.db.read)
+        .await
+        .unwrap();
+    assert_eq!(leaves.len(), 2, "the host and Ann");
+    for leave in &leaves {
+        let at: i64 = sqlx::Row::try_get(leave, "at").unwrap();
+        assert!((killed_at - 1000..=killed_at).contains(&at), "closed at {at}, killed at {killed_at}");
+    }
+    let remaining: i64 =
+        sqlx::query_scalar("select count(*) from room_heartbeats").fetch_one(&app.state.db.read).await.unwrap();
+    assert_eq!(remaining, 0, "the heartbeat is cleared once handled");
+    // The report no longer runs on: Ann left when the server died.
+    let (_, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
+    let ann_row = report["people"].as_array().unwrap().iter().find(|p| p["name"] == "Ann").unwrap().clone();
+    let left = ann_row["left_at"].as_i64().unwrap_or_else(|| panic!("{report}"));
+    assert!((killed_at - 1000..=killed_at).contains(&left), "{ann_row}");
+    // Nothing more happens on a second start.
+    app.restart().await;
+    let again: i64 =
+        sqlx::query_scalar("select count(*) from room_events where session_id = $1 and reason = 'server_restart'")
+            .bind(id)
+            .fetch_one(&app.state.db.read)
+            .await
+            .unwrap();
+    assert_eq!(again, 2);
+}

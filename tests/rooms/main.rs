@@ -68,3 +68,31 @@ pub async fn room_token(app: &TestApp, session_id: i64, session_token: &str) -> 
     assert_eq!(status, StatusCode::OK, "{body}");
     body["token"].as_str().unwrap().to_string()
 }
+
+/// Stops the in-process server and runs the server binary on the same
+/// database as its own process (so a test can kill it); `app.url` points at
+/// it until the caller puts back the returned in-process URL.
+pub async fn serve_process(app: &mut TestApp, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    app.shutdown().await;
+    let port = helpers::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_staffroom"))
+        .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+        .env("STAFFROOM_DATA_DIR", app.data_dir.path())
+        .env(
+            "STAFFROOM_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", app.data_dir.path().join("staffroom.db").display()),
+        )
+        .env("STAFFROOM_JWT_SECRET", "test-secret-test-secret-test-secret")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (format!("STAFFROOM_{k}"), v.to_string())))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the staffroom binary starts");
+    let in_process_url = std::mem::replace(&mut app.url, format!("http://127.0.0.1:{port}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.client.get(format!("{}/healthz", app.url)).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server process came up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    (child, in_process_url)
+}

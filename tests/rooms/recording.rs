@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::{
     client::{connect, Client, Clip},
-    helpers::{free_port, spawn_app, Backend, TestApp},
+    helpers::{spawn_app, Backend, TestApp},
     room_token, session_with_people,
 };
 
@@ -252,35 +252,11 @@ async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_
     assert_eq!(list, json!([]));
 }
 
-/// The server binary on the test app's database, as its own process (so it can be killed).
-fn serve(app: &TestApp, port: u16) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_staffroom"))
-        .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
-        .env("STAFFROOM_DATA_DIR", app.data_dir.path())
-        .env(
-            "STAFFROOM_DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", app.data_dir.path().join("staffroom.db").display()),
-        )
-        .env("STAFFROOM_JWT_SECRET", "test-secret-test-secret-test-secret")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the staffroom binary starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_recording_leaves_playable_files_and_finishes_them_on_restart() {
     let mut app = spawn_app(Backend::Sqlite).await;
     let (id, organiser, presenter, _) = session_with_people(&app, &["Ann"]).await;
-    app.shutdown().await;
-    let port = free_port();
-    let mut server = serve(&app, port);
-    let in_process_url = std::mem::replace(&mut app.url, format!("http://127.0.0.1:{port}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while app.client.get(format!("{}/healthz", app.url)).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the server process came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut server, in_process_url) = crate::serve_process(&mut app, &[]).await;
 
     let work = tempfile::tempdir().unwrap();
     let clip = Arc::new(Clip::make(work.path(), 10));
