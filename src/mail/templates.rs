@@ -257,6 +257,20 @@ pub fn reminder(s: &SessionFacts, to: &Recipient, soon: bool) -> Email {
     e
 }
 
+/// To a registrant who missed the live session, once its recording is ready.
+pub fn follow_up(s: &SessionFacts, to: &Recipient, replay_url: &str) -> Email {
+    let letter = Letter::new(to.name)
+        .para(format!("We missed you at “{}” ({}).", s.title, when(s, to.zone)))
+        .para(
+            "The session was recorded. Watch the replay when it suits you: the chat, the questions and the \
+             chapters play alongside, and the time you watch counts towards your CPD record.",
+        )
+        .action("Watch the replay", replay_url);
+    let mut e = email("follow-up", to, format!("The replay of {}", s.title), letter);
+    e.session_id = Some(s.id);
+    e
+}
+
 pub fn invitation(s: &SessionFacts, to: &Recipient, accept_url: &str, opt_out_url: &str, batch_id: i64) -> Email {
     let letter = Letter::new(if to.name.is_empty() { "there" } else { to.name })
         .para(format!("You are invited to “{}”, a free professional-learning session on Staffroom.", s.title))

@@ -1,4 +1,5 @@
-//! Reminders 24 hours and 1 hour before a session, once each.
+//! Reminders 24 hours and 1 hour before a session, once each; and after it,
+//! one email with the replay link to each registrant who never joined.
 //!
 //! "Once" survives restarts because the mark (`reminded_24h_at`,
 //! `reminded_1h_at`) is set by a conditional update in the same transaction
@@ -26,6 +27,14 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 state.mail_wake.notify_one();
             }
             Err(e) => tracing::error!(error = ?e, "failed to queue reminders"),
+        }
+        match send_follow_ups(&state, db::now()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, "replay follow-ups queued");
+                state.mail_wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = ?e, "failed to queue replay follow-ups"),
         }
         tokio::select! {
             _ = tokio::time::sleep(state.settings.reminder_interval.max(Duration::from_millis(50))) => {}
@@ -80,6 +89,53 @@ pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
             tx.commit().await?;
             sent += 1;
         }
+    }
+    Ok(sent)
+}
+
+/// Queues the replay email for every confirmed registrant of a session that
+/// is over (ended by a host, or past its scheduled end) who never joined the
+/// room, once the session has a finished recording; returns how many.
+pub async fn send_follow_ups(state: &AppState, now: i64) -> anyhow::Result<usize> {
+    let due = sqlx::query(
+        "select r.id, r.session_id,
+                (select rec.id from recordings rec where rec.session_id = r.session_id
+                   and rec.status in ('ready', 'recovered') order by rec.started_at desc limit 1) as recording_id
+         from registrations r join sessions s on s.id = r.session_id
+         where r.status = 'confirmed' and r.followed_up_at is null and s.status = 'published'
+           and (s.ended_at is not null or s.ends_at <= $1)
+           and exists (select 1 from recordings rec where rec.session_id = r.session_id
+                         and rec.status in ('ready', 'recovered'))
+           and not exists (select 1 from room_events e where e.session_id = r.session_id
+                             and e.user_id = r.user_id and e.kind = 'join')
+         limit 1000",
+    )
+    .bind(now)
+    .fetch_all(&state.db.read)
+    .await?;
+    let mut sent = 0;
+    for row in due {
+        let registration_id: i64 = row.try_get("id")?;
+        let session_id: i64 = row.try_get("session_id")?;
+        let recording_id: String = row.try_get("recording_id")?;
+        let mut tx = state.db.begin().await?;
+        let claimed =
+            sqlx::query("update registrations set followed_up_at = $1 where id = $2 and followed_up_at is null")
+                .bind(now)
+                .bind(registration_id)
+                .execute(&mut *tx)
+                .await?;
+        if claimed.rows_affected() != 1 {
+            continue;
+        }
+        let Some((s, person)) = session_and_person(&mut tx, session_id, registration_id).await? else {
+            continue;
+        };
+        let replay_url = format!("{}/replay.html?id={recording_id}", state.public_url);
+        let email = templates::follow_up(&s.facts(state), &Person::recipient(&person, state), &replay_url);
+        mail::enqueue(&mut tx, &email).await?;
+        tx.commit().await?;
+        sent += 1;
     }
     Ok(sent)
 }

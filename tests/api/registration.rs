@@ -240,3 +240,59 @@ async fn concurrent_registrations_never_exceed_capacity(backend: Backend) {
     assert_eq!(positions, (1..=15).collect::<Vec<_>>());
 }
 both_backends!(concurrent_registrations_never_exceed_capacity);
+
+async fn registrants_who_missed_the_session_get_one_email_with_the_replay_link(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Adaptive teaching", 10, Duration::hours(1)).await;
+    let ann = app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let ben = app.sign_up("Ben", "ben@oak.sch.uk").await;
+    for token in [&ann, &ben] {
+        app.post(&format!("/api/sessions/{id}/registration"), Some(token), json!({})).await;
+    }
+    app.drain_outbox().await;
+    // Ann came to the live session, Ben did not; a host ended it; its recording is ready.
+    let db = &app.state.db;
+    let mut tx = db.begin().await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query(
+        "insert into room_events (session_id, user_id, kind, reason, at)
+         select $1, id, 'join', null, $2 from users where email = 'ann@oak.sch.uk'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("update sessions set ended_at = $1 where id = $2").bind(now).bind(id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    // No recording yet: nothing to send.
+    let sent = staffroom::registration::reminders::send_follow_ups(&app.state, staffroom::db::now()).await.unwrap();
+    assert_eq!(sent, 0);
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query(
+        "insert into recordings (id, session_id, status, started_at, stopped_at, duration_ms)
+         values ('00112233445566778899aabbccddeeff', $1, 'ready', $2, $2, 60000)",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // The reminders worker finds it on its own (every 200 ms in tests).
+    let mail = app.mail_to("ben@oak.sch.uk", "The replay of Adaptive teaching").await;
+    let link = mail.link("/replay.html?id=");
+    assert!(link.ends_with("/replay.html?id=00112233445566778899aabbccddeeff"), "{link}");
+    assert!(mail.text.contains("We missed you"), "{}", mail.text);
+    // Once only, even across a restart; and never to Ann, who came.
+    app.restart().await;
+    assert_eq!(staffroom::registration::reminders::send_follow_ups(&app.state, staffroom::db::now()).await.unwrap(), 0);
+    app.drain_outbox().await;
+    let replays: Vec<_> =
+        app.smtp.messages().into_iter().filter(|m| m.subject.starts_with("The replay of")).map(|m| m.to).collect();
+    assert_eq!(replays, vec!["ben@oak.sch.uk".to_string()]);
+}
+
+both_backends!(registrants_who_missed_the_session_get_one_email_with_the_replay_link);
