@@ -67,27 +67,11 @@ pub async fn send_due(state: &AppState, now: i64) -> anyhow::Result<usize> {
         .fetch_all(&state.db.read)
         .await?;
         for row in due {
-            let registration_id: i64 = row.try_get("id")?;
-            let session_id: i64 = row.try_get("session_id")?;
-            let mut tx = state.db.begin().await?;
-            let claimed = sqlx::query(&format!(
-                "update registrations set {set}
-                 where id = $2 and {column} is null and status = 'confirmed'"
-            ))
-            .bind(now)
-            .bind(registration_id)
-            .execute(&mut *tx)
-            .await?;
-            if claimed.rows_affected() != 1 {
-                continue;
-            }
-            let Some((s, person)) = session_and_person(&mut tx, session_id, registration_id).await? else {
-                continue;
-            };
-            let email = templates::reminder(&s.facts(state), &Person::recipient(&person, state), soon);
-            mail::enqueue(&mut tx, &email).await?;
-            tx.commit().await?;
-            sent += 1;
+            let claim =
+                format!("update registrations set {set} where id = $2 and {column} is null and status = 'confirmed'");
+            let sent_one =
+                claim_and_send(state, &row, &claim, now, |facts, to| templates::reminder(facts, to, soon)).await?;
+            sent += usize::from(sent_one);
         }
     }
     Ok(sent)
@@ -115,27 +99,38 @@ pub async fn send_follow_ups(state: &AppState, now: i64) -> anyhow::Result<usize
     .await?;
     let mut sent = 0;
     for row in due {
-        let registration_id: i64 = row.try_get("id")?;
-        let session_id: i64 = row.try_get("session_id")?;
         let recording_id: String = row.try_get("recording_id")?;
-        let mut tx = state.db.begin().await?;
-        let claimed =
-            sqlx::query("update registrations set followed_up_at = $1 where id = $2 and followed_up_at is null")
-                .bind(now)
-                .bind(registration_id)
-                .execute(&mut *tx)
-                .await?;
-        if claimed.rows_affected() != 1 {
-            continue;
-        }
-        let Some((s, person)) = session_and_person(&mut tx, session_id, registration_id).await? else {
-            continue;
-        };
         let replay_url = format!("{}/replay.html?id={recording_id}", state.public_url);
-        let email = templates::follow_up(&s.facts(state), &Person::recipient(&person, state), &replay_url);
-        mail::enqueue(&mut tx, &email).await?;
-        tx.commit().await?;
-        sent += 1;
+        let claim = "update registrations set followed_up_at = $1 where id = $2 and followed_up_at is null";
+        let sent_one =
+            claim_and_send(state, &row, claim, now, |facts, to| templates::follow_up(facts, to, &replay_url));
+        sent += usize::from(sent_one.await?);
     }
     Ok(sent)
+}
+
+/// For one due row (`id` of the registration, `session_id`): sets its mark
+/// with `claim` (binding `now` and the id) and, if this call set it, queues
+/// the email in the same transaction. Whoever sets the mark sends; nobody else.
+async fn claim_and_send(
+    state: &AppState,
+    row: &sqlx::any::AnyRow,
+    claim: &str,
+    now: i64,
+    email: impl FnOnce(&templates::SessionFacts<'_>, &templates::Recipient<'_>) -> mail::Email,
+) -> anyhow::Result<bool> {
+    let registration_id: i64 = row.try_get("id")?;
+    let session_id: i64 = row.try_get("session_id")?;
+    let mut tx = state.db.begin().await?;
+    let claimed = sqlx::query(claim).bind(now).bind(registration_id).execute(&mut *tx).await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let Some((s, person)) = session_and_person(&mut tx, session_id, registration_id).await? else {
+        return Ok(false);
+    };
+    let email = email(&s.facts(state), &Person::recipient(&person, state));
+    mail::enqueue(&mut tx, &email).await?;
+    tx.commit().await?;
+    Ok(true)
 }
