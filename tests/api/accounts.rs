@@ -135,6 +135,15 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/sessions/{id}/registration",
         "/api/sessions/{id}/invitations",
         "/api/opt-out",
+        "/api/sessions/{id}/recordings",
+        "/api/recordings/{id}",
+        "/api/recordings/{id}/files/{file}",
+        "/api/recordings/{id}/watched",
+        "/api/recordings/{id}/download",
+        "/api/recordings/{id}/access",
+        "/api/sessions/{id}/attendance",
+        "/api/sessions/{id}/attendance.csv",
+        "/api/sessions/{id}/attendance-threshold",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
