@@ -551,3 +551,26 @@ export function stop(main, title, message, action) {
     action ? el("p", {}, action) : null,
   );
 }
+
+/**
+ * A table that becomes labelled cards on narrow screens. Each heading is a
+ * column's name, or [name, class]; "" is the unnamed column of actions.
+ * `body` is a <tbody> or its rows.
+ */
+export function dataTable(caption, headings, body) {
+  const th = (h) => {
+    const [text, cls] = Array.isArray(h) ? h : [h, null];
+    return text ? el("th", { scope: "col", class: cls, text }) : el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" }));
+  };
+  return el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: "stack" },
+      caption ? el("caption", { class: "visually-hidden", text: caption }) : null,
+      el("thead", {}, el("tr", {}, headings.map(th))),
+      body instanceof Node ? body : el("tbody", {}, body),
+    ),
+  );
+}

@@ -3,10 +3,12 @@
 import {
   api,
   browserZone,
+  dataTable,
   el,
   fillSelect,
   fillZoneSelect,
   formValues,
+  formatInstant,
   handleSubmit,
   kindName,
   myBadge,
@@ -99,6 +101,43 @@ function fillProfile() {
   );
 }
 
+/** "3 h 05 min" of CPD. */
+function hours(minutes) {
+  const h = Math.floor(minutes / 60);
+  return h ? `${h} h ${String(minutes % 60).padStart(2, "0")} min` : `${minutes} min`;
+}
+
+/** The sessions attended live or by replay, with the CPD time credited (docs/attendance.md). */
+async function loadRecord() {
+  const box = document.getElementById("record");
+  try {
+    const record = await api("/api/me/attendance");
+    if (!record.entries.length) {
+      box.replaceChildren(el("p", { class: "muted", text: "Sessions you attend, live or by watching the replay, appear here with the time credited." }));
+      return;
+    }
+    const zone = viewerZone(user);
+    const how = { live: "Live", replay: "Replay" };
+    const rows = record.entries.map((e) =>
+      el(
+        "tr",
+        {},
+        el("td", { "data-label": "Date", text: formatInstant(new Date(e.starts_at).getTime(), zone) }),
+        el("td", { "data-label": "Session" }, el("a", { href: `/session.html?id=${e.session_id}`, text: e.title }), e.presenters.length ? ` — ${e.presenters.join(", ")}` : ""),
+        el("td", { "data-label": "How", text: `${how[e.how] || "—"}${e.status === "partly" ? " (partly)" : ""}` }),
+        el("td", { class: "num", "data-label": "CPD time", text: hours(e.minutes_credited) }),
+        el("td", { "data-label": "Groups", text: e.groups.join(", ") || "—" }),
+      ),
+    );
+    box.replaceChildren(
+      el("p", { class: "lead", text: `${hours(record.total_minutes_credited)} of CPD from ${record.entries.length} ${record.entries.length === 1 ? "session" : "sessions"}.` }),
+      dataTable("My CPD record", ["Date", "Session", "How", ["CPD time", "num"], "Groups"], rows),
+    );
+  } catch (e) {
+    box.replaceChildren(el("p", { class: "status status-error", text: `Your record could not be loaded: ${e.message}` }));
+  }
+}
+
 async function start() {
   user = await setupPage();
   if (!user) {
@@ -121,7 +160,7 @@ async function start() {
     say(profileStatus, "Your profile is saved.", "success");
     await loadSessions();
   });
-  await loadSessions();
+  await Promise.all([loadSessions(), loadRecord()]);
 }
 
 start();

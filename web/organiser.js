@@ -6,6 +6,7 @@
 import {
   api,
   audienceName,
+  dataTable,
   downloadNote,
   el,
   fillSelect,
@@ -60,29 +61,6 @@ function field(name, label, input, hint) {
     el("label", { for: input.id, text: label }),
     hint ? el("span", { class: "hint", id: hintId, text: hint }) : null,
     input,
-  );
-}
-
-/**
- * A table that becomes labelled cards on narrow screens. Each heading is a
- * column's name, or [name, class]; "" is the unnamed column of actions.
- * `body` is a <tbody> or its rows.
- */
-function dataTable(caption, headings, body) {
-  const th = (h) => {
-    const [text, cls] = Array.isArray(h) ? h : [h, null];
-    return text ? el("th", { scope: "col", class: cls, text }) : el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" }));
-  };
-  return el(
-    "div",
-    { class: "table-wrap" },
-    el(
-      "table",
-      { class: "stack" },
-      caption ? el("caption", { class: "visually-hidden", text: caption }) : null,
-      el("thead", {}, el("tr", {}, headings.map(th))),
-      body instanceof Node ? body : el("tbody", {}, body),
-    ),
   );
 }
 

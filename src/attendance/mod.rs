@@ -9,12 +9,16 @@
 //! serves the organiser's report. The rules are written out for schools in
 //! docs/attendance.md.
 
+pub mod mine;
 pub mod report;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub use report::router;
+/// The attendance endpoints: the organiser's report and your own record.
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    report::router().merge(mine::router())
+}
 
 /// The threshold when an organiser has not set one: 75 % of the scheduled time.
 pub const DEFAULT_THRESHOLD: u8 = 75;

@@ -178,6 +178,22 @@ async fn attendance_merges_rejoins_double_connections_groups_and_replays(backend
     // The presenter may read it too.
     let (status, _) = app.get(&format!("/api/sessions/{}/attendance", s.id), Some(&s.presenter)).await;
     assert_eq!(status, StatusCode::OK);
+
+    // Ann's own record has the session, credited with her live minutes and her group.
+    let (status, mine) = app.get("/api/me/attendance", Some(&s.attendee)).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["total_minutes_credited"], 48);
+    let entry = &mine["entries"][0];
+    assert_eq!(entry["title"], "Adaptive teaching");
+    assert_eq!(entry["presenters"], json!(["Priya Presenter"]));
+    assert_eq!((entry["status"].as_str(), entry["how"].as_str()), (Some("attended"), Some("live")));
+    assert_eq!((entry["minutes_live"].as_i64(), entry["minutes_in_groups"].as_i64()), (Some(48), Some(10)));
+    assert_eq!(entry["groups"], json!(["Group 1"]));
+    // The presenter attended nothing; signed out, there is no record to read.
+    let (_, theirs) = app.get("/api/me/attendance", Some(&s.presenter)).await;
+    assert_eq!(theirs, json!({"total_minutes_credited": 0, "entries": []}));
+    let (status, _) = app.get("/api/me/attendance", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 both_backends!(attendance_merges_rejoins_double_connections_groups_and_replays);
 

@@ -92,4 +92,17 @@ test("the organiser sees who attended, a chart of people present, changes the th
   assert.equal(lines[0], "name,school,joined_at,left_at,minutes_live,minutes_in_groups,minutes_replayed,status,how");
   assert.match(lines[1], /^Ann,Hillside Primary,.*,48,0,0,partly,live$/);
   assert.match(lines[3], /^Cat,Hillside Primary,,,0,0,0,absent,$/);
+
+  // Ann finds the session in her own CPD record, with the time credited.
+  const ann = await signedInPage(app, browser, "ann@hillside.sch.uk", "a-long-password");
+  await ann.goto(`${app.url}/my.html`);
+  const record = ann.locator("section", { has: ann.getByRole("heading", { name: "My CPD record" }) });
+  await record.getByText("48 min of CPD from 1 session.").waitFor();
+  const entry = record.locator("tr", { has: ann.getByRole("link", { name: "Retrieval practice" }) });
+  assert.equal(await entry.locator("td.num").textContent(), "48 min");
+  assert.match(await entry.textContent(), /Live \(partly\)/, "partly, at the 90 % threshold set above");
+  // Cat, who never came, has an empty record that says what will appear.
+  const cat = await signedInPage(app, browser, "cat@hillside.sch.uk", "a-long-password");
+  await cat.goto(`${app.url}/my.html`);
+  await cat.getByText("Sessions you attend, live or by watching the replay, appear here").waitFor();
 });
