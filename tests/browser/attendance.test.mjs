@@ -3,24 +3,15 @@
 // written straight into the server's SQLite file (with Python's standard
 // sqlite3, which the mail tests already need), as the room would.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { spawnApp, launchBrowser, signedInPage, call, bearer, signUp, createSession, shot, ORGANISER } from "./helpers.mjs";
+import { signedInPage, call, bearer, signUp, createSession, shot, ORGANISER, serverAndBrowser } from "./helpers.mjs";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser([], (a, b) => ([app, browser] = [a, b]));
 
 /** Runs SQL statements against the server's database. */
 function sql(statements) {

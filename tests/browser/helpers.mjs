@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -288,4 +289,22 @@ export async function registeredTeacher(app, browser, name, email, sessionId, op
   const token = await signUp(app, name, email);
   await call(app, token, "POST", `/api/sessions/${sessionId}/registration`);
   return signedInPage(app, browser, email, "a-long-password", options);
+}
+
+/**
+ * Starts a fresh server and Chromium (with `browserArgs`) before the file's
+ * tests and stops both after them; `ready(app, browser)` hands them to the file.
+ */
+export function serverAndBrowser(browserArgs, ready) {
+  let app;
+  let browser;
+  before(async () => {
+    app = await spawnApp();
+    browser = await launchBrowser(browserArgs);
+    ready(app, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await app?.stop();
+  });
 }

@@ -2,22 +2,13 @@
 // people by pasting addresses, watch the emails go; and an invited person
 // signs up and registers from the link in their email.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnApp, launchBrowser, newPage, linkFromEmail, ORGANISER } from "./helpers.mjs";
+import { newPage, linkFromEmail, ORGANISER, serverAndBrowser } from "./helpers.mjs";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser([], (a, b) => ([app, browser] = [a, b]));
 
 /** "YYYY-MM-DD", `days` from today. */
 function dateAhead(days) {

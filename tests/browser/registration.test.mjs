@@ -1,22 +1,13 @@
 // A teacher's path: sign up, confirm the address from the email, find a
 // session on the programme, register; and a second teacher meets the waiting list.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnApp, launchBrowser, newPage, linkFromEmail, ORGANISER } from "./helpers.mjs";
+import { newPage, linkFromEmail, ORGANISER, serverAndBrowser } from "./helpers.mjs";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser([], (a, b) => ([app, browser] = [a, b]));
 
 /** Calls the API as the organiser (bearer token, so no CSRF header is needed). */
 async function asOrganiser(path, body) {

@@ -75,7 +75,6 @@ async fn download(app: &TestApp, token: &str, url: &str, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_clip_comes_out_as_two_playable_webm_tracks_in_sync_with_its_timeline() {
-    let _ = tracing_subscriber::fmt().with_env_filter("error").try_init();
     let app = spawn_app(Backend::Sqlite).await;
     let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
     let work = tempfile::tempdir().unwrap();

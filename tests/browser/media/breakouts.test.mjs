@@ -9,22 +9,13 @@
 //
 // Runs inside `unshare -n` like room.test.mjs: nothing here needs a network.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnApp, launchBrowser, MEDIA_ARGS, ORGANISER, call, createSession, registeredTeacher, shot, signedInPage as signedIn, sleep, waitFor } from "../helpers.mjs";
+import { MEDIA_ARGS, ORGANISER, call, createSession, registeredTeacher, shot, signedInPage as signedIn, sleep, waitFor, serverAndBrowser } from "../helpers.mjs";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser(MEDIA_ARGS);
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 
 const api = (token, apiPath, body) => call(app, token, "POST", apiPath, body);
 const signedInPage = (email, password, options) => signedIn(app, browser, email, password, options);

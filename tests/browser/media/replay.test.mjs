@@ -10,11 +10,9 @@
 //
 // Runs inside `unshare -n` like room.test.mjs: nothing here needs a network.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  spawnApp,
-  launchBrowser,
   MEDIA_ARGS,
   ORGANISER,
   bearer,
@@ -23,6 +21,7 @@ import {
   shot,
   signedInPage,
   signUp,
+  serverAndBrowser,
   sleep,
   waitFor,
 } from "../helpers.mjs";
@@ -32,16 +31,7 @@ const CHAPTER = "Part 2: feedback";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser(MEDIA_ARGS);
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 
 /** The replay's clock and its first video and audio elements, as the page sees them. */
 function player(page) {

@@ -7,11 +7,9 @@
 // Runs in its own folder so `scripts/test.sh` can start it inside a network
 // namespace with only loopback (`unshare -n`): nothing here needs a network.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  spawnApp,
-  launchBrowser,
   MEDIA_ARGS,
   ORGANISER,
   bearer as signInToken,
@@ -20,22 +18,14 @@ import {
   registeredTeacher,
   shot,
   signedInPage as signedIn,
+  serverAndBrowser,
   sleep,
   waitFor,
 } from "../helpers.mjs";
 
 let app;
 let browser;
-
-before(async () => {
-  app = await spawnApp();
-  browser = await launchBrowser(MEDIA_ARGS);
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 
 const bearer = (email, password) => signInToken(app, email, password);
 const post = (token, apiPath, body) => call(app, token, "POST", apiPath, body);
