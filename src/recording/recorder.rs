@@ -108,6 +108,15 @@ fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// A track's first frame is on disk, `start_ms` into the recording.
+struct TrackStarted {
+    file: String,
+    participant: i64,
+    name: String,
+    kind: &'static str,
+    start_ms: i64,
+}
+
 struct Task {
     id: String,
     db: Db,
@@ -121,6 +130,9 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut writers: JoinSet<(String, track::Written)> = JoinSet::new();
+        // Writer threads say here when their first frame is on disk; the row
+        // is stored from this task, so it is always in before the track's end.
+        let (started_tx, mut started) = mpsc::unbounded_channel::<TrackStarted>();
         self.write_event(json!({"type": "recording_started", "at": self.started_at}));
         let stopped = loop {
             tokio::select! {
@@ -128,22 +140,27 @@ impl Task {
                     Some(Command::Track { participant, name, kind, codec, packets, ask }) => {
                         self.files += 1;
                         let file = format!("{participant}-{kind}-{}.webm", self.files);
-                        let started = self.on_track_start(file.clone(), participant, name, kind);
-                        let writer = track::spawn(self.dir.join(&file), codec, self.clock, packets, started, ask);
+                        let tell = started_tx.clone();
+                        let first = TrackStarted { file: file.clone(), participant, name, kind, start_ms: 0 };
+                        let on_start: track::Started = Box::new(move |start_ms| {
+                            let _ = tell.send(TrackStarted { start_ms, ..first });
+                        });
+                        let writer = track::spawn(self.dir.join(&file), codec, self.clock, packets, on_start, ask);
                         writers.spawn(async move { (file, writer.await.unwrap_or_default()) });
                     }
                     Some(Command::Event(event)) => self.write_event(event),
                     Some(Command::Stop(done)) => break Some(done),
                     None => break None,
                 },
+                Some(track) = started.recv() => self.track_started(track).await,
                 Some(Ok((file, written))) = writers.join_next(), if !writers.is_empty() => {
-                    self.track_finished(&file, written).await;
+                    self.track_finished(&mut started, &file, written).await;
                 }
             }
         };
         while let Some(joined) = writers.join_next().await {
             if let Ok((file, written)) = joined {
-                self.track_finished(&file, written).await;
+                self.track_finished(&mut started, &file, written).await;
             }
         }
         let duration = self.clock.elapsed().as_millis() as i64;
@@ -171,35 +188,38 @@ impl Task {
 
     /// The row for a track is written when its first frame is on disk, so a
     /// crash recovery knows where the file starts on the recording's clock.
-    fn on_track_start(&self, file: String, participant: i64, name: String, kind: &'static str) -> track::Started {
-        let (db, id) = (self.db.clone(), self.id.clone());
-        let runtime = tokio::runtime::Handle::current();
-        Box::new(move |start_ms| {
-            runtime.spawn(async move {
-                let result = async {
-                    let mut tx = db.begin().await?;
-                    sqlx::query(
-                        "insert into recording_tracks (recording_id, file, participant_id, name, kind, start_ms)
-                         values ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&id)
-                    .bind(&file)
-                    .bind(participant)
-                    .bind(&name)
-                    .bind(kind)
-                    .bind(start_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await
-                };
-                if let Err(e) = result.await {
-                    tracing::error!(recording = %id, %file, error = ?e, "failed to store a recorded track");
-                }
-            });
-        })
+    async fn track_started(&self, t: TrackStarted) {
+        let result = async {
+            let mut tx = self.db.begin().await?;
+            sqlx::query(
+                "insert into recording_tracks (recording_id, file, participant_id, name, kind, start_ms)
+                 values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&self.id)
+            .bind(&t.file)
+            .bind(t.participant)
+            .bind(&t.name)
+            .bind(t.kind)
+            .bind(t.start_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        if let Err(e) = result.await {
+            tracing::error!(recording = %self.id, file = %t.file, error = ?e, "failed to store a recorded track");
+        }
     }
 
-    async fn track_finished(&mut self, file: &str, written: track::Written) {
+    async fn track_finished(
+        &mut self,
+        started: &mut mpsc::UnboundedReceiver<TrackStarted>,
+        file: &str,
+        written: track::Written,
+    ) {
+        // A finished writer's start was sent before it ended: store it first.
+        while let Ok(track) = started.try_recv() {
+            self.track_started(track).await;
+        }
         let Some(start_ms) = written.start_ms else {
             // No frame ever came (a camera that was off): nothing to keep.
             let _ = fs::remove_file(self.dir.join(file));
@@ -214,26 +234,15 @@ impl Task {
 }
 
 pub(super) async fn set_track(db: &Db, id: &str, file: &str, duration_ms: i64, bytes: i64) -> Result<(), sqlx::Error> {
-    // The insert made at the first frame may still be on its way: retry briefly.
-    for _ in 0..50 {
-        let mut tx = db.begin().await?;
-        let done = sqlx::query(
-            "update recording_tracks set duration_ms = $1, bytes = $2 where recording_id = $3 and file = $4",
-        )
+    let mut tx = db.begin().await?;
+    sqlx::query("update recording_tracks set duration_ms = $1, bytes = $2 where recording_id = $3 and file = $4")
         .bind(duration_ms)
         .bind(bytes)
         .bind(id)
         .bind(file)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if done > 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Ok(())
+        .await?;
+    tx.commit().await
 }
 
 /// Marks a recording finished with its size on disk.
