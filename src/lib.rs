@@ -14,6 +14,7 @@ pub mod http;
 pub mod interaction;
 pub mod mail;
 pub mod programme;
+pub mod record;
 pub mod recording;
 pub mod registration;
 pub mod rooms;

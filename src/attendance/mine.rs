@@ -11,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{report, How, Status};
 use crate::{
+    db::Db,
     http::{
         error::{ApiResult, ErrorBody},
         extract::{AuthUser, Json},
@@ -48,19 +49,26 @@ pub struct MyAttendance {
 #[utoipa::path(get, path = "/api/me/attendance", tag = "attendance",
     responses((status = 200, body = MyAttendance), (status = 401, body = ErrorBody)))]
 async fn mine(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<MyAttendance>> {
+    let entries = attended(&state.db, user.id).await?;
+    Ok(Json(MyAttendance { total_minutes_credited: entries.iter().map(|e| e.minutes_credited).sum(), entries }))
+}
+
+/// Every session `user_id` attended live or by replay (not absent), newest
+/// first: what the professional record's session entries are made from.
+pub async fn attended(db: &Db, user_id: i64) -> ApiResult<Vec<Entry>> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "select session_id from room_events where user_id = $1
          union select r.session_id from replay_segments s join recordings r on r.id = s.recording_id where s.user_id = $1",
     )
-    .bind(user.id)
-    .fetch_all(&state.db.read)
+    .bind(user_id)
+    .fetch_all(&db.read)
     .await?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut entries = vec![];
     for id in ids {
-        let Some(session) = programme::load(&state.db, id).await? else { continue };
-        let built = report::build(&state.db, &session, now).await?;
-        let Some(me) = built.people.into_iter().find(|p| p.user_id == user.id) else { continue };
+        let Some(session) = programme::load(db, id).await? else { continue };
+        let built = report::build(db, &session, now).await?;
+        let Some(me) = built.people.into_iter().find(|p| p.user_id == user_id) else { continue };
         if me.status == Status::Absent {
             continue;
         }
@@ -69,8 +77,8 @@ async fn mine(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiRes
              where session_id = $1 and user_id = $2 and group_name is not null order by group_name",
         )
         .bind(id)
-        .bind(user.id)
-        .fetch_all(&state.db.read)
+        .bind(user_id)
+        .fetch_all(&db.read)
         .await?
         .iter()
         .map(|r| r.try_get("group_name"))
@@ -90,7 +98,7 @@ async fn mine(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiRes
         });
     }
     entries.sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
-    Ok(Json(MyAttendance { total_minutes_credited: entries.iter().map(|e| e.minutes_credited).sum(), entries }))
+    Ok(entries)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -36,6 +36,12 @@ pub enum ApiError {
     /// The request clashes with what is stored.
     #[error("{message}")]
     Conflict { field: Option<String>, message: String },
+    /// The body is larger than this route accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body is of a type this route does not accept.
+    #[error("{0}")]
+    Unsupported(String),
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
@@ -96,6 +102,8 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, field.clone()),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, None),
             ApiError::Busy => {
                 let body = Json(ErrorBody { error: self.to_string(), field: None });

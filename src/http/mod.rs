@@ -14,23 +14,23 @@ use axum::{
     Router,
 };
 use serde::Serialize;
-use tower_http::{
-    limit::RequestBodyLimitLayer, services::ServeDir, set_header::SetResponseHeaderLayer, trace::TraceLayer,
-};
+use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{attendance, auth, breakout, interaction, mail, programme, recording, registration, rooms, AppState};
+use crate::{
+    attendance, auth, breakout, interaction, mail, programme, record, recording, registration, rooms, AppState,
+};
 use error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations, live rooms."),
     modifiers(&Security),
-    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"))
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
 )]
 struct ApiDoc;
 
@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(breakout::router())
         .merge(recording::router())
         .merge(attendance::router())
+        .merge(record::router())
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()
@@ -80,7 +81,9 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("API route") }))
         .fallback_service(ServeDir::new(web_dir()).append_index_html_on_directories(true))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        // Bodies read by extractors (JSON, forms) stop at MAX_BODY; the few
+        // handlers that stream a body (evidence files) set their own limit.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))

@@ -1,0 +1,41 @@
+//! The professional record (docs/record.md): each participant's portfolio
+//! of learning, which they own and organisers never read.
+//!
+//! - `entries`: one entry per attended session, made by the server from
+//!   attendance, and entries added by hand for other CPD;
+//! - `goals`: their development needs and their school's priorities, and the
+//!   links from entries to them;
+//! - `reflections`: what they learned and will keep, grow and change, and
+//!   later the impact, with evidence (links and files).
+//!
+//! Every route is under `/api/me/`: a row is only ever read or changed by
+//! its owner, and one that is not yours answers 404 exactly like one that
+//! does not exist.
+
+pub mod entries;
+pub mod goals;
+pub mod reflections;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    entries::router().merge(goals::router()).merge(reflections::router())
+}
+
+/// Counts characters, not bytes, so a limit reads the same in any script.
+pub(crate) fn check_length(field: &str, value: &str, max: usize) -> crate::http::error::ApiResult<()> {
+    let n = value.chars().count();
+    if n > max {
+        return Err(crate::http::error::ApiError::invalid(
+            field,
+            format!("{field} must be at most {max} characters (it has {n})"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
