@@ -1,0 +1,306 @@
+//! The professional record: entries made from attendance, needs and
+//! priorities, private reflections, manual entries and evidence.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{
+    attendance::{events, modelled_session, user_id},
+    both_backends,
+    helpers::{spawn_app, Backend, TestApp},
+};
+
+async fn sign_in(app: &TestApp, email: &str) -> String {
+    let (status, body) = app.post("/api/auth/signin", None, json!({"email": email, "password": "correct horse"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+async fn record(app: &TestApp, token: &str) -> Value {
+    let (status, body) = app.get("/api/me/record", Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    app.request(Method::PUT, path, Some(token), Some(body)).await
+}
+
+async fn upload(app: &TestApp, token: &str, entry: i64, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let res = app
+        .client
+        .post(format!("{}/api/me/record/entries/{entry}/evidence/file?name={name}", app.url))
+        .bearer_auth(token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn an_attended_session_becomes_one_entry_that_follows_attendance(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let mine = record(&app, &s.attendee).await;
+    assert_eq!(mine["total_minutes"], 48);
+    let entries = mine["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{mine}");
+    let e = &entries[0];
+    assert_eq!((e["kind"].as_str(), e["session_id"].as_i64()), (Some("session"), Some(s.id)));
+    assert_eq!((e["title"].as_str(), e["provider"].as_str()), (Some("Adaptive teaching"), Some("Priya Presenter")));
+    assert_eq!(
+        (e["minutes"].as_i64(), e["how"].as_str(), e["status"].as_str()),
+        (Some(48), Some("live"), Some("attended"))
+    );
+    assert_eq!((e["minutes_in_groups"].as_i64(), &e["groups"]), (Some(10), &json!(["Group 1"])));
+    assert_eq!((&e["reflection"], &e["goal_ids"], &e["evidence"]), (&Value::Null, &json!([]), &json!([])));
+    // Reading again makes no second entry.
+    let again = record(&app, &s.attendee).await;
+    assert_eq!(again["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(again["entries"][0]["id"], e["id"]);
+
+    // Dan only watched the replay: 30 minutes, by replay.
+    let dan = sign_in(&app, "dan@oak.sch.uk").await;
+    let theirs = record(&app, &dan).await;
+    let d = &theirs["entries"][0];
+    assert_eq!(
+        (d["minutes"].as_i64(), d["how"].as_str(), d["status"].as_str()),
+        (Some(30), Some("replay"), Some("attended"))
+    );
+    let first_id = d["id"].clone();
+    // He then turns out to have been in the room for 40 minutes: the same
+    // entry is brought up to date, credited with the larger time.
+    let dan_id = user_id(&app, "dan@oak.sch.uk").await;
+    events(&app, s.id, dan_id, &[("join", None, 5.0), ("leave", Some("left"), 45.0)]).await;
+    let theirs = record(&app, &dan).await;
+    assert_eq!(theirs["entries"].as_array().unwrap().len(), 1);
+    let d = &theirs["entries"][0];
+    assert_eq!((&d["id"], d["minutes"].as_i64(), d["minutes_live"].as_i64()), (&first_id, Some(40), Some(40)));
+
+    // Eve was absent: nothing. Signed out: 401.
+    let eve = sign_in(&app, "eve@oak.sch.uk").await;
+    assert_eq!(record(&app, &eve).await["entries"], json!([]));
+    assert_eq!(app.get("/api/me/record", None).await.0, StatusCode::UNAUTHORIZED);
+}
+both_backends!(an_attended_session_becomes_one_entry_that_follows_attendance);
+
+async fn needs_and_priorities_link_to_entries_and_another_persons_need_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let ann = &s.attendee;
+    let entry = record(&app, ann).await["entries"][0]["id"].as_i64().unwrap();
+
+    let (status, need) =
+        app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "  Adaptive   teaching "})).await;
+    assert_eq!(status, StatusCode::CREATED, "{need}");
+    assert_eq!(need["title"], "Adaptive teaching", "spaces tidied");
+    let (_, priority) = app
+        .post("/api/me/goals", Some(ann), json!({"kind": "priority", "title": "Reading across the curriculum"}))
+        .await;
+    let (status, body) =
+        app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "adaptive TEACHING"})).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("title")), "{body}");
+    let (status, _) = app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "  "})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app.post("/api/me/goals", Some(ann), json!({"kind": "wish", "title": "Calm"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let ids = json!([need["id"], priority["id"]]);
+    let (status, linked) =
+        put(&app, &format!("/api/me/record/entries/{entry}/goals"), ann, json!({"goal_ids": ids})).await;
+    assert_eq!(status, StatusCode::OK, "{linked}");
+    assert_eq!(linked["goal_ids"], ids);
+
+    // Ben's need is not Ann's to link: refused, and Ann's links stay.
+    let ben = sign_in(&app, "ben@oak.sch.uk").await;
+    let (_, bens) = app.post("/api/me/goals", Some(&ben), json!({"kind": "need", "title": "Behaviour"})).await;
+    let (status, body) =
+        put(&app, &format!("/api/me/record/entries/{entry}/goals"), ann, json!({"goal_ids": [need["id"], bens["id"]]}))
+            .await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("goal_ids")), "{body}");
+    assert_eq!(record(&app, ann).await["entries"][0]["goal_ids"], ids);
+    // Nor can Ben link Ann's entry, rename or delete her need.
+    let (status, _) = put(&app, &format!("/api/me/record/entries/{entry}/goals"), &ben, json!({"goal_ids": []})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let path = format!("/api/me/goals/{}", need["id"]);
+    let (status, _) = app.request(Method::PATCH, &path, Some(&ben), Some(json!({"title": "Mine now"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.request(Method::DELETE, &path, Some(&ben), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/me/goals", Some(&ben)).await.1.as_array().unwrap().len(), 1);
+
+    // Renaming keeps the link; deleting unlinks and keeps the entry.
+    let (status, renamed) =
+        app.request(Method::PATCH, &path, Some(ann), Some(json!({"title": "Adaptive teaching in maths"}))).await;
+    assert_eq!((status, renamed["title"].as_str()), (StatusCode::OK, Some("Adaptive teaching in maths")));
+    let (status, _) = app.request(Method::DELETE, &path, Some(ann), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mine = record(&app, ann).await;
+    assert_eq!(mine["entries"][0]["goal_ids"], json!([priority["id"]]));
+    assert_eq!(mine["goals"].as_array().unwrap().len(), 1);
+}
+both_backends!(needs_and_priorities_link_to_entries_and_another_persons_need_is_refused);
+
+async fn reflections_are_private_to_their_owner(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let ann = &s.attendee;
+    let entry = record(&app, ann).await["entries"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/me/record/entries/{entry}/reflection");
+    let (status, e) = put(
+        &app,
+        &path,
+        ann,
+        json!({"learned": "Pre-teach vocabulary to the whole class", "keep_doing": "Cold calling", "to_grow": "Scaffolds", "to_change": "Fewer worksheets"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    assert_eq!(e["reflection"]["learned"], "Pre-teach vocabulary to the whole class");
+    // The impact comes weeks later; the rest stays.
+    let (_, e) = put(&app, &path, ann, json!({"impact": "Year 4 used the new words in their writing"})).await;
+    assert_eq!(e["reflection"]["learned"], "Pre-teach vocabulary to the whole class");
+    assert_eq!(e["reflection"]["impact"], "Year 4 used the new words in their writing");
+
+    // Too long: refused by field, and what was stored stays.
+    let (status, body) = put(&app, &path, ann, json!({"learned": "x".repeat(4001)})).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("learned")), "{body}");
+    let (_, e) = app.get(&format!("/api/me/record/entries/{entry}"), Some(ann)).await;
+    assert_eq!(e["reflection"]["learned"], "Pre-teach vocabulary to the whole class");
+
+    // The organiser cannot read or write it, and their report never carries it.
+    for token in [&s.organiser, &s.presenter] {
+        let (status, body) = app.get(&format!("/api/me/record/entries/{entry}"), Some(token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _) = put(&app, &path, token, json!({"learned": "overwritten"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = app.request(Method::DELETE, &path, Some(token), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let report = app.get_text(&format!("/api/sessions/{}/attendance", s.id), &s.organiser).await;
+    let csv = app.get_text(&format!("/api/sessions/{}/attendance.csv", s.id), &s.organiser).await;
+    assert!(report.contains("Ann") && !report.contains("vocabulary") && !csv.contains("vocabulary"));
+    let (_, e) = app.get(&format!("/api/me/record/entries/{entry}"), Some(ann)).await;
+    assert_eq!(e["reflection"]["learned"], "Pre-teach vocabulary to the whole class");
+
+    // Prompted on leaving: reflecting by session makes the entry if needed.
+    let dan = sign_in(&app, "dan@oak.sch.uk").await;
+    let (status, e) =
+        put(&app, &format!("/api/me/record/sessions/{}/reflection", s.id), &dan, json!({"learned": "Retrieval first"}))
+            .await;
+    assert_eq!((status, e["reflection"]["learned"].as_str()), (StatusCode::OK, Some("Retrieval first")), "{e}");
+    let eve = sign_in(&app, "eve@oak.sch.uk").await;
+    let (status, _) =
+        put(&app, &format!("/api/me/record/sessions/{}/reflection", s.id), &eve, json!({"learned": "?"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "Eve never attended");
+
+    // Ann may delete her reflection; the entry stays.
+    let (status, _) = app.request(Method::DELETE, &path, Some(ann), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mine = record(&app, ann).await;
+    assert_eq!((mine["entries"][0]["reflection"].clone(), mine["total_minutes"].as_i64()), (Value::Null, Some(48)));
+}
+both_backends!(reflections_are_private_to_their_owner);
+
+async fn manual_entries_carry_time_and_evidence_within_type_and_size_limits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let ann = &s.attendee;
+    let (_, need) =
+        app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "Behaviour management"})).await;
+    let course = json!({"kind": "course", "title": "NPQ module 1", "provider": "Ambition", "date": "2026-10-05", "minutes": 90, "goal_ids": [need["id"]]});
+    let (status, manual) = app.post("/api/me/record/entries", Some(ann), course.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{manual}");
+    assert_eq!((manual["kind"].as_str(), manual["minutes"].as_i64()), (Some("course"), Some(90)));
+    assert_eq!(manual["goal_ids"], json!([need["id"]]));
+    assert!(manual["occurred_at"].as_str().unwrap().starts_with("2026-10-05"));
+    let id = manual["id"].as_i64().unwrap();
+
+    // Bad input: a clear error by field, and nothing added.
+    let ben = sign_in(&app, "ben@oak.sch.uk").await;
+    let (_, bens) = app.post("/api/me/goals", Some(&ben), json!({"kind": "need", "title": "Behaviour"})).await;
+    let future = (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+    for (change, field) in [
+        (json!({"kind": "session"}), "kind"),
+        (json!({"minutes": 0}), "minutes"),
+        (json!({"minutes": 100000}), "minutes"),
+        (json!({"title": " "}), "title"),
+        (json!({"date": future}), "date"),
+        (json!({"date": "5 October"}), "date"),
+        (json!({"goal_ids": [bens["id"]]}), "goal_ids"),
+    ] {
+        let mut body = course.clone();
+        body.as_object_mut().unwrap().extend(change.as_object().unwrap().clone());
+        let (status, err) = app.post("/api/me/record/entries", Some(ann), body).await;
+        assert_eq!((status, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{change}: {err}");
+    }
+    let mine = record(&app, ann).await;
+    assert_eq!((mine["entries"].as_array().unwrap().len(), mine["total_minutes"].as_i64()), (2, Some(138)));
+
+    // A session entry's time is attendance: not edited, not deleted.
+    let session_entry =
+        mine["entries"].as_array().unwrap().iter().find(|e| e["kind"] == "session").unwrap()["id"].clone();
+    let (status, _) = put(&app, &format!("/api/me/record/entries/{session_entry}"), ann, course.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) =
+        app.request(Method::DELETE, &format!("/api/me/record/entries/{session_entry}"), Some(ann), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A manual one is edited.
+    let mut edited = course.clone();
+    edited["minutes"] = json!(120);
+    let (status, e) = put(&app, &format!("/api/me/record/entries/{id}"), ann, edited).await;
+    assert_eq!((status, e["minutes"].as_i64()), (StatusCode::OK, Some(120)), "{e}");
+
+    // Evidence: a link, and a PDF.
+    let ev = format!("/api/me/record/entries/{id}/evidence");
+    let (status, link) = app.post(&ev, Some(ann), json!({"url": "https://example.org/my-blog/behaviour"})).await;
+    assert_eq!((status, link["kind"].as_str()), (StatusCode::CREATED, Some("link")), "{link}");
+    for bad in ["javascript:alert(1)", "ftp://example.org/x", "not a link"] {
+        let (status, err) = app.post(&ev, Some(ann), json!({"url": bad})).await;
+        assert_eq!((status, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("url")), "{bad}");
+    }
+    let pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec();
+    let (status, file) = upload(&app, ann, id, "lesson%20plan.pdf", pdf.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!((file["file_name"].as_str(), file["bytes"].as_i64()), (Some("lesson plan.pdf"), Some(pdf.len() as i64)));
+    let res =
+        app.client.get(format!("{}{}", app.url, file["url"].as_str().unwrap())).bearer_auth(ann).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    assert!(res.headers()["content-disposition"].to_str().unwrap().contains("lesson plan.pdf"));
+    assert_eq!(res.bytes().await.unwrap().to_vec(), pdf);
+    // Someone else gets nothing of it.
+    let res =
+        app.client.get(format!("{}{}", app.url, file["url"].as_str().unwrap())).bearer_auth(&ben).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (status, _) = upload(&app, &ben, id, "mine.pdf", pdf.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Forbidden types, a disguised file, an empty one, a huge one.
+    let (status, err) = upload(&app, ann, id, "setup.exe", b"MZ\x90\x00".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("pdf"), "{err}");
+    let (status, _) = upload(&app, ann, id, "photo.png", b"MZ\x90\x00 not a png".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = upload(&app, ann, id, "notes.txt", vec![]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut huge = b"%PDF-".to_vec();
+    huge.resize(10 * 1024 * 1024 + 1, b'a');
+    let (status, err) = upload(&app, ann, id, "big.pdf", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    let stored = std::fs::read_dir(app.data_dir.path().join("evidence")).unwrap().count();
+    assert_eq!(stored, 1, "refused uploads leave no file behind");
+    let e = app.get(&format!("/api/me/record/entries/{id}"), Some(ann)).await.1;
+    assert_eq!(e["evidence"].as_array().unwrap().len(), 2, "{e}");
+
+    // Deleting the manual entry removes its evidence, file and all.
+    let (status, _) = app.request(Method::DELETE, &format!("/api/me/record/entries/{id}"), Some(ann), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(std::fs::read_dir(app.data_dir.path().join("evidence")).unwrap().count(), 0);
+    let mine = record(&app, ann).await;
+    assert_eq!((mine["entries"].as_array().unwrap().len(), mine["total_minutes"].as_i64()), (1, Some(48)));
+    let n: i64 =
+        sqlx::query_scalar("select count(*) from record_evidence").fetch_one(&app.state.db.read).await.unwrap();
+    assert_eq!(n, 0);
+}
+both_backends!(manual_entries_carry_time_and_evidence_within_type_and_size_limits);
