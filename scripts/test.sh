@@ -19,4 +19,5 @@ if [ -d tests/browser ]; then
   media tests/browser/media/room.test.mjs
   media tests/browser/media/replay.test.mjs
   media tests/browser/media/breakouts.test.mjs
+  media tests/browser/media/record.test.mjs
 fi

@@ -23,19 +23,21 @@ export class ApiError extends Error {
  * requires of cookie-authenticated requests. Resolves to the parsed body (or
  * null for an empty answer) and throws `ApiError` for any 4xx/5xx.
  * `keepalive` lets a request finish after the page is gone (a last report
- * on `pagehide`; `sendBeacon` cannot carry the CSRF header).
+ * on `pagehide`; `sendBeacon` cannot carry the CSRF header). `raw` sends a
+ * Blob or File as the body, as it is (evidence uploads).
  */
-export async function api(path, { method = "GET", body, keepalive = false } = {}) {
+export async function api(path, { method = "GET", body, raw, keepalive = false } = {}) {
   const headers = { accept: "application/json" };
   if (method !== "GET" && method !== "HEAD") headers["x-staffroom-csrf"] = "1";
   if (body !== undefined) headers["content-type"] = "application/json";
+  if (raw !== undefined) headers["content-type"] = raw.type || "application/octet-stream";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
       credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
       keepalive,
     });
   } catch {
@@ -374,6 +376,12 @@ export function downloadNote(recording) {
   }
 }
 
+/** CPD time as people say it: "3 h 05 min", "45 min". */
+export function formatMinutes(minutes) {
+  const h = Math.floor(minutes / 60);
+  return h ? `${h} h ${String(minutes % 60).padStart(2, "0")} min` : `${minutes} min`;
+}
+
 /** A position in a recording: "2:05", or "1:02:05" past the hour. */
 export function formatClock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -482,6 +490,7 @@ export async function setupPage() {
   const items = [link("/index.html", "Programme")];
   if (user) {
     items.push(link("/my.html", "My sessions"));
+    items.push(link("/record.html", "My record"));
     if (user.is_organiser) items.push(link("/organiser.html", "Organiser"));
   }
   const account = el("div", { class: "account" });

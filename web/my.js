@@ -9,6 +9,7 @@ import {
   fillZoneSelect,
   formValues,
   formatInstant,
+  formatMinutes,
   handleSubmit,
   kindName,
   myBadge,
@@ -101,12 +102,6 @@ function fillProfile() {
   );
 }
 
-/** "3 h 05 min" of CPD. */
-function hours(minutes) {
-  const h = Math.floor(minutes / 60);
-  return h ? `${h} h ${String(minutes % 60).padStart(2, "0")} min` : `${minutes} min`;
-}
-
 /** The sessions attended live or by replay, with the CPD time credited (docs/attendance.md). */
 async function loadRecord() {
   const box = document.getElementById("record");
@@ -125,13 +120,14 @@ async function loadRecord() {
         el("td", { "data-label": "Date", text: formatInstant(new Date(e.starts_at).getTime(), zone) }),
         el("td", { "data-label": "Session" }, el("a", { href: `/session.html?id=${e.session_id}`, text: e.title }), e.presenters.length ? ` — ${e.presenters.join(", ")}` : ""),
         el("td", { "data-label": "How", text: `${how[e.how] || "—"}${e.status === "partly" ? " (partly)" : ""}` }),
-        el("td", { class: "num", "data-label": "CPD time", text: hours(e.minutes_credited) }),
+        el("td", { class: "num", "data-label": "CPD time", text: formatMinutes(e.minutes_credited) }),
         el("td", { "data-label": "Groups", text: e.groups.join(", ") || "—" }),
       ),
     );
     box.replaceChildren(
-      el("p", { class: "lead", text: `${hours(record.total_minutes_credited)} of CPD from ${record.entries.length} ${record.entries.length === 1 ? "session" : "sessions"}.` }),
+      el("p", { class: "lead", text: `${formatMinutes(record.total_minutes_credited)} of CPD from ${record.entries.length} ${record.entries.length === 1 ? "session" : "sessions"}.` }),
       dataTable("My CPD record", ["Date", "Session", "How", ["CPD time", "num"], "Groups"], rows),
+      el("p", {}, el("a", { href: "/record.html", text: "Open my full record: reflections, needs and priorities, evidence and certificates" })),
     );
   } catch (e) {
     box.replaceChildren(el("p", { class: "status status-error", text: `Your record could not be loaded: ${e.message}` }));

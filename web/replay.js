@@ -17,6 +17,7 @@
 
 import { api, downloadNote, el, formatClock as at, formatInstant, formatLength, here, param, say, setupPage, stop, viewerZone, zoneAbbr } from "/app.js";
 import { resultBars } from "/room-talk.js";
+import { reflectionPrompt } from "/reflect.js";
 
 const recordingId = param("id");
 const content = document.getElementById("content");
@@ -65,6 +66,7 @@ const replay = {
   chapters: [], // {t, title, by}
   feed: [], // the timeline's chat, question, poll and speaker events, in order
   watchedMs: 0,
+  prompted: false, // the reflection prompt was shown at the end
 };
 window.staffroomReplay = replay;
 
@@ -136,7 +138,14 @@ function ended() {
   clock.playing = false;
   clock.holding = false;
   closeSegment();
-  report();
+  // Once the watching is stored, ask for a reflection (once per visit).
+  report().finally(() => {
+    if (replay.prompted) return;
+    replay.prompted = true;
+    const prompt = reflectionPrompt(replay.recording.session_id, "You have reached the end. A few lines now make this session count in your CPD record. Only you can read them.");
+    content.append(prompt);
+    prompt.scrollIntoView({ block: "nearest" });
+  });
 }
 
 function inside(m, position) {

@@ -13,6 +13,7 @@ import { api, el, formatDay, formatTime, param, setupPage, stop, viewerZone } fr
 import { createPanel } from "/room-talk.js";
 import { createGroups } from "/room-groups.js";
 import { createRecording } from "/room-recording.js";
+import { reflectionPrompt } from "/reflect.js";
 
 const sessionId = Number(param("id"));
 const content = document.getElementById("content");
@@ -1151,7 +1152,15 @@ function finish(heading, message, state) {
   document.querySelectorAll("dialog.dialog").forEach((d) => d.remove());
   stop(content, heading, message, backLink());
   content.removeAttribute("aria-busy");
-  content.querySelector("a")?.focus();
+  // Someone who took part and has just left, or saw the session end, is
+  // asked to reflect while it is fresh (docs/record.md). Hosts are not.
+  const tookPart = room.me && !room.me.grants?.host;
+  if (tookPart && (state === "ended" || room.leftByChoice)) {
+    content.append(reflectionPrompt(sessionId, "A few lines now make this session count in your CPD record. Only you can read them."));
+    content.querySelector("textarea")?.focus();
+  } else {
+    content.querySelector("a")?.focus();
+  }
 }
 
 /** `/join` said no: the room is not open yet, has ended, we were removed, or we may not enter. */
@@ -1197,6 +1206,7 @@ function fatal(message) {
 function leave() {
   room.leaving = true;
   send({ type: "leave" });
+  room.leftByChoice = true;
   finish("You are out of the room", "You have left the session. You can join again while it runs.", "left");
 }
 

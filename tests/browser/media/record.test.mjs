@@ -1,0 +1,126 @@
+// The professional record from a teacher's side: she attends a short live
+// session in the real room, is asked to reflect as she leaves, finds the
+// entry in her CPD record with the minutes credited, links it to a need she
+// adds, attaches evidence and downloads her certificate, which the public
+// verification page confirms. The organiser sees her attendance in the
+// report (chart and CSV) and never her reflection.
+//
+// In the media folder: the room runs inside `unshare -n` (loopback only).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { MEDIA_ARGS, ORGANISER, bearer, call, registeredTeacher, serverAndBrowser, shot, signedInPage, sleep } from "../helpers.mjs";
+
+let app;
+let browser;
+serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
+
+/** Time in the room: 75 % of the two scheduled minutes is 90 s. */
+const STAY_MS = 100_000;
+
+test("a teacher reflects as she leaves, finds the entry with its minutes in her record, links a need, adds evidence and downloads a certificate that verifies; the organiser sees attendance, not the reflection", async () => {
+  const organiser = await bearer(app, ORGANISER.email, ORGANISER.password);
+  const starts = new Date(Date.now() + 2000);
+  const session = await call(app, organiser, "POST", "/api/sessions", {
+    title: "Questioning that makes pupils think",
+    description: "A two-minute taster.",
+    kind: "webinar",
+    series: null,
+    subject: null,
+    phase: "all",
+    audiences: ["teacher"],
+    presenters: [],
+    starts_at: starts.toISOString(),
+    ends_at: new Date(starts.getTime() + 120_000).toISOString(),
+    capacity: 30,
+    status: "published",
+  });
+
+  const host = await signedInPage(app, browser, ORGANISER.email, ORGANISER.password);
+  await host.goto(`${app.url}/room.html?id=${session.id}`);
+  const joinWithMedia = host.getByRole("button", { name: "Join with camera and mic" });
+  await joinWithMedia.waitFor();
+  await host.waitForFunction(() => !document.querySelector(".prejoin button").disabled);
+  await joinWithMedia.click();
+  await host.getByRole("button", { name: "Go live" }).click();
+  await host.getByRole("button", { name: "End session for everyone" }).waitFor();
+
+  const ann = await registeredTeacher(app, browser, "Ann Teacher", "ann@hillside.sch.uk", session.id);
+  await ann.goto(`${app.url}/session.html?id=${session.id}`);
+  await ann.getByRole("link", { name: "Join the live session" }).click();
+  await ann.locator("#connection[data-state=connected]").waitFor();
+  await sleep(STAY_MS);
+
+  // Leaving asks for a reflection, saved straight into her record.
+  await ann.getByRole("button", { name: "Leave" }).click();
+  const prompt = ann.locator("section", { has: ann.getByRole("heading", { name: "Reflect while it is fresh" }) });
+  await prompt.waitFor();
+  const learned = "Wait five seconds after a question before taking answers";
+  await prompt.getByLabel("What did I learn?").fill(learned);
+  await prompt.getByLabel("What will I change?").fill("No hands up in starters");
+  await prompt.getByRole("button", { name: "Save to my CPD record" }).click();
+  await prompt.getByText("Saved to your CPD record.").waitFor();
+  await shot(ann, "record-reflect-on-leave");
+  await prompt.getByRole("link", { name: "your CPD record" }).click();
+
+  // The record: the entry with its credited minute, attended, live.
+  await ann.waitForURL(/\/record\.html#entry-\d+$/);
+  const entry = ann.locator("li.record-entry", { has: ann.getByRole("heading", { name: session.title }) });
+  await entry.waitFor();
+  const text = await entry.innerText();
+  assert.match(text, /1 min · live/);
+  assert.match(text, /Attended/);
+  assert.match(await ann.locator("#total").innerText(), /1 min of CPD from 1 entry/);
+  assert.equal(await entry.locator("details.record-reflection").getAttribute("open"), "", "the entry she came to is open");
+  assert.equal(await entry.getByLabel("What did I learn?").inputValue(), learned);
+
+  // A need, linked to the entry; the link survives a reload.
+  await ann.locator("#goal-form").getByLabel("Add a", { exact: true }).selectOption("need");
+  await ann.locator("#goal-form").getByLabel("Title").fill("Questioning");
+  await ann.locator("#goal-form").getByRole("button", { name: "Add" }).click();
+  await ann.getByText("Added “Questioning”.").waitFor();
+  await entry.getByLabel("Questioning").check();
+  await entry.getByText("Links saved.").waitFor();
+  await ann.reload();
+  await entry.waitFor();
+  assert.equal(await entry.getByLabel("Questioning").isChecked(), true);
+  assert.match(await ann.locator("#goals").innerText(), /Questioning\s+1 min/);
+
+  // Evidence: a link, and a file; a forbidden type is refused with a reason.
+  await entry.getByLabel("Add a link").fill("https://example.org/blog/wait-time");
+  await entry.getByRole("button", { name: "Add link" }).click();
+  await entry.getByRole("link", { name: "https://example.org/blog/wait-time" }).waitFor();
+  await entry.getByLabel("Add a file").setInputFiles({ name: "starter.txt", mimeType: "text/plain", buffer: Buffer.from("Starter: think, pair, share.\n") });
+  await entry.getByRole("button", { name: "Upload" }).click();
+  await entry.getByRole("link", { name: "starter.txt" }).waitFor();
+  await entry.getByLabel("Add a file").setInputFiles({ name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") });
+  await entry.getByRole("button", { name: "Upload" }).click();
+  await entry.getByText(/Evidence files must be one of/).waitFor();
+
+  // The certificate: issued on request, downloaded, and verifiable by anyone.
+  await entry.getByRole("button", { name: "Get my certificate" }).click();
+  const link = entry.getByRole("link", { name: "Download certificate" });
+  const [download] = await Promise.all([ann.waitForEvent("download"), link.click()]);
+  const svg = readFileSync(await download.path(), "utf8");
+  assert.match(svg, /Ann Teacher/);
+  assert.match(svg, /Questioning that makes pupils think/);
+  assert.match(svg, /<openbadges:credential/);
+  await shot(ann, "record-entry");
+  await entry.getByRole("link", { name: "Verification page" }).click();
+  await ann.getByText("Ann Teacher").first().waitFor();
+  assert.match(await ann.locator("main").innerText(), /Questioning that makes pupils think/);
+  await shot(ann, "certificate-verification");
+
+  // The organiser's report: Ann attended, with the chart and the CSV; her
+  // reflection appears nowhere.
+  const report = await signedInPage(app, browser, ORGANISER.email, ORGANISER.password);
+  await report.goto(`${app.url}/organiser.html?id=${session.id}`);
+  const section = report.locator("section", { has: report.getByRole("heading", { name: "Attendance" }) });
+  await section.locator("tr", { has: report.getByRole("cell", { name: "Ann Teacher", exact: true }) }).getByText("Attended").waitFor();
+  await section.locator("svg.presence-chart").waitFor();
+  const csv = await report.request.get(`${app.url}${await section.getByRole("link", { name: "Download CSV" }).getAttribute("href")}`);
+  const body = await csv.text();
+  assert.match(body, /Ann Teacher/);
+  assert.ok(!body.includes(learned) && !(await report.locator("main").innerText()).includes(learned));
+});

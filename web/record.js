@@ -1,0 +1,391 @@
+// My CPD record (docs/record.md): every entry with its time, links to my
+// needs and priorities, my reflection and evidence, and certificates; plus
+// the summary, adding other CPD, and the exports.
+
+import { api, el, formValues, formatDay, formatMinutes, handleSubmit, say, setupPage, stop, viewerZone } from "/app.js";
+import { reflectionForm } from "/reflect.js";
+
+const content = document.getElementById("content");
+const entriesList = document.getElementById("entries");
+const entriesStatus = document.getElementById("entries-status");
+
+let user = null;
+let record = null;
+
+const KIND_NAMES = { session: "Session", course: "Course", reading: "Reading", coaching: "Coaching", other: "Other" };
+/** The evidence types the server accepts (checked there too). */
+const EVIDENCE_ACCEPT = ".pdf,.png,.jpg,.jpeg,.docx,.pptx,.xlsx,.txt";
+const MAX_EVIDENCE_BYTES = 10 * 1024 * 1024;
+
+function bytes(n) {
+  return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
+}
+
+async function load() {
+  record = await api("/api/me/record");
+  render();
+}
+
+function render() {
+  const n = record.entries.length;
+  document.getElementById("total").textContent = n
+    ? `${formatMinutes(record.total_minutes)} of CPD from ${n} ${n === 1 ? "entry" : "entries"}.`
+    : "Nothing here yet.";
+  renderGoals();
+  renderManualGoals();
+  entriesList.replaceChildren(...record.entries.map(entryCard));
+  if (!n) {
+    entriesList.append(
+      el("li", { class: "card empty" }, "Sessions you attend, live or by watching the replay, appear here with the time credited. ", el("a", { href: "/index.html", text: "Browse the programme" }), "."),
+    );
+  }
+  content.removeAttribute("aria-busy");
+}
+
+// ---------------------------------------------------------------- needs and priorities
+
+function renderGoals() {
+  const column = (kind, heading, empty) => {
+    const goals = record.goals.filter((g) => g.kind === kind);
+    return el(
+      "div",
+      {},
+      el("h3", { text: heading }),
+      goals.length
+        ? el("ul", { class: "goal-list" }, goals.map((g) =>
+            el(
+              "li",
+              {},
+              el("span", { text: g.title }),
+              " ",
+              el("span", { class: "muted small", text: formatMinutes(linkedMinutes(g.id)) }),
+              " ",
+              el("button", {
+                type: "button",
+                class: "link-button danger-link",
+                text: "Remove",
+                "aria-label": `Remove “${g.title}”`,
+                onclick: async () => {
+                  if (!window.confirm(`Remove “${g.title}”? Entries linked to it stay in your record.`)) return;
+                  try {
+                    await api(`/api/me/goals/${g.id}`, { method: "DELETE" });
+                    await load();
+                    await loadSummary();
+                  } catch (e) {
+                    say(document.getElementById("goal-status"), e.message, "error");
+                  }
+                },
+              }),
+            ),
+          ))
+        : el("p", { class: "muted", text: empty }),
+    );
+  };
+  document.getElementById("goals").replaceChildren(
+    column("need", "My development needs", "None yet: add what you want to get better at."),
+    column("priority", "My school's priorities", "None yet: add your school's improvement priorities."),
+  );
+}
+
+function linkedMinutes(goalId) {
+  return record.entries.filter((e) => e.goal_ids.includes(goalId)).reduce((sum, e) => sum + e.minutes, 0);
+}
+
+/** Checkboxes, one per need and priority, ticked for `chosen`. */
+function goalChecks(prefix, chosen, onchange) {
+  if (!record.goals.length) return [el("p", { class: "muted small", text: "Add development needs or school priorities above to link them." })];
+  return record.goals.map((g) => {
+    const id = `${prefix}-goal-${g.id}`;
+    return el(
+      "label",
+      { class: "check", for: id },
+      el("input", { type: "checkbox", id, name: "goal", value: g.id, checked: chosen.includes(g.id), onchange }),
+      `${g.title} `,
+      el("span", { class: "muted small", text: g.kind === "need" ? "(need)" : "(priority)" }),
+    );
+  });
+}
+
+function renderManualGoals() {
+  const box = document.getElementById("manual-goals");
+  box.replaceChildren(el("legend", { text: "Linked to" }), ...goalChecks("manual", [], null));
+}
+
+function checkedGoals(root) {
+  return [...root.querySelectorAll("input[name=goal]:checked")].map((i) => Number(i.value));
+}
+
+// ---------------------------------------------------------------- entries
+
+function entryCard(e) {
+  const zone = viewerZone(user);
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const meta = [formatDay(e.occurred_at, zone), formatMinutes(e.minutes)];
+  if (e.kind === "session") meta.push(e.how === "replay" ? "by replay" : "live");
+  if (e.provider) meta.push(e.provider);
+  const headingId = `entry-${e.id}-title`;
+  return el(
+    "li",
+    { class: "card record-entry", id: `entry-${e.id}`, "aria-labelledby": headingId },
+    el(
+      "div",
+      { class: "record-entry-head" },
+      el("span", { class: "kind", text: KIND_NAMES[e.kind] || e.kind }),
+      el("h3", { id: headingId }, e.session_id ? el("a", { href: `/session.html?id=${e.session_id}`, text: e.title }) : e.title),
+      el("p", { class: "meta", text: meta.join(" · ") }),
+      e.status === "partly" ? el("span", { class: "badge badge-wait", text: "Partly attended" }) : null,
+      e.status === "attended" ? el("span", { class: "badge badge-ok", text: "Attended" }) : null,
+      e.groups.length ? el("p", { class: "muted small", text: `Breakout groups: ${e.groups.join(", ")}` }) : null,
+    ),
+    linksBlock(e, status),
+    reflectionBlock(e, status),
+    evidenceBlock(e, status),
+    certificateBlock(e, status),
+    e.kind !== "session"
+      ? el("p", {}, el("button", {
+          type: "button",
+          class: "button-danger button-small",
+          text: "Delete this entry",
+          onclick: async () => {
+            if (!window.confirm(`Delete “${e.title}” with its reflection and evidence?`)) return;
+            try {
+              await api(`/api/me/record/entries/${e.id}`, { method: "DELETE" });
+              say(entriesStatus, `“${e.title}” is deleted.`, "success");
+              await load();
+              await loadSummary();
+            } catch (err) {
+              say(status, err.message, "error");
+            }
+          },
+        }))
+      : null,
+    status,
+  );
+}
+
+function replaceEntry(entry) {
+  const i = record.entries.findIndex((x) => x.id === entry.id);
+  if (i >= 0) record.entries[i] = entry;
+}
+
+function linksBlock(e, status) {
+  const box = el("fieldset", { class: "goal-checks" }, el("legend", { text: "Linked to" }));
+  box.append(
+    ...goalChecks(`entry-${e.id}`, e.goal_ids, async () => {
+      try {
+        const saved = await api(`/api/me/record/entries/${e.id}/goals`, { method: "PUT", body: { goal_ids: checkedGoals(box) } });
+        replaceEntry(saved);
+        renderGoals();
+        say(status, "Links saved.", "success");
+        loadSummary();
+      } catch (err) {
+        say(status, err.message, "error");
+      }
+    }),
+  );
+  return box;
+}
+
+function reflectionBlock(e, status) {
+  const r = e.reflection;
+  const wanted = location.hash === `#entry-${e.id}` || new URLSearchParams(location.search).get("reflect") === String(e.session_id);
+  const details = el(
+    "details",
+    { class: "record-reflection", open: wanted },
+    el("summary", {}, r ? "My reflection" : "Reflect on this", r ? "" : el("span", { class: "muted small", text: " — not written yet" })),
+  );
+  if (r && r.learned) details.append(el("p", { class: "reflection-preview", text: r.learned }));
+  details.append(
+    reflectionForm({
+      prefix: `entry-${e.id}`,
+      reflection: r,
+      withImpact: true,
+      save: (body) => api(`/api/me/record/entries/${e.id}/reflection`, { method: "PUT", body }),
+      saved: (entry) => replaceEntry(entry),
+    }),
+  );
+  if (r) {
+    details.append(
+      el("button", {
+        type: "button",
+        class: "link-button danger-link",
+        text: "Delete my reflection",
+        onclick: async () => {
+          if (!window.confirm("Delete this reflection? The entry and its time stay.")) return;
+          try {
+            await api(`/api/me/record/entries/${e.id}/reflection`, { method: "DELETE" });
+            await load();
+          } catch (err) {
+            say(status, err.message, "error");
+          }
+        },
+      }),
+    );
+  }
+  return details;
+}
+
+function evidenceBlock(e, status) {
+  const list = el(
+    "ul",
+    { class: "evidence-list" },
+    e.evidence.map((v) =>
+      el(
+        "li",
+        {},
+        v.kind === "file"
+          ? el("a", { href: v.url, download: v.file_name, text: v.file_name })
+          : el("a", { href: v.url, rel: "noopener noreferrer", target: "_blank", text: v.url }),
+        v.kind === "file" ? el("span", { class: "muted small", text: ` (${bytes(v.bytes)})` }) : null,
+        " ",
+        el("button", {
+          type: "button",
+          class: "link-button danger-link",
+          text: "Remove",
+          "aria-label": `Remove evidence ${v.file_name || v.url}`,
+          onclick: async () => {
+            try {
+              await api(`/api/me/record/evidence/${v.id}`, { method: "DELETE" });
+              await load();
+            } catch (err) {
+              say(status, err.message, "error");
+            }
+          },
+        }),
+      ),
+    ),
+  );
+  const linkId = `entry-${e.id}-link`;
+  const fileId = `entry-${e.id}-file`;
+  const linkForm = el(
+    "form",
+    { class: "evidence-form", novalidate: true },
+    el("label", { for: linkId, text: "Add a link" }),
+    el("input", { type: "url", id: linkId, name: "url", placeholder: "https://", required: true, maxlength: 2000 }),
+    el("button", { type: "submit", class: "button-secondary button-small", text: "Add link" }),
+  );
+  handleSubmit(linkForm, status, async () => {
+    await api(`/api/me/record/entries/${e.id}/evidence`, { method: "POST", body: { url: formValues(linkForm).url } });
+    await load();
+  });
+  const fileInput = el("input", { type: "file", id: fileId, accept: EVIDENCE_ACCEPT });
+  const fileForm = el(
+    "form",
+    { class: "evidence-form", novalidate: true },
+    el("label", { for: fileId, text: "Add a file" }),
+    fileInput,
+    el("button", { type: "submit", class: "button-secondary button-small", text: "Upload" }),
+    el("span", { class: "hint", text: "PDF, image, Word, PowerPoint, Excel or text; up to 10 MB." }),
+  );
+  handleSubmit(fileForm, status, async () => {
+    const file = fileInput.files[0];
+    if (!file) throw new Error("Choose a file first.");
+    if (file.size > MAX_EVIDENCE_BYTES) throw new Error(`“${file.name}” is ${bytes(file.size)}: evidence files are at most 10 MB.`);
+    await api(`/api/me/record/entries/${e.id}/evidence/file?name=${encodeURIComponent(file.name)}`, { method: "POST", raw: file });
+    await load();
+  });
+  return el(
+    "div",
+    { class: "record-evidence" },
+    el("h4", { text: "Evidence of impact" }),
+    e.evidence.length ? list : el("p", { class: "muted small", text: "Nothing yet: a link to a blog post or shared resource, or a file such as a lesson plan or pupils' work." }),
+    linkForm,
+    fileForm,
+  );
+}
+
+function certificateBlock(e, status) {
+  if (e.kind !== "session") return null;
+  if (e.status !== "attended") {
+    return el("p", { class: "muted small", text: "A certificate of attendance is issued once you have attended the session's required time, live or by replay." });
+  }
+  const box = el("div", { class: "record-certificate" });
+  const show = (id) =>
+    box.replaceChildren(
+      el("a", { class: "button button-small", href: `/api/me/certificates/${id}/certificate.svg`, download: `certificate-${id}.svg`, text: "Download certificate" }),
+      " ",
+      el("a", { href: `/certificate.html?id=${id}`, text: "Verification page" }),
+    );
+  if (e.certificate_id) {
+    show(e.certificate_id);
+  } else {
+    box.append(
+      el("button", {
+        type: "button",
+        class: "button-secondary button-small",
+        text: "Get my certificate",
+        onclick: async () => {
+          try {
+            const cert = await api(`/api/me/record/entries/${e.id}/certificate`, { method: "POST" });
+            e.certificate_id = cert.id;
+            show(cert.id);
+            say(status, "Your certificate is ready: it carries a link anyone can use to check it.", "success");
+          } catch (err) {
+            say(status, err.message, "error");
+          }
+        },
+      }),
+    );
+  }
+  return box;
+}
+
+// ---------------------------------------------------------------- summary
+
+async function loadSummary() {
+  // Filled in by the summary module when the server offers one.
+}
+
+// ---------------------------------------------------------------- forms
+
+function setupForms() {
+  const goalForm = document.getElementById("goal-form");
+  const goalStatus = document.getElementById("goal-status");
+  handleSubmit(goalForm, goalStatus, async () => {
+    const v = formValues(goalForm);
+    const goal = await api("/api/me/goals", { method: "POST", body: { kind: v.kind, title: v.title } });
+    goalForm.elements.title.value = "";
+    say(goalStatus, `Added “${goal.title}”.`, "success");
+    await load();
+  });
+
+  const manualForm = document.getElementById("manual-form");
+  const manualStatus = document.getElementById("manual-status");
+  manualForm.elements.date.max = new Date().toISOString().slice(0, 10);
+  handleSubmit(manualForm, manualStatus, async () => {
+    const v = formValues(manualForm);
+    const entry = await api("/api/me/record/entries", {
+      method: "POST",
+      body: { kind: v.kind, title: v.title, provider: v.provider || "", date: v.date, minutes: Number(v.minutes), goal_ids: checkedGoals(manualForm) },
+    });
+    manualForm.reset();
+    say(manualStatus, `“${entry.title}” is in your record.`, "success");
+    await load();
+    await loadSummary();
+  });
+}
+
+async function start() {
+  user = await setupPage();
+  if (!user) {
+    stop(
+      document.getElementById("main"),
+      "Sign in to see your CPD record",
+      "Your professional record appears here once you are signed in.",
+      el("a", { class: "button", href: "/signin.html?next=/record.html", text: "Sign in" }),
+    );
+    return;
+  }
+  setupForms();
+  try {
+    await load();
+    await loadSummary();
+    const target = location.hash && document.querySelector(location.hash);
+    target?.scrollIntoView();
+  } catch (e) {
+    say(entriesStatus, `Your record could not be loaded: ${e.message}`, "error");
+    content.removeAttribute("aria-busy");
+  }
+}
+
+start();
