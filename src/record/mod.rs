@@ -36,6 +36,29 @@ pub(crate) fn check_length(field: &str, value: &str, max: usize) -> crate::http:
     Ok(())
 }
 
+/// Deletes everything of `user_id`'s record inside `tx` (when their account
+/// is removed) and returns the evidence files to delete once it commits.
+pub async fn forget(tx: &mut crate::db::Tx, user_id: i64) -> Result<Vec<String>, sqlx::Error> {
+    let files: Vec<String> = sqlx::query_scalar(
+        "select v.stored_as from record_evidence v join record_entries e on e.id = v.entry_id
+         where e.user_id = $1 and v.stored_as is not null",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    // Links, reflections and evidence rows go with their entries (on delete cascade).
+    for sql in [
+        "delete from record_entries where user_id = $1",
+        "delete from record_goals where user_id = $1",
+        "delete from certificates where user_id = $1",
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
+    }
+    Ok(files)
+}
+
+pub use reflections::delete_files;
+
 pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }

@@ -147,7 +147,7 @@ pub(crate) async fn stored_files(db: &Db, entry_id: i64) -> ApiResult<Vec<String
 
 /// Removes evidence files whose rows were deleted. A file left behind by a
 /// failure here is unreachable (no row names it), never a dangling row.
-pub(crate) async fn delete_files(data_dir: &FsPath, files: Vec<String>) {
+pub async fn delete_files(data_dir: &FsPath, files: Vec<String>) {
     for f in files {
         let path = evidence_dir(data_dir).join(&f);
         if let Err(e) = tokio::fs::remove_file(&path).await {

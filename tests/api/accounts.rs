@@ -144,6 +144,18 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/sessions/{id}/attendance",
         "/api/sessions/{id}/attendance.csv",
         "/api/sessions/{id}/attendance-threshold",
+        "/api/me/attendance",
+        "/api/me/record",
+        "/api/me/record/entries",
+        "/api/me/record/entries/{id}",
+        "/api/me/record/entries/{id}/goals",
+        "/api/me/record/entries/{id}/reflection",
+        "/api/me/record/sessions/{id}/reflection",
+        "/api/me/record/entries/{id}/evidence",
+        "/api/me/record/entries/{id}/evidence/file",
+        "/api/me/record/evidence/{id}",
+        "/api/me/goals",
+        "/api/me/goals/{id}",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }

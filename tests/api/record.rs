@@ -304,3 +304,49 @@ async fn manual_entries_carry_time_and_evidence_within_type_and_size_limits(back
     assert_eq!(n, 0);
 }
 both_backends!(manual_entries_carry_time_and_evidence_within_type_and_size_limits);
+
+async fn removing_an_account_deletes_its_record_and_anonymises_its_attendance(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let ann = &s.attendee;
+    let entry = record(&app, ann).await["entries"][0]["id"].as_i64().unwrap();
+    let (_, need) = app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "Behaviour"})).await;
+    put(&app, &format!("/api/me/record/entries/{entry}/goals"), ann, json!({"goal_ids": [need["id"]]})).await;
+    put(&app, &format!("/api/me/record/entries/{entry}/reflection"), ann, json!({"learned": "Routines"})).await;
+    let (status, _) = upload(&app, ann, entry, "plan.txt", b"Plan".to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A full session tomorrow: Ann has the one place, Ben waits.
+    let tomorrow = app.session(&s.organiser, "Tomorrow", 1, chrono::Duration::days(1)).await;
+    app.post(&format!("/api/sessions/{tomorrow}/registration"), Some(ann), json!({})).await;
+    let ben = sign_in(&app, "ben@oak.sch.uk").await;
+    let (_, waiting) = app.post(&format!("/api/sessions/{tomorrow}/registration"), Some(&ben), json!({})).await;
+    assert_eq!(waiting["status"], "waitlisted", "{waiting}");
+
+    let (status, body) = app.request(Method::DELETE, "/api/me", Some(ann), Some(json!({"password": "wrong"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(record(&app, ann).await["entries"][0]["reflection"]["learned"], "Routines", "nothing removed");
+
+    let (status, body) =
+        app.request(Method::DELETE, "/api/me", Some(ann), Some(json!({"password": "correct horse"}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(app.get("/api/me/record", Some(ann)).await.0, StatusCode::UNAUTHORIZED, "signed out everywhere");
+    let (status, _) =
+        app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "correct horse"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for table in ["record_entries", "record_goals", "record_links", "record_reflections", "record_evidence"] {
+        let n: i64 =
+            sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&app.state.db.read).await.unwrap();
+        assert_eq!(n, 0, "{table} is empty");
+    }
+    assert_eq!(std::fs::read_dir(app.data_dir.path().join("evidence")).unwrap().count(), 0);
+    // Ben moves up into the place Ann gave up.
+    let (_, mine) = app.get("/api/me/sessions", Some(&ben)).await;
+    let t = mine.as_array().unwrap().iter().find(|x| x["id"] == tomorrow).unwrap();
+    assert_eq!(t["my_registration"]["status"], "confirmed", "{t}");
+    // The organiser's figures still add up, without her name or school.
+    let report = app.get(&format!("/api/sessions/{}/attendance", s.id), Some(&s.organiser)).await.1;
+    let removed = report["people"].as_array().unwrap().iter().find(|p| p["name"] == "Removed account").unwrap();
+    assert_eq!((removed["minutes_live"].as_i64(), removed["school"].as_str()), (Some(48), Some("")));
+    assert!(!report.to_string().contains("ann@oak.sch.uk") && !report.to_string().contains("\"Ann\""));
+}
+both_backends!(removing_an_account_deletes_its_record_and_anonymises_its_attendance);
