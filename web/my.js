@@ -10,6 +10,7 @@ import {
   formValues,
   formatInstant,
   formatMinutes,
+  forgetUser,
   handleSubmit,
   kindName,
   myBadge,
@@ -155,6 +156,13 @@ async function start() {
     fillProfile();
     say(profileStatus, "Your profile is saved.", "success");
     await loadSessions();
+  });
+  const remove = document.getElementById("remove");
+  handleSubmit(remove, document.getElementById("remove-status"), async () => {
+    if (!window.confirm("Remove your account and delete your CPD record for good?")) return;
+    await api("/api/me", { method: "DELETE", body: { password: remove.elements.password.value } });
+    forgetUser();
+    location.href = "/index.html";
   });
   await Promise.all([loadSessions(), loadRecord()]);
 }
