@@ -6,7 +6,8 @@
 //! - `goals`: their development needs and their school's priorities, and the
 //!   links from entries to them;
 //! - `reflections`: what they learned and will keep, grow and change, and
-//!   later the impact, with evidence (links and files).
+//!   later the impact, with evidence (links and files);
+//! - `summary`: minutes by need, priority, term, kind and month.
 //!
 //! Every route is under `/api/me/`: a row is only ever read or changed by
 //! its owner, and one that is not yours answers 404 exactly like one that
@@ -15,13 +16,14 @@
 pub mod entries;
 pub mod goals;
 pub mod reflections;
+pub mod summary;
 
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    entries::router().merge(goals::router()).merge(reflections::router())
+    entries::router().merge(goals::router()).merge(reflections::router()).merge(summary::router())
 }
 
 /// Counts characters, not bytes, so a limit reads the same in any script.
