@@ -144,6 +144,10 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/sessions/{id}/attendance",
         "/api/sessions/{id}/attendance.csv",
         "/api/sessions/{id}/attendance-threshold",
+        "/api/me/record/summary",
+        "/api/me/record.csv",
+        "/api/me/record.json",
+        "/api/me/record/xapi.json",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }

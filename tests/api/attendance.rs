@@ -14,13 +14,14 @@ use crate::{
 const T0: i64 = 1_800_000_000_000;
 const MIN: i64 = 60_000;
 
-async fn exec(app: &TestApp, sql: String) {
+/// Runs one statement in its own transaction: tests build history row by row.
+pub(crate) async fn exec(app: &TestApp, sql: String) {
     let mut tx = app.state.db.begin().await.unwrap();
     sqlx::query(&sql).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 }
 
-async fn user_id(app: &TestApp, email: &str) -> i64 {
+pub(crate) async fn user_id(app: &TestApp, email: &str) -> i64 {
     sqlx::query_scalar("select id from users where email = $1").bind(email).fetch_one(&app.state.db.read).await.unwrap()
 }
 

@@ -10,4 +10,5 @@ mod interaction;
 mod invitations;
 mod mail_delivery;
 mod programme;
+mod record_exports;
 mod registration;
