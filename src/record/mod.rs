@@ -6,22 +6,31 @@
 //! - `goals`: their development needs and their school's priorities, and the
 //!   links from entries to them;
 //! - `reflections`: what they learned and will keep, grow and change, and
-//!   later the impact, with evidence (links and files).
+//!   later the impact, with evidence (links and files);
+//! - `summary`: minutes by need, priority, term, kind and month;
+//! - `export`: the record as CSV, as complete JSON, and as xAPI statements
+//!   (docs/record-exports.md).
 //!
 //! Every route is under `/api/me/`: a row is only ever read or changed by
 //! its owner, and one that is not yours answers 404 exactly like one that
 //! does not exist.
 
 pub mod entries;
+pub mod export;
 pub mod goals;
 pub mod reflections;
+pub mod summary;
 
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    entries::router().merge(goals::router()).merge(reflections::router())
+    entries::router()
+        .merge(goals::router())
+        .merge(reflections::router())
+        .merge(summary::router())
+        .merge(export::router())
 }
 
 /// Counts characters, not bytes, so a limit reads the same in any script.

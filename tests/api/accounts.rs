@@ -156,6 +156,10 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/me/record/evidence/{id}",
         "/api/me/goals",
         "/api/me/goals/{id}",
+        "/api/me/record/summary",
+        "/api/me/record.csv",
+        "/api/me/record.json",
+        "/api/me/record/xapi.json",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }

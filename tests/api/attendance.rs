@@ -14,6 +14,7 @@ use crate::{
 pub(crate) const T0: i64 = 1_800_000_000_000;
 pub(crate) const MIN: i64 = 60_000;
 
+/// Runs one statement in its own transaction: tests build history row by row.
 pub(crate) async fn exec(app: &TestApp, sql: String) {
     let mut tx = app.state.db.begin().await.unwrap();
     sqlx::query(&sql).execute(&mut *tx).await.unwrap();

@@ -11,4 +11,5 @@ mod invitations;
 mod mail_delivery;
 mod programme;
 mod record;
+mod record_exports;
 mod registration;
