@@ -11,21 +11,21 @@ use crate::{
     helpers::{spawn_app, Backend, TestApp},
 };
 
-const T0: i64 = 1_800_000_000_000;
-const MIN: i64 = 60_000;
+pub(crate) const T0: i64 = 1_800_000_000_000;
+pub(crate) const MIN: i64 = 60_000;
 
-async fn exec(app: &TestApp, sql: String) {
+pub(crate) async fn exec(app: &TestApp, sql: String) {
     let mut tx = app.state.db.begin().await.unwrap();
     sqlx::query(&sql).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 }
 
-async fn user_id(app: &TestApp, email: &str) -> i64 {
+pub(crate) async fn user_id(app: &TestApp, email: &str) -> i64 {
     sqlx::query_scalar("select id from users where email = $1").bind(email).fetch_one(&app.state.db.read).await.unwrap()
 }
 
 /// Joins and leaves at minutes after T0 (a leave carries its reason).
-async fn events(app: &TestApp, session: i64, user: i64, rows: &[(&str, Option<&str>, f64)]) {
+pub(crate) async fn events(app: &TestApp, session: i64, user: i64, rows: &[(&str, Option<&str>, f64)]) {
     for (kind, reason, minute) in rows {
         let reason = reason.map(|r| format!("'{r}'")).unwrap_or("null".into());
         let at = T0 + (minute * MIN as f64) as i64;
