@@ -88,7 +88,7 @@ pub fn render(p: &Page) -> String {
     let mut y = 404;
     for line in &title {
         text(y, 29, SERIF, r#"font-style="italic""#, ink, line);
-        y += 38;
+        y += 36;
     }
     y += 8;
     text(y, 19, SANS, "", muted, &format!("on {}", day(p.session_starts_at, p.zone)));
@@ -118,13 +118,13 @@ pub fn render(p: &Page) -> String {
   <rect width="1123" height="794" fill="#fbf8f1"/>
   <rect x="26" y="26" width="1071" height="742" fill="none" stroke="{ink}" stroke-width="8"/>
   <rect x="44" y="44" width="1035" height="706" fill="none" stroke="{gold}" stroke-width="1.5"/>
-  <path d="M 461.5 140 H 661.5" stroke="{gold}" stroke-width="1.5"/>
+  <path d="M 461.5 134 H 661.5" stroke="{gold}" stroke-width="1.5"/>
   <path d="M 411.5 214 H 711.5" stroke="{gold}" stroke-width="0.75"/>
 {body}  <g transform="translate(150 652)">
     <circle r="54" fill="{ink}"/>
     <circle r="46" fill="none" stroke="{gold}" stroke-width="1.5"/>
     <text y="-6" text-anchor="middle" font-family="{SERIF}" font-size="22" font-weight="bold" fill="#fbf8f1">CPD</text>
-    <text y="18" text-anchor="middle" font-family="{SANS}" font-size="10" letter-spacing="2" fill="{gold}">VERIFIED</text>
+    <text y="18" text-anchor="middle" font-family="{SANS}" font-size="10" letter-spacing="2" fill="{gold}">ATTENDED</text>
   </g>
   <text x="240" y="640" font-family="{SERIF}" font-size="20" fill="{ink}">{issuer}</text>
   <text x="240" y="664" font-family="{SANS}" font-size="13" fill="{muted}">Issued on {issued}</text>
