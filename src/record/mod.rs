@@ -10,11 +10,19 @@
 //! - `summary`: minutes by need, priority, term, kind and month;
 //! - `export`: the record as CSV, as complete JSON, and as xAPI statements
 //!   (docs/record-exports.md).
+//! - `certificates`: certificates of attendance for attended sessions,
+//!   signed Open Badges 3.0 credentials (`credential`) baked into a
+//!   printable SVG (`certificate_svg`), with public verification.
 //!
 //! Every route is under `/api/me/`: a row is only ever read or changed by
 //! its owner, and one that is not yours answers 404 exactly like one that
-//! does not exist.
+//! does not exist. The one exception is deliberate: a certificate's public
+//! facts (under `/api/certificates/`) can be confirmed by anyone who was
+//! given its number or file.
 
+pub mod certificate_svg;
+pub mod certificates;
+pub mod credential;
 pub mod entries;
 pub mod export;
 pub mod goals;
@@ -31,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(reflections::router())
         .merge(summary::router())
         .merge(export::router())
+        .merge(certificates::router())
 }
 
 /// Counts characters, not bytes, so a limit reads the same in any script.

@@ -160,6 +160,12 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/me/record.csv",
         "/api/me/record.json",
         "/api/me/record/xapi.json",
+        "/api/me/record/entries/{id}/certificate",
+        "/api/me/certificates/{id}/certificate.svg",
+        "/api/me/certificates/{id}/credential.jwt",
+        "/api/certificates/{id}",
+        "/api/certificates/keys/{kid}",
+        "/api/certificates/verify",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
