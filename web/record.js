@@ -2,7 +2,7 @@
 // needs and priorities, my reflection and evidence, and certificates; plus
 // the summary, adding other CPD, and the exports.
 
-import { api, el, formValues, formatDay, formatMinutes, handleSubmit, say, setupPage, stop, viewerZone } from "/app.js";
+import { api, dataTable, el, formValues, formatDay, formatMinutes, handleSubmit, say, setupPage, stop, viewerZone } from "/app.js";
 import { reflectionForm } from "/reflect.js";
 
 const content = document.getElementById("content");
@@ -332,8 +332,88 @@ function certificateBlock(e, status) {
 
 // ---------------------------------------------------------------- summary
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  node.append(...children);
+  return node;
+}
+
+/** Minutes per month over the last year, as bars. */
+function timelineChart(months) {
+  const width = 640;
+  const height = 180;
+  const left = 8;
+  const bottom = 28;
+  const top = 18;
+  const most = Math.max(60, ...months.map((m) => m.minutes));
+  const slot = (width - left * 2) / months.length;
+  const total = months.reduce((sum, m) => sum + m.minutes, 0);
+  const label = `CPD time per month over the last 12 months: ${formatMinutes(total)} in all; ${months
+    .filter((m) => m.minutes)
+    .map((m) => `${m.label} ${formatMinutes(m.minutes)}`)
+    .join(", ") || "none yet"}.`;
+  return svg(
+    "svg",
+    { class: "record-chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label },
+    svg("line", { x1: left, x2: width - left, y1: height - bottom, y2: height - bottom, stroke: "currentColor", "stroke-opacity": 0.3 }),
+    ...months.flatMap((m, i) => {
+      const h = ((height - bottom - top) * m.minutes) / most;
+      const x = left + i * slot + slot * 0.15;
+      const parts = [
+        svg("rect", { x, y: height - bottom - h, width: slot * 0.7, height: h, rx: 3, fill: "currentColor" }),
+        svg("text", { x: x + slot * 0.35, y: height - 10, "text-anchor": "middle", "font-size": 11, fill: "currentColor" }, m.label.slice(0, 3)),
+      ];
+      if (m.minutes) {
+        parts.push(svg("text", { x: x + slot * 0.35, y: height - bottom - h - 4, "text-anchor": "middle", "font-size": 10, fill: "currentColor" }, m.minutes < 60 ? `${m.minutes}m` : `${(m.minutes / 60).toFixed(1)}h`));
+      }
+      return parts;
+    }),
+  );
+}
+
+function minutesTable(caption, heading, rows) {
+  return dataTable(
+    caption,
+    [heading, ["CPD time", "num"]],
+    rows.map(([name, minutes]) => el("tr", {}, el("td", { "data-label": heading, text: name }), el("td", { class: "num", "data-label": "CPD time", text: formatMinutes(minutes) }))),
+  );
+}
+
+/** The summary: hours by need, priority, term and kind, and month by month. */
 async function loadSummary() {
-  // Filled in by the summary module when the server offers one.
+  const box = document.getElementById("summary");
+  const section = document.getElementById("summary-section");
+  try {
+    const s = await api("/api/me/record/summary");
+    if (!s.total_entries) {
+      section.hidden = true;
+      return;
+    }
+    const goals = (totals, none) => [
+      ...totals.goals.map((g) => [g.title, g.minutes]),
+      ...(totals.unlinked_minutes ? [[none, totals.unlinked_minutes]] : []),
+    ];
+    box.replaceChildren(
+      el("h3", { text: "Month by month" }),
+      timelineChart(s.timeline),
+      el(
+        "div",
+        { class: "summary-tables" },
+        minutesTable("CPD time by need", "Need", goals(s.by_need, "Not linked to a need")),
+        minutesTable("CPD time by priority", "Priority", goals(s.by_priority, "Not linked to a priority")),
+        minutesTable("CPD time by term", "Term", s.by_term.map((t) => [`${t.label} (${t.academic_year})`, t.minutes])),
+        minutesTable("CPD time by kind", "Kind", s.by_kind.filter((k) => k.entries).map((k) => [k.label, k.minutes])),
+      ),
+      el("p", { class: "muted small", text: `Dates are read in ${s.time_zone.replace(/_/g, " ")} time.` }),
+    );
+    section.hidden = false;
+  } catch (e) {
+    section.hidden = false;
+    box.replaceChildren(el("p", { class: "status status-error", text: `The summary could not be loaded: ${e.message}` }));
+  }
 }
 
 // ---------------------------------------------------------------- forms
@@ -377,6 +457,12 @@ async function start() {
     return;
   }
   setupForms();
+  document.getElementById("exports").replaceChildren(
+    el("a", { href: "/record-print.html", text: "Printable record" }),
+    el("a", { href: "/api/me/record.csv", download: "", text: "Download CSV" }),
+    el("a", { href: "/api/me/record.json", download: "", text: "Download JSON (everything)" }),
+    el("a", { href: "/api/me/record/xapi.json", download: "", text: "xAPI statements" }),
+  );
   try {
     await load();
     await loadSummary();

@@ -19,7 +19,7 @@ serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 /** Time in the room: 75 % of the two scheduled minutes is 90 s. */
 const STAY_MS = 100_000;
 
-test("a teacher reflects as she leaves, finds the entry with its minutes in her record, links a need, adds evidence and downloads a certificate that verifies; the organiser sees attendance, not the reflection", async () => {
+test("a teacher reflects as she leaves, finds the entry with its minutes in her record, links a need, adds evidence and downloads a certificate that verifies (and a forged copy does not); the organiser sees attendance, not the reflection", async () => {
   const organiser = await bearer(app, ORGANISER.email, ORGANISER.password);
   const starts = new Date(Date.now() + 2000);
   const session = await call(app, organiser, "POST", "/api/sessions", {
@@ -110,6 +110,21 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await entry.getByRole("link", { name: "Verification page" }).click();
   await ann.getByText("Ann Teacher").first().waitFor();
   assert.match(await ann.locator("main").innerText(), /Questioning that makes pupils think/);
+  // The downloaded file checks out; the same file with its minutes changed does not.
+  await ann.getByLabel("Certificate file").setInputFiles(await download.path());
+  await ann.getByRole("button", { name: "Check the signature" }).click();
+  await ann.getByText("signed by Staffroom and unchanged").waitFor();
+  const jwt = svg.match(/verify="([^"]+)"/)[1];
+  const [head, payload, signature] = jwt.split(".");
+  const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+  const narrative = claims.credentialSubject.narrative;
+  claims.credentialSubject.narrative = narrative.replace(/\d+ minutes?/, "600 minutes");
+  assert.notEqual(claims.credentialSubject.narrative, narrative, narrative);
+  const forged = [head, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
+  await ann.getByLabel("Certificate file").setInputFiles([]);
+  await ann.getByLabel("Or paste the credential").fill(forged);
+  await ann.getByRole("button", { name: "Check the signature" }).click();
+  await ann.getByText(/^Not valid:/).waitFor();
   await shot(ann, "certificate-verification");
 
   // The organiser's report: Ann attended, with the chart and the CSV; her
