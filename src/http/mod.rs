@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         // Bodies read by extractors (JSON, forms) stop at MAX_BODY; the few
         // handlers that stream a body (evidence files) set their own limit.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_announced_oversize))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
@@ -93,6 +94,25 @@ pub fn router(state: AppState) -> Router {
 
 /// Largest request body accepted (a CSV of 20,000 invitations fits).
 const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Answers 413 from the headers when `Content-Length` announces more than
+/// the route takes, before a byte of the body is read: a client sending
+/// nothing after such headers gets its answer instead of a wait.
+async fn refuse_announced_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let streamed = req.uri().path().ends_with("/evidence/file");
+    let limit = if streamed { crate::record::reflections::MAX_FILE } else { MAX_BODY as u64 };
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        if streamed {
+            return ApiError::TooLarge(format!("evidence files are at most {} MiB", limit >> 20)).into_response();
+        }
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    next.run(req).await
+}
 
 /// Errors produced by the framework itself (405, 413, …) become JSON bodies
 /// like every other API error.

@@ -111,7 +111,7 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await ann.getByText("Ann Teacher").first().waitFor();
   assert.match(await ann.locator("main").innerText(), /Questioning that makes pupils think/);
   // The downloaded file checks out; the same file with its minutes changed does not.
-  await ann.getByLabel("Certificate file").setInputFiles(await download.path());
+  await ann.getByLabel("Certificate file", { exact: true }).setInputFiles(await download.path());
   await ann.getByRole("button", { name: "Check the signature" }).click();
   await ann.getByText("signed by Staffroom and unchanged").waitFor();
   const jwt = svg.match(/verify="([^"]+)"/)[1];
@@ -121,7 +121,7 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   claims.credentialSubject.narrative = narrative.replace(/\d+ minutes?/, "600 minutes");
   assert.notEqual(claims.credentialSubject.narrative, narrative, narrative);
   const forged = [head, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
-  await ann.getByLabel("Certificate file").setInputFiles([]);
+  await ann.getByLabel("Certificate file", { exact: true }).setInputFiles([]);
   await ann.getByLabel("Or paste the credential").fill(forged);
   await ann.getByRole("button", { name: "Check the signature" }).click();
   await ann.getByText(/^Not valid:/).waitFor();
