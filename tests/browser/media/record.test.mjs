@@ -127,6 +127,14 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await ann.getByText(/^Not valid:/).waitFor();
   await shot(ann, "certificate-verification");
 
+  // Her printable record and her own export carry the reflection.
+  await ann.goto(`${app.url}/record-print.html`);
+  await ann.getByText(learned).first().waitFor();
+  assert.match(await ann.locator("main").innerText(), /Questioning that makes pupils think/);
+  await shot(ann, "record-print");
+  const exported = await (await ann.request.get(`${app.url}/api/me/record.json`)).json();
+  assert.equal(exported.entries[0].reflection.learned, learned);
+
   // The organiser's report: Ann attended, with the chart and the CSV; her
   // reflection appears nowhere.
   const report = await signedInPage(app, browser, ORGANISER.email, ORGANISER.password);
