@@ -2,16 +2,10 @@
 // tables (docs/record-exports.md) and every entry with its reflection and
 // evidence, laid out to be printed or saved as a PDF for an appraisal.
 
-import { api, dataTable, el, formatDay, say, setupPage, stageName, stop, viewerZone } from "/app.js";
+import { api, dataTable, el, formatDay, formatMinutes, say, setupPage, stageName, stop, viewerZone } from "/app.js";
 
 const content = document.getElementById("content");
 const status = document.getElementById("status");
-
-/** "3 h 05 min" of CPD. */
-function hours(minutes) {
-  const h = Math.floor(minutes / 60);
-  return h ? `${h} h ${String(minutes % 60).padStart(2, "0")} min` : `${minutes} min`;
-}
 
 function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
@@ -37,7 +31,7 @@ function minutesTable(caption, heading, rows) {
         { class: cls || null },
         el("td", { "data-label": heading, text: name }),
         el("td", { class: "num", "data-label": "Entries", text: entries === null ? "" : String(entries) }),
-        el("td", { class: "num", "data-label": "CPD time", text: hours(minutes) }),
+        el("td", { class: "num", "data-label": "CPD time", text: formatMinutes(minutes) }),
       ),
     ),
   );
@@ -78,7 +72,7 @@ function entryArticle(entry, goals, zone) {
     KIND_NAMES[entry.kind] || entry.kind,
     entry.how ? (entry.how === "live" ? "attended live" : "watched on replay") : null,
     entry.status === "partly" ? "partly" : null,
-    hours(entry.minutes),
+    formatMinutes(entry.minutes),
   ].filter(Boolean);
   const details = [];
   const add = (term, value) => {
@@ -130,7 +124,7 @@ async function start() {
       el(
         "section",
         { class: "card record-totals", "aria-label": "Totals" },
-        el("p", { class: "lead", text: `${hours(summary.total_minutes)} of professional learning in ${plural(summary.total_entries, "entry", "entries")}.` }),
+        el("p", { class: "lead", text: `${formatMinutes(summary.total_minutes)} of professional learning in ${plural(summary.total_entries, "entry", "entries")}.` }),
         el("p", { class: "muted small", text: `${user.email} · printed ${printed} · dates in ${zone.replace(/_/g, " ")}` }),
       ),
       summarySection(summary),

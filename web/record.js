@@ -141,6 +141,7 @@ function entryCard(e) {
     reflectionBlock(e, status),
     evidenceBlock(e, status),
     certificateBlock(e, status),
+    shareBlock(e, status),
     e.kind !== "session"
       ? el("p", {}, el("button", {
           type: "button",
@@ -327,6 +328,49 @@ function certificateBlock(e, status) {
       }),
     );
   }
+  return box;
+}
+
+/** Sharing: one entry, by a link, until stopped (docs/record.md). */
+function shareBlock(e, status) {
+  const box = el("div", { class: "record-share" });
+  const act = (method) => async () => {
+    try {
+      const saved = await api(`/api/me/record/entries/${e.id}/share`, { method });
+      replaceEntry(saved);
+      box.replaceWith(shareBlock(saved, status));
+      say(status, saved.shared_token ? "Anyone with the link can now read this entry and its reflection." : "The link no longer works: the entry is private again.", "success");
+    } catch (err) {
+      say(status, err.message, "error");
+    }
+  };
+  if (!e.shared_token) {
+    box.append(
+      el("span", { class: "muted small", text: "Private: only you can see this entry. " }),
+      el("button", { type: "button", class: "link-button", text: "Share this entry", onclick: act("POST") }),
+    );
+    return box;
+  }
+  const url = `${location.origin}/shared.html?token=${e.shared_token}`;
+  const id = `entry-${e.id}-share`;
+  box.append(
+    el("label", { for: id, text: "Shared: anyone with this link can read the entry, its reflection and evidence" }),
+    el(
+      "div",
+      { class: "evidence-form" },
+      el("input", { type: "text", id, value: url, readonly: true, onfocus: (ev) => ev.target.select() }),
+      el("button", {
+        type: "button",
+        class: "button-secondary button-small",
+        text: "Copy link",
+        onclick: async () => {
+          await navigator.clipboard?.writeText(url).catch(() => {});
+          say(status, "Link copied.", "success");
+        },
+      }),
+      el("button", { type: "button", class: "link-button danger-link", text: "Stop sharing", onclick: act("DELETE") }),
+    ),
+  );
   return box;
 }
 

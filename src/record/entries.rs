@@ -89,6 +89,9 @@ pub struct Entry {
     pub evidence: Vec<Evidence>,
     /// The certificate of attendance, once issued.
     pub certificate_id: Option<String>,
+    /// While you share the entry: the token in its public link
+    /// (`/shared.html?token=…`).
+    pub shared_token: Option<String>,
 }
 
 /// Brings `user_id`'s session entries up to date with their attendance:
@@ -171,7 +174,7 @@ pub async fn sync(db: &Db, user_id: i64) -> ApiResult<()> {
 }
 
 const ENTRY_COLUMNS: &str = "id, kind, session_id, title, provider, occurred_at, minutes, how, status,
-    minutes_live, minutes_in_groups, minutes_replayed, groups";
+    minutes_live, minutes_in_groups, minutes_replayed, groups, shared_as";
 
 /// All of `user_id`'s entries, newest first, with their links, reflections,
 /// evidence and certificates (five queries, whatever the number of entries).
@@ -251,6 +254,7 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
         reflection: None,
         evidence: vec![],
         certificate_id: None,
+        shared_token: r.try_get("shared_as")?,
     })
 }
 

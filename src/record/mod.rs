@@ -7,6 +7,7 @@
 //!   links from entries to them;
 //! - `reflections`: what they learned and will keep, grow and change, and
 //!   later the impact, with evidence (links and files);
+//! - `sharing`: one entry shown to whoever holds its link, until stopped;
 //! - `summary`: minutes by need, priority, term, kind and month;
 //! - `export`: the record as CSV, as complete JSON, and as xAPI statements
 //!   (docs/record-exports.md).
@@ -16,9 +17,10 @@
 //!
 //! Every route is under `/api/me/`: a row is only ever read or changed by
 //! its owner, and one that is not yours answers 404 exactly like one that
-//! does not exist. The one exception is deliberate: a certificate's public
-//! facts (under `/api/certificates/`) can be confirmed by anyone who was
-//! given its number or file.
+//! does not exist. Two exceptions are deliberate, each needing something
+//! only the owner can hand out: a certificate's public facts (under
+//! `/api/certificates/`) confirmed from its number or file, and an entry its
+//! owner chose to share (under `/api/shared/`), read with its random link.
 
 pub mod certificate_svg;
 pub mod certificates;
@@ -27,6 +29,7 @@ pub mod entries;
 pub mod export;
 pub mod goals;
 pub mod reflections;
+pub mod sharing;
 pub mod summary;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -40,6 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(summary::router())
         .merge(export::router())
         .merge(certificates::router())
+        .merge(sharing::router())
 }
 
 /// Counts characters, not bytes, so a limit reads the same in any script.

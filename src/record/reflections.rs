@@ -423,12 +423,27 @@ async fn receive(body: Body, path: &FsPath, magic: &[u8], text: bool) -> ApiResu
 #[utoipa::path(get, path = "/api/me/record/evidence/{id}", tag = "record",
     responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
 async fn download(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Response> {
-    let row = sqlx::query(
-        "select v.file_name, v.content_type, v.stored_as from record_evidence v join record_entries e on e.id = v.entry_id
-         where v.id = $1 and e.user_id = $2 and v.kind = 'file'",
-    )
-    .bind(id)
-    .bind(user.id)
+    serve_file(&state, id, Reader::Owner(user.id)).await
+}
+
+/// Who is asking for an evidence file.
+pub(crate) enum Reader {
+    /// Its owner.
+    Owner(i64),
+    /// Anyone holding the share token of its entry.
+    Share(String),
+}
+
+/// Sends evidence file `id` when `reader` may see it; "not found" otherwise.
+pub(crate) async fn serve_file(state: &AppState, id: i64, reader: Reader) -> ApiResult<Response> {
+    const SELECT: &str = "select v.file_name, v.content_type, v.stored_as from record_evidence v
+         join record_entries e on e.id = v.entry_id where v.id = $1 and v.kind = 'file'";
+    let by_owner = format!("{SELECT} and e.user_id = $2");
+    let by_share = format!("{SELECT} and e.shared_as = $2");
+    let row = match reader {
+        Reader::Owner(user) => sqlx::query(&by_owner).bind(id).bind(user),
+        Reader::Share(token) => sqlx::query(&by_share).bind(id).bind(token),
+    }
     .fetch_optional(&state.db.read)
     .await?
     .ok_or(ApiError::NotFound("evidence"))?;

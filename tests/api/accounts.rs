@@ -166,6 +166,9 @@ async fn the_health_check_and_openapi_document_describe_the_server(backend: Back
         "/api/certificates/{id}",
         "/api/certificates/keys/{kid}",
         "/api/certificates/verify",
+        "/api/me/record/entries/{id}/share",
+        "/api/shared/{token}",
+        "/api/shared/{token}/evidence/{id}",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }

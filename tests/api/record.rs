@@ -350,3 +350,49 @@ async fn removing_an_account_deletes_its_record_and_anonymises_its_attendance(ba
     assert!(!report.to_string().contains("ann@oak.sch.uk") && !report.to_string().contains("\"Ann\""));
 }
 both_backends!(removing_an_account_deletes_its_record_and_anonymises_its_attendance);
+
+async fn a_shared_entry_is_shown_to_anyone_with_its_link_until_sharing_stops(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = modelled_session(&app).await;
+    let ann = &s.attendee;
+    let entry = record(&app, ann).await["entries"][0]["id"].as_i64().unwrap();
+    let (_, need) = app.post("/api/me/goals", Some(ann), json!({"kind": "need", "title": "Adaptive teaching"})).await;
+    put(&app, &format!("/api/me/record/entries/{entry}/goals"), ann, json!({"goal_ids": [need["id"]]})).await;
+    put(&app, &format!("/api/me/record/entries/{entry}/reflection"), ann, json!({"learned": "Chunk the task"})).await;
+    upload(&app, ann, entry, "plan.txt", b"Lesson plan".to_vec()).await;
+    // Private to begin with.
+    assert_eq!(record(&app, ann).await["entries"][0]["shared_token"], Value::Null);
+
+    let (status, shared) = app.post(&format!("/api/me/record/entries/{entry}/share"), Some(ann), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{shared}");
+    let token = shared["shared_token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 32);
+    let (_, again) = app.post(&format!("/api/me/record/entries/{entry}/share"), Some(ann), json!({})).await;
+    assert_eq!(again["shared_token"], token.as_str(), "sharing twice keeps the link");
+
+    // Anyone with the link, signed in or not, sees that entry and nothing else.
+    let (status, seen) = app.get(&format!("/api/shared/{token}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!((seen["holder_name"].as_str(), seen["title"].as_str()), (Some("Ann"), Some("Adaptive teaching")));
+    assert_eq!((seen["minutes"].as_i64(), seen["reflection"]["learned"].as_str()), (Some(48), Some("Chunk the task")));
+    assert_eq!(seen["goals"], json!([{"kind": "need", "title": "Adaptive teaching"}]));
+    assert!(!seen.to_string().contains("oak.sch.uk"), "no email: {seen}");
+    let file = seen["evidence"][0]["url"].as_str().unwrap();
+    assert!(file.starts_with(&format!("/api/shared/{token}/evidence/")), "{file}");
+    let res = app.client.get(format!("{}{file}", app.url)).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"Lesson plan");
+    // Ben cannot share Ann's entry; a made-up token finds nothing.
+    let ben = sign_in(&app, "ben@oak.sch.uk").await;
+    let (status, _) = app.post(&format!("/api/me/record/entries/{entry}/share"), Some(&ben), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/api/shared/{}", "0".repeat(32)), None).await.0, StatusCode::NOT_FOUND);
+
+    // Stopping: the link, and its files, are gone.
+    let (status, stopped) =
+        app.request(Method::DELETE, &format!("/api/me/record/entries/{entry}/share"), Some(ann), None).await;
+    assert_eq!((status, &stopped["shared_token"]), (StatusCode::OK, &Value::Null));
+    assert_eq!(app.get(&format!("/api/shared/{token}"), None).await.0, StatusCode::NOT_FOUND);
+    let res = app.client.get(format!("{}{file}", app.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+both_backends!(a_shared_entry_is_shown_to_anyone_with_its_link_until_sharing_stops);

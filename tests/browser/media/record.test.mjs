@@ -19,7 +19,7 @@ serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 /** Time in the room: 75 % of the two scheduled minutes is 90 s. */
 const STAY_MS = 100_000;
 
-test("a teacher reflects as she leaves, finds the entry with its minutes in her record, links a need, adds evidence and downloads a certificate that verifies (and a forged copy does not); the organiser sees attendance, not the reflection", async () => {
+test("a teacher reflects as she leaves, finds the entry with its minutes in her record, links a need, adds evidence, shares the entry for a while and downloads a certificate that verifies (and a forged copy does not); the organiser sees attendance, not the reflection", async () => {
   const organiser = await bearer(app, ORGANISER.email, ORGANISER.password);
   const starts = new Date(Date.now() + 2000);
   const session = await call(app, organiser, "POST", "/api/sessions", {
@@ -97,6 +97,21 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await entry.getByLabel("Add a file").setInputFiles({ name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") });
   await entry.getByRole("button", { name: "Upload" }).click();
   await entry.getByText(/Evidence files must be one of/).waitFor();
+
+  // Private until she shares it: then her mentor, not signed in, reads it by the link.
+  await entry.getByRole("button", { name: "Share this entry" }).click();
+  const shareUrl = await entry.getByLabel(/^Shared: anyone with this link/).inputValue();
+  const mentor = await browser.newPage();
+  await mentor.goto(shareUrl);
+  await mentor.getByRole("heading", { name: session.title }).waitFor();
+  assert.match(await mentor.locator("main").innerText(), new RegExp(`Shared from Ann Teacher's CPD record[\\s\\S]*${learned}[\\s\\S]*starter.txt`));
+  assert.doesNotMatch(await mentor.locator("main").innerText(), /null|undefined/);
+  await shot(mentor, "record-shared-entry");
+  await entry.getByRole("button", { name: "Stop sharing" }).click();
+  await entry.getByRole("button", { name: "Share this entry" }).waitFor();
+  await mentor.reload();
+  await mentor.getByRole("heading", { name: "This link does not work" }).waitFor();
+  await mentor.close();
 
   // The certificate: issued on request, downloaded, and verifiable by anyone.
   await entry.getByRole("button", { name: "Get my certificate" }).click();
