@@ -362,6 +362,7 @@ mod tests {
             reflection: None,
             evidence: vec![],
             certificate_id: None,
+            shared_token: None,
         }
     }
 
