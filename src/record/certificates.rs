@@ -24,14 +24,14 @@ use super::{
     certificate_svg,
     credential::{self, Facts, ISSUER_NAME},
     entries::{self, Kind},
-    now,
 };
 use crate::{
-    db::Db,
+    db::{self, Db},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
     },
+    programme::at,
     AppState,
 };
 
@@ -85,10 +85,6 @@ async fn load(db: &Db, id: &str) -> ApiResult<Option<Stored>> {
 /// Certificate `id` if `user_id` holds it; anyone else's is "not found".
 async fn load_held(db: &Db, user_id: i64, id: &str) -> ApiResult<Stored> {
     load(db, id).await?.filter(|c| c.user_id == user_id).ok_or(ApiError::NotFound("certificate"))
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
 /// What anyone with the certificate number may see: what the certificate
@@ -184,7 +180,7 @@ async fn issue(
     }
     let key = credential::current_key(&state.db).await?;
     let id = new_certificate_number();
-    let issued_at = now();
+    let issued_at = db::now();
     let facts = Facts {
         id: &id,
         holder_name: &user.name,

@@ -16,15 +16,15 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{check_length, now, reflections::Evidence, reflections::Reflection};
+use super::{check_length, reflections::Evidence, reflections::Reflection};
 use crate::{
     attendance,
-    db::Db,
+    db::{self, Db},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
     },
-    AppState,
+    programme, AppState,
 };
 
 /// What kind of learning an entry records.
@@ -137,7 +137,7 @@ pub async fn sync(db: &Db, user_id: i64) -> ApiResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let at = now();
+    let at = db::now();
     let mut tx = db.begin().await?;
     for (new, a, (minutes, how, status, groups, live, in_groups, replayed)) in changes {
         let sql = if new {
@@ -242,7 +242,7 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
         session_id: r.try_get("session_id")?,
         title: r.try_get("title")?,
         provider: r.try_get("provider")?,
-        occurred_at: DateTime::from_timestamp(r.try_get("occurred_at")?, 0).unwrap_or_default(),
+        occurred_at: programme::at(r.try_get("occurred_at")?),
         minutes: r.try_get("minutes")?,
         how: r.try_get("how")?,
         status: r.try_get("status")?,
@@ -346,7 +346,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Entry>)> {
     input.check()?;
     let mut tx = state.db.begin().await?;
-    let at = now();
+    let at = db::now();
     let id: i64 = sqlx::query_scalar(
         "insert into record_entries (user_id, kind, title, provider, occurred_at, minutes, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $7, $7) returning id",
@@ -388,7 +388,7 @@ async fn update(
     .bind(input.provider.trim())
     .bind(input.occurred_at())
     .bind(input.minutes)
-    .bind(now())
+    .bind(db::now())
     .bind(id)
     .bind(user.id)
     .execute(&mut *tx)

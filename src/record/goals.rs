@@ -8,9 +8,9 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{check_length, entries, now};
+use super::{check_length, entries};
 use crate::{
-    db::{Db, Tx},
+    db::{self, Db, Tx},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
@@ -148,7 +148,7 @@ async fn create(
     if taken.is_some() {
         return Err(ApiError::conflict("title", format!("you already have the {} \"{title}\"", input.kind.as_str())));
     }
-    let at = now();
+    let at = db::now();
     let id: i64 = sqlx::query_scalar(
         "insert into record_goals (user_id, kind, title, created_at, updated_at) values ($1, $2, $3, $4, $4) returning id",
     )
@@ -188,7 +188,7 @@ async fn rename(
     }
     sqlx::query("update record_goals set title = $1, updated_at = $2 where id = $3 and user_id = $4")
         .bind(&title)
-        .bind(now())
+        .bind(db::now())
         .bind(id)
         .bind(user.id)
         .execute(&mut *tx)

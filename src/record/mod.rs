@@ -80,7 +80,3 @@ pub async fn forget(tx: &mut crate::db::Tx, user_id: i64) -> Result<Vec<String>,
 }
 
 pub use reflections::delete_files;
-
-pub(crate) fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}

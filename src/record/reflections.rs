@@ -21,13 +21,14 @@ use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{check_length, entries, now};
+use super::{check_length, entries};
 use crate::{
-    db::Db,
+    db::{self, Db},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
     },
+    programme::at,
     AppState,
 };
 
@@ -79,10 +80,6 @@ pub struct Evidence {
     pub content_type: Option<String>,
     pub bytes: Option<i64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-fn at(seconds: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
 pub(crate) async fn load_for_user(db: &Db, user_id: i64) -> ApiResult<HashMap<i64, Reflection>> {
@@ -173,7 +170,7 @@ async fn save_reflection(db: &Db, entry_id: i64, input: &ReflectionInput) -> Api
             check_length(name, v, MAX_FIELD)?;
         }
     }
-    let t = now();
+    let t = db::now();
     let mut tx = db.begin().await?;
     sqlx::query(
         "insert into record_reflections (entry_id, created_at, updated_at) values ($1, $2, $2)
@@ -296,7 +293,7 @@ async fn add_link(
     )
     .bind(id)
     .bind(parsed.as_str())
-    .bind(now())
+    .bind(db::now())
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -374,7 +371,7 @@ async fn add_file(
     .bind(content_type)
     .bind(bytes as i64)
     .bind(&stored_as)
-    .bind(now())
+    .bind(db::now())
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -13,10 +13,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     entries::{self, Entry, Kind},
     goals::GoalKind,
-    now,
     reflections::{serve_file, Evidence, Reader, Reflection},
 };
 use crate::{
+    db,
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
@@ -34,7 +34,7 @@ async fn share(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id)
         "update record_entries set shared_as = $1, updated_at = $2 where id = $3 and user_id = $4 and shared_as is null",
     )
     .bind(uuid::Uuid::new_v4().simple().to_string())
-    .bind(now())
+    .bind(db::now())
     .bind(id)
     .bind(user.id)
     .execute(&mut *tx)
@@ -54,7 +54,7 @@ async fn unshare(
     entries::owned(&state.db, user.id, id).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("update record_entries set shared_as = null, updated_at = $1 where id = $2 and user_id = $3")
-        .bind(now())
+        .bind(db::now())
         .bind(id)
         .bind(user.id)
         .execute(&mut *tx)
