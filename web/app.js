@@ -376,6 +376,9 @@ export function downloadNote(recording) {
   }
 }
 
+/** The kinds of CPD record entry, as the pages name them. */
+export const RECORD_KINDS = { session: "Session", course: "Course", reading: "Reading", coaching: "Coaching", other: "Other" };
+
 /** CPD time as people say it: "3 h 05 min", "45 min". */
 export function formatMinutes(minutes) {
   const h = Math.floor(minutes / 60);

@@ -2,7 +2,7 @@
 // tables (docs/record-exports.md) and every entry with its reflection and
 // evidence, laid out to be printed or saved as a PDF for an appraisal.
 
-import { api, dataTable, el, formatDay, formatMinutes, say, setupPage, stageName, stop, viewerZone } from "/app.js";
+import { RECORD_KINDS, api, dataTable, el, formatDay, formatMinutes, say, setupPage, stageName, stop, viewerZone } from "/app.js";
 
 const content = document.getElementById("content");
 const status = document.getElementById("status");
@@ -11,7 +11,6 @@ function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-const KIND_NAMES = { session: "Session", course: "Course", reading: "Reading", coaching: "Coaching", other: "Other" };
 const REFLECTION = [
   ["learned", "What I learned"],
   ["keep_doing", "What I will keep doing"],
@@ -69,7 +68,7 @@ function summarySection(summary) {
 function entryArticle(entry, goals, zone) {
   const linked = (kind) => goals.filter((g) => g.kind === kind && entry.goal_ids.includes(g.id)).map((g) => g.title);
   const facts = [
-    KIND_NAMES[entry.kind] || entry.kind,
+    RECORD_KINDS[entry.kind] || entry.kind,
     entry.how ? (entry.how === "live" ? "attended live" : "watched on replay") : null,
     entry.status === "partly" ? "partly" : null,
     formatMinutes(entry.minutes),

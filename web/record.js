@@ -2,7 +2,7 @@
 // needs and priorities, my reflection and evidence, and certificates; plus
 // the summary, adding other CPD, and the exports.
 
-import { api, dataTable, el, formValues, formatDay, formatMinutes, handleSubmit, say, setupPage, stop, viewerZone } from "/app.js";
+import { RECORD_KINDS, api, dataTable, el, formValues, formatDay, formatMinutes, handleSubmit, say, setupPage, stop, viewerZone } from "/app.js";
 import { reflectionForm } from "/reflect.js";
 
 const content = document.getElementById("content");
@@ -12,7 +12,6 @@ const entriesStatus = document.getElementById("entries-status");
 let user = null;
 let record = null;
 
-const KIND_NAMES = { session: "Session", course: "Course", reading: "Reading", coaching: "Coaching", other: "Other" };
 /** The evidence types the server accepts (checked there too). */
 const EVIDENCE_ACCEPT = ".pdf,.png,.jpg,.jpeg,.docx,.pptx,.xlsx,.txt";
 const MAX_EVIDENCE_BYTES = 10 * 1024 * 1024;
@@ -130,7 +129,7 @@ function entryCard(e) {
     el(
       "div",
       { class: "record-entry-head" },
-      el("span", { class: "kind", text: KIND_NAMES[e.kind] || e.kind }),
+      el("span", { class: "kind", text: RECORD_KINDS[e.kind] || e.kind }),
       el("h3", { id: headingId }, e.session_id ? el("a", { href: `/session.html?id=${e.session_id}`, text: e.title }) : e.title),
       el("p", { class: "meta", text: meta.join(" · ") }),
       e.status === "partly" ? el("span", { class: "badge badge-wait", text: "Partly attended" }) : null,

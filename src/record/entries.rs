@@ -220,7 +220,6 @@ pub async fn load_all(db: &Db, user_id: i64) -> ApiResult<Vec<Entry>> {
 
 /// One of `user_id`'s entries; someone else's is "not found".
 pub async fn load_one(db: &Db, user_id: i64, id: i64) -> ApiResult<Entry> {
-    owned(db, user_id, id).await?;
     load_all(db, user_id).await?.into_iter().find(|e| e.id == id).ok_or(ApiError::NotFound("record entry"))
 }
 

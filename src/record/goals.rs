@@ -202,13 +202,7 @@ async fn rename(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn remove(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "delete from record_links where goal_id in (select id from record_goals where id = $1 and user_id = $2)",
-    )
-    .bind(id)
-    .bind(user.id)
-    .execute(&mut *tx)
-    .await?;
+    // Its links go with it (on delete cascade).
     let gone = sqlx::query("delete from record_goals where id = $1 and user_id = $2")
         .bind(id)
         .bind(user.id)
