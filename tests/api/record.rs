@@ -40,6 +40,60 @@ async fn upload(app: &TestApp, token: &str, entry: i64, name: &str, bytes: Vec<u
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+const MAX_FILE: usize = 10 * 1024 * 1024;
+
+/// A POST over a bare connection, for what reqwest cannot do: announce a body
+/// and wait for the answer before sending it, or keep writing a body the
+/// server has already refused. The body is written by its own task, whose
+/// errors (the server hanging up once it has answered) are ignored; the
+/// answer is read meanwhile. Returns the final status and the JSON body.
+async fn raw_post(app: &TestApp, path: &str, token: &str, head: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.url.trim_start_matches("http://");
+    let (mut rx, mut tx) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\n{head}\r\n"
+    );
+    tx.write_all(request.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        if let Some(body) = body {
+            let _ = tx.write_all(&body).await;
+        }
+        tx
+    });
+    let read = async {
+        let mut buf = Vec::new();
+        let mut piece = [0u8; 8192];
+        loop {
+            let text = String::from_utf8_lossy(&buf).to_string();
+            // Skip interim answers such as "100 Continue".
+            if let Some(end) = text.find("\r\n\r\n") {
+                let status: u16 = text[9..12].parse().unwrap();
+                if (100..200).contains(&status) {
+                    buf.drain(..end + 4);
+                    continue;
+                }
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length on the answer");
+                if buf.len() >= end + 4 + length {
+                    return (status, serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap_or(Value::Null));
+                }
+            }
+            let n = rx.read(&mut piece).await.unwrap();
+            assert!(n > 0, "the server hung up without a full answer: {text}");
+            buf.extend_from_slice(&piece[..n]);
+        }
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), read).await.expect("an answer within 30 s");
+    writer.abort();
+    answer
+}
+
 async fn an_attended_session_becomes_one_entry_that_follows_attendance(backend: Backend) {
     let app = spawn_app(backend).await;
     let s = modelled_session(&app).await;
@@ -284,10 +338,26 @@ async fn manual_entries_carry_time_and_evidence_within_type_and_size_limits(back
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = upload(&app, ann, id, "notes.txt", vec![]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let mut huge = b"%PDF-".to_vec();
-    huge.resize(10 * 1024 * 1024 + 1, b'a');
-    let (status, err) = upload(&app, ann, id, "big.pdf", huge).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    // Too large, announced in the headers: the answer comes before any of
+    // the body is sent (as curl does for big uploads, with 100-continue).
+    let path = format!("/api/me/record/entries/{id}/evidence/file?name=big.pdf");
+    let head = format!("Content-Length: {}\r\nExpect: 100-continue\r\n", MAX_FILE + 1);
+    let (status, err) = raw_post(&app, &path, ann, &head, None).await;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"], "evidence files are at most 10 MiB", "{err}");
+    // Too large, found while streaming a chunked body with no length.
+    let mut chunked = Vec::new();
+    let chunk = [b'a'; 64 * 1024];
+    chunked.extend_from_slice(b"5\r\n%PDF-\r\n");
+    for _ in 0..=MAX_FILE / chunk.len() {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, err) = raw_post(&app, &path, ann, "Transfer-Encoding: chunked\r\n", Some(chunked)).await;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"], "evidence files are at most 10 MiB", "{err}");
     let stored = std::fs::read_dir(app.data_dir.path().join("evidence")).unwrap().count();
     assert_eq!(stored, 1, "refused uploads leave no file behind");
     let e = app.get(&format!("/api/me/record/entries/{id}"), Some(ann)).await.1;
