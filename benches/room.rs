@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
 //!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
+//!         [--janus] [--single-socket]
 //!
 //! The server is the real `staffroom` binary in its own process (SQLite in a
 //! temporary folder), so its CPU time (user + system, from /proc/PID/stat)
@@ -19,6 +20,8 @@
 mod client;
 #[path = "support/janus.rs"]
 mod janus;
+#[path = "support/single_socket.rs"]
+mod single_socket;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -314,6 +317,49 @@ async fn run_janus(viewers: usize, window: Duration, stream: client::Stream) -> 
     outcome
 }
 
+/// The same room on the single-socket prototype (`support/single_socket.rs`),
+/// a child process of this bench: one publisher, N viewers, 25 joining at a time.
+async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream) -> Outcome {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--serve-single-socket")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the prototype starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { url: line.trim().to_string(), pid: child.id(), child };
+    let presenter = client::MediaPeer::new("127.0.0.1:0").await;
+    presenter.publish(stream).await;
+    single_socket::publish(&server.url, &presenter).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_before = rss_kib(server.pid);
+    let mut viewers_joined = Vec::with_capacity(viewers);
+    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|_| {
+            let url = server.url.clone();
+            async move {
+                tokio::spawn(async move {
+                    let joined_at = Instant::now();
+                    let peer = client::MediaPeer::new("127.0.0.1:0").await;
+                    single_socket::subscribe(&url, &peer).await;
+                    (peer, joined_at)
+                })
+                .await
+                .ok()
+            }
+        });
+        viewers_joined.extend(futures::future::join_all(joins).await.into_iter().flatten());
+    }
+    let counted: Vec<janus::Counted> = viewers_joined.iter().map(|(p, at)| (p.received.clone(), *at)).collect();
+    let outcome =
+        measure("1-socket", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    drop(viewers_joined);
+    drop(presenter);
+    drop(server);
+    outcome
+}
+
 /// Waits for every viewer's first keyframe (60 s at most) and a 2 s settle,
 /// then measures a steady window of `window`.
 #[allow(clippy::too_many_arguments)]
@@ -459,6 +505,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--serve-single-socket") {
+        // The prototype runs on its own thread and runtime, in this child process.
+        return tokio::task::spawn_blocking(single_socket::serve).await.unwrap();
+    }
     // A viewer that cannot join panics in its own task: one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
     let argv: Vec<String> = std::env::args().collect();
@@ -516,11 +566,15 @@ async fn main() {
         plan.push((n, Arrival::Storm(within)));
     }
     let with_janus = argv.iter().any(|a| a == "--janus");
+    let with_single_socket = argv.iter().any(|a| a == "--single-socket");
     for (n, arrival) in plan {
         for _ in 0..runs {
             let mut outcomes = vec![run(n, window, stream, arrival).await];
             if with_janus && matches!(arrival, Arrival::Batches) {
                 outcomes.push(run_janus(n, window, stream).await);
+            }
+            if with_single_socket && matches!(arrival, Arrival::Batches) {
+                outcomes.push(run_single_socket(n, window, stream).await);
             }
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));
@@ -528,9 +582,11 @@ async fn main() {
                     writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();
                 }
             }
-            if let [ours, theirs] = &outcomes[..] {
+            for theirs in &outcomes[1..] {
+                let ours = &outcomes[0];
                 println!(
-                    "|   Staffroom / Janus: CPU µs/pkt {:.2}×, memory per viewer {:.2}×",
+                    "|   Staffroom / {}: CPU µs/pkt {:.2}×, memory per viewer {:.2}×",
+                    theirs.server,
                     ours.cpu_us_per_packet / theirs.cpu_us_per_packet,
                     ours.kib_per_viewer / theirs.kib_per_viewer
                 );

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The media benchmark in one command: the SRTP-send floor; Staffroom and
-# Janus 1.1.2 (Debian package, installed if missing) side by side, each with
+# Janus 1.1.2 (Debian package, installed if missing) and the single-socket
+# prototype (benches/support/single_socket.rs) side by side, each with
 # one presenter (720p-like stream) and N viewers from the same generator, and
 # their ratios; a join storm on Staffroom; JSON lines and a chart.
 #
@@ -22,7 +23,7 @@ if ! command -v janus >/dev/null; then
 fi
 
 # The floor, both servers, the storm.
-cargo bench --bench room -- --viewers "$viewers" --runs "$runs" --window 10 --janus --storm "$storm" --within "$within" \
+cargo bench --bench room -- --viewers "$viewers" --runs "$runs" --window 10 --janus --single-socket --storm "$storm" --within "$within" \
 	--json "$out/room.jsonl" | tee "$out/room.txt"
 
 # The chart, with matplotlib from PyPI in a private virtualenv.
