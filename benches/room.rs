@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
 //!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
-//!         [--janus] [--single-socket]
+//!         [--janus] [--single-socket] [--clients light|full]
 //!
 //! The server is the real `staffroom` binary in its own process (SQLite in a
 //! temporary folder), so its CPU time (user + system, from /proc/PID/stat)
@@ -20,6 +20,8 @@
 mod client;
 #[path = "support/janus.rs"]
 mod janus;
+#[path = "support/light_viewer.rs"]
+mod light_viewer;
 #[path = "support/single_socket.rs"]
 mod single_socket;
 
@@ -177,6 +179,8 @@ struct Outcome {
     viewers: usize,
     forwarded_per_s: f64,
     cpu_us_per_packet: f64,
+    /// The bench process's own CPU (the publisher and all viewers) per packet.
+    clients_us_per_packet: f64,
     loss_pct: f64,
     gaps_pct: f64,
     got_both: usize,
@@ -188,13 +192,14 @@ struct Outcome {
 impl Outcome {
     fn row(&self, floor_us: Option<f64>) -> String {
         format!(
-            "| {:<9} | {:<6} | {:>5} | {:>9.0} | {:>8.2} | {:>6} | {:>6.2} % | {:>5}/{:<5} | {:>6.0} | {:>6.0} | {:>6.0} | {:>6.0} | {:>7.0} |",
+            "| {:<9} | {:<6} | {:>5} | {:>9.0} | {:>8.2} | {:>6} | {:>7.2} | {:>6.2} % | {:>5}/{:<5} | {:>6.0} | {:>6.0} | {:>6.0} | {:>6.0} | {:>7.0} |",
             self.server,
             self.mode,
             self.viewers,
             self.forwarded_per_s,
             self.cpu_us_per_packet,
             floor_us.map(|f| format!("{:.1}×", self.cpu_us_per_packet / f)).unwrap_or_else(|| "-".into()),
+            self.clients_us_per_packet,
             self.loss_pct,
             self.got_both,
             self.viewers,
@@ -214,6 +219,7 @@ impl Outcome {
             "viewers": self.viewers,
             "forwarded_per_s": self.forwarded_per_s,
             "cpu_us_per_packet": self.cpu_us_per_packet,
+            "clients_cpu_us_per_packet": self.clients_us_per_packet,
             "floor_us_per_packet": floor_us,
             "loss_pct": self.loss_pct,
             "gaps_pct": self.gaps_pct,
@@ -229,21 +235,62 @@ fn millis(sorted: &[Duration]) -> [f64; 3] {
     [0.5, 0.95, 0.99].map(|p| percentile(sorted, p).as_secs_f64() * 1e3)
 }
 
+/// Which client the viewers are: `light_viewer.rs` (the default), or the
+/// full `webrtc`-crate client of the tests (`--clients full`).
+#[derive(Clone, Copy, PartialEq)]
+enum Clients {
+    Light,
+    Full,
+}
+
+/// A viewer that joined a Staffroom room.
+enum Viewer {
+    Full(client::Client),
+    Light(light_viewer::LightViewer, Instant, tokio::task::JoinHandle<()>),
+}
+
+impl Viewer {
+    fn counted(&self) -> (Arc<Mutex<client::Received>>, Instant) {
+        match self {
+            Viewer::Full(c) => (c.received.clone(), c.joined_at),
+            Viewer::Light(v, at, _) => (v.received.clone(), *at),
+        }
+    }
+
+    fn leave(&self) {
+        match self {
+            Viewer::Full(c) => c.send(serde_json::json!({"v": 1, "type": "leave"})),
+            Viewer::Light(_, _, signalling) => signalling.abort(),
+        }
+    }
+}
+
 /// A viewer that joined, or `None` if it could not (the client gives up
 /// after 10 s without a welcome, which an overloaded server can cause).
-async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str) -> Option<client::Client> {
+async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str, clients: Clients) -> Option<Viewer> {
     let (http, url, token) = (http.clone(), url.to_string(), token.to_string());
     tokio::spawn(async move {
         let token = room_token(&http, &url, session, &token).await;
+        if clients == Clients::Light {
+            let (viewer, at, signalling) = light_viewer::join_staffroom(&url, session, &token).await?;
+            return Some(Viewer::Light(viewer, at, signalling));
+        }
         let mut c = client::connect(&url, session, Some(&token)).await;
         c.join().await;
-        c
+        Some(Viewer::Full(c))
     })
     .await
     .ok()
+    .flatten()
 }
 
-async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: Arrival) -> Outcome {
+async fn run(
+    viewers: usize,
+    window: Duration,
+    stream: client::Stream,
+    arrival: Arrival,
+    clients_kind: Clients,
+) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     // Migrations first (the server applies them), then the seed.
     let server = start(dir.path());
@@ -262,7 +309,7 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
     match arrival {
         Arrival::Batches => {
             for chunk in tokens[1..].chunks(25) {
-                let joins = chunk.iter().map(|t| join_viewer(&http, &server.url, session, t));
+                let joins = chunk.iter().map(|t| join_viewer(&http, &server.url, session, t, clients_kind));
                 clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
             }
         }
@@ -273,45 +320,62 @@ async fn run(viewers: usize, window: Duration, stream: client::Stream, arrival: 
                 let (http, url) = (&http, &server.url);
                 async move {
                     tokio::time::sleep_until(at).await;
-                    join_viewer(http, url, session, t).await
+                    join_viewer(http, url, session, t, clients_kind).await
                 }
             });
             clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
         }
     }
-    let counted: Vec<(Arc<Mutex<client::Received>>, Instant)> =
-        clients.iter().map(|c| (c.received.clone(), c.joined_at)).collect();
+    let counted: Vec<(Arc<Mutex<client::Received>>, Instant)> = clients.iter().map(Viewer::counted).collect();
     let mode = match arrival {
         Arrival::Batches => "steady",
         Arrival::Storm(_) => "storm",
     };
     let outcome = measure("staffroom", mode, server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
     for c in &clients {
-        c.send(serde_json::json!({"v": 1, "type": "leave"}));
+        c.leave();
     }
     drop(server);
     outcome
 }
 
+/// Runs `join` once per viewer, 25 at a time, each in its own task; keeps
+/// those that joined (a task that panics is a viewer that gave up).
+async fn in_batches<T, F, Fut>(viewers: usize, join: F) -> Vec<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut joined = Vec::with_capacity(viewers);
+    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|_| tokio::spawn(join()));
+        joined.extend(futures::future::join_all(joins).await.into_iter().flatten());
+    }
+    joined
+}
+
 /// The same room on Janus: one publisher with the same stream, N subscribers
 /// to its feed, 25 joining at a time.
-async fn run_janus(viewers: usize, window: Duration, stream: client::Stream) -> Outcome {
+async fn run_janus(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let server = janus::start(dir.path(), 18088).await;
     let (presenter, feed) = janus::publish(&server.url, stream).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_before = rss_kib(server.pid);
-    let mut subscribers = Vec::with_capacity(viewers);
-    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|_| {
-            let (url, feed) = (server.url.clone(), feed.clone());
-            async move { tokio::spawn(janus::subscribe_owned(url, feed)).await.ok() }
-        });
-        subscribers.extend(futures::future::join_all(joins).await.into_iter().flatten());
-    }
-    let counted: Vec<janus::Counted> = subscribers.iter().map(|(p, at)| (p.received.clone(), *at)).collect();
+    let (url, feed) = (server.url.clone(), feed.clone());
+    let (subscribers, light) = match clients {
+        Clients::Light => (vec![], in_batches(viewers, || janus::subscribe_light(url.clone(), feed.clone())).await),
+        Clients::Full => (in_batches(viewers, || janus::subscribe_owned(url.clone(), feed.clone())).await, vec![]),
+    };
+    let counted: Vec<janus::Counted> = subscribers
+        .iter()
+        .map(|(p, at)| (p.received.clone(), *at))
+        .chain(light.iter().map(|(v, at)| (v.received.clone(), *at)))
+        .collect();
     let outcome = measure("janus", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
     drop(subscribers);
+    drop(light);
     drop(presenter);
     drop(server);
     outcome
@@ -319,7 +383,7 @@ async fn run_janus(viewers: usize, window: Duration, stream: client::Stream) -> 
 
 /// The same room on the single-socket prototype (`support/single_socket.rs`),
 /// a child process of this bench: one publisher, N viewers, 25 joining at a time.
-async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream) -> Outcome {
+async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("--serve-single-socket")
         .stdout(Stdio::piped())
@@ -334,27 +398,44 @@ async fn run_single_socket(viewers: usize, window: Duration, stream: client::Str
     single_socket::publish(&server.url, &presenter).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_before = rss_kib(server.pid);
-    let mut viewers_joined = Vec::with_capacity(viewers);
-    for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|_| {
-            let url = server.url.clone();
-            async move {
-                tokio::spawn(async move {
+    let url = server.url.clone();
+    let (viewers_joined, light) = match clients {
+        Clients::Light => (
+            vec![],
+            in_batches(viewers, || {
+                let url = url.clone();
+                async move {
+                    let joined_at = Instant::now();
+                    let viewer = light_viewer::LightViewer::new("127.0.0.1").await;
+                    single_socket::subscribe_light(&url, &viewer).await;
+                    (viewer, joined_at)
+                }
+            })
+            .await,
+        ),
+        Clients::Full => (
+            in_batches(viewers, || {
+                let url = url.clone();
+                async move {
                     let joined_at = Instant::now();
                     let peer = client::MediaPeer::new("127.0.0.1:0").await;
                     single_socket::subscribe(&url, &peer).await;
                     (peer, joined_at)
-                })
-                .await
-                .ok()
-            }
-        });
-        viewers_joined.extend(futures::future::join_all(joins).await.into_iter().flatten());
-    }
-    let counted: Vec<janus::Counted> = viewers_joined.iter().map(|(p, at)| (p.received.clone(), *at)).collect();
+                }
+            })
+            .await,
+            vec![],
+        ),
+    };
+    let counted: Vec<janus::Counted> = viewers_joined
+        .iter()
+        .map(|(p, at)| (p.received.clone(), *at))
+        .chain(light.iter().map(|(v, at)| (v.received.clone(), *at)))
+        .collect();
     let outcome =
         measure("1-socket", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
     drop(viewers_joined);
+    drop(light);
     drop(presenter);
     drop(server);
     outcome
@@ -393,10 +474,11 @@ async fn measure(
             (p + r.packets_of("audio") + r.packets_of("video"), g + r.gaps)
         })
     };
-    let (cpu0, sent0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let me = std::process::id();
+    let (cpu0, sent0, mine0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
     let (got0, gaps0) = totals();
     tokio::time::sleep(window).await;
-    let (cpu1, sent1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed));
+    let (cpu1, sent1, mine1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
     let (got1, gaps1) = totals();
     let rss_after = rss_kib(pid);
     let got_both = clients
@@ -416,6 +498,7 @@ async fn measure(
         viewers,
         forwarded_per_s: forwarded as f64 / window.as_secs_f64(),
         cpu_us_per_packet: (cpu1 - cpu0) * 1e6 / forwarded.max(1) as f64,
+        clients_us_per_packet: (mine1 - mine0) * 1e6 / forwarded.max(1) as f64,
         loss_pct: (100.0 * (1.0 - forwarded as f64 / expected.max(1) as f64)).max(0.0),
         gaps_pct: 100.0 * (gaps1 - gaps0) as f64 / expected.max(1) as f64,
         got_both,
@@ -559,22 +642,27 @@ async fn main() {
         Some(negotiated)
     };
 
-    println!("| server    | mode   | N     | fwd pkt/s | CPU µs/pkt | × floor | loss | both tracks | 1st pkt p95 ms | key p50 ms | key p95 | key p99 | KiB/viewer |");
-    println!("|-----------|--------|-------|-----------|------------|---------|------|-------------|----------------|------------|---------|---------|------------|");
+    println!("| server    | mode   | N     | fwd pkt/s | CPU µs/pkt | × floor | clients µs/pkt | loss | both tracks | 1st pkt p95 ms | key p50 ms | key p95 | key p99 | KiB/viewer |");
+    println!("|-----------|--------|-------|-----------|------------|---------|----------------|------|-------------|----------------|------------|---------|---------|------------|");
     let mut plan: Vec<(usize, Arrival)> = viewers.iter().map(|&n| (n, Arrival::Batches)).collect();
     if let Some(n) = storm {
         plan.push((n, Arrival::Storm(within)));
     }
     let with_janus = argv.iter().any(|a| a == "--janus");
     let with_single_socket = argv.iter().any(|a| a == "--single-socket");
+    let clients = match arg("--clients").as_deref() {
+        None | Some("light") => Clients::Light,
+        Some("full") => Clients::Full,
+        Some(other) => panic!("--clients light|full, not {other}"),
+    };
     for (n, arrival) in plan {
         for _ in 0..runs {
-            let mut outcomes = vec![run(n, window, stream, arrival).await];
+            let mut outcomes = vec![run(n, window, stream, arrival, clients).await];
             if with_janus && matches!(arrival, Arrival::Batches) {
-                outcomes.push(run_janus(n, window, stream).await);
+                outcomes.push(run_janus(n, window, stream, clients).await);
             }
             if with_single_socket && matches!(arrival, Arrival::Batches) {
-                outcomes.push(run_single_socket(n, window, stream).await);
+                outcomes.push(run_single_socket(n, window, stream, clients).await);
             }
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));

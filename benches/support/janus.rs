@@ -177,6 +177,19 @@ pub async fn subscribe(url: &str, feed: Value) -> (MediaPeer, Instant) {
     (peer, joined_at)
 }
 
+/// [`subscribe`] with a light viewer (`light_viewer.rs`) instead of a full peer.
+pub async fn subscribe_light(url: String, feed: Value) -> (super::light_viewer::LightViewer, Instant) {
+    let http = reqwest::Client::new();
+    let joined_at = Instant::now();
+    let h = Handle::new(&http, &url).await;
+    h.message(json!({"request": "join", "room": ROOM, "ptype": "subscriber", "streams": [{"feed": feed}]}), None).await;
+    let e = h.jsep_event().await;
+    let viewer = super::light_viewer::LightViewer::new(&local_ip()).await;
+    let answer = viewer.answer(e["jsep"]["sdp"].as_str().unwrap().to_string()).await;
+    h.message(json!({"request": "start", "room": ROOM}), Some(json!({"type": "answer", "sdp": answer}))).await;
+    (viewer, joined_at)
+}
+
 pub type Counted = (Arc<Mutex<Received>>, Instant);
 
 /// [`subscribe`] with owned arguments, to run as its own task.

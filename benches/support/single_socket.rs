@@ -34,16 +34,13 @@ use rtc::{
     interceptor::{Registry, Slot},
     media_stream::MediaStreamTrack,
     peer_connection::{
-        configuration::{
-            interceptor_registry::register_default_interceptors, media_engine::MediaEngine,
-            setting_engine::SettingEngineBuilder, RTCConfigurationBuilder,
-        },
+        configuration::setting_engine::SettingEngineBuilder,
         event::{RTCPeerConnectionEvent, RTCTrackEvent},
         message::{RTCMessage, TaggedRTCMessage},
         sdp::RTCSessionDescription,
         state::RTCPeerConnectionState,
-        transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit},
-        RTCPeerConnection, RTCPeerConnectionBuilder,
+        transport::RTCDtlsRole,
+        RTCPeerConnection,
     },
     rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
     rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind},
@@ -51,6 +48,8 @@ use rtc::{
     shared::{TaggedBytesMut, TransportContext, TransportProtocol},
 };
 use staffroom::rooms::engine;
+
+use super::light_viewer::{add_host_candidate, peer_connection};
 use tokio::{
     io::Interest,
     net::UdpSocket,
@@ -187,23 +186,14 @@ impl Sfu {
     fn add_peer(&mut self, offer: String, role: Role) -> anyhow::Result<String> {
         let idx = self.peers.len();
         let ufrag = format!("sfu{idx:08x}");
-        let mut media = MediaEngine::default();
-        engine::register_media(&mut media)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)?
-            .with(Slot::from(14_000), engine::KeyframeRequests::default());
         let settings = SettingEngineBuilder::new()
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-            .with_ice_credentials(ufrag.clone(), format!("{ufrag}-password-0123456789"))
-            .build();
+            .with_ice_credentials(ufrag.clone(), format!("{ufrag}-password-0123456789"));
+        let keyframes = Registry::new().with(Slot::from(14_000), engine::KeyframeRequests::default());
+        let mut pc = peer_connection(settings, keyframes)?;
         let now = Instant::now();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(settings)
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .build(now)?;
         let mut tracks = vec![];
         if matches!(role, Role::Viewer) {
             for (codec, kind) in engine::codecs() {
@@ -225,19 +215,7 @@ impl Sfu {
             }
         }
         pc.set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: self.local.ip().to_string(),
-                port: self.local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-        pc.add_local_candidate(RTCIceCandidateInit::default())?;
+        add_host_candidate(&mut pc, self.local)?;
         let answer = pc.create_answer(None)?;
         pc.set_local_description(now, answer)?;
         let sdp = pc.local_description().map(|d| d.sdp.clone()).unwrap_or_default();
@@ -494,14 +472,25 @@ pub async fn subscribe(url: &str, peer: &super::client::MediaPeer) {
     offer_and_apply(url, "subscribe", peer).await;
 }
 
+/// Client side: a light viewer (`light_viewer.rs`) offers to receive.
+pub async fn subscribe_light(url: &str, viewer: &super::light_viewer::LightViewer) {
+    let offer = viewer.offer().await;
+    viewer.apply_answer(answer_to(url, "subscribe", offer).await);
+}
+
+async fn answer_to(url: &str, path: &str, offer: String) -> String {
+    let res = reqwest::Client::new().post(format!("{url}/{path}")).body(offer).send().await.unwrap();
+    let status = res.status();
+    let answer = res.text().await.unwrap();
+    assert!(status.is_success(), "the prototype refused the offer: {answer}");
+    answer
+}
+
 async fn offer_and_apply(url: &str, path: &str, peer: &super::client::MediaPeer) {
     let offer = peer.pc.create_offer(None).await.unwrap();
     peer.pc.set_local_description(offer).await.unwrap();
     let sdp = peer.pc.local_description().await.unwrap().sdp;
-    let res = reqwest::Client::new().post(format!("{url}/{path}")).body(sdp).send().await.unwrap();
-    let status = res.status();
-    let answer = res.text().await.unwrap();
-    assert!(status.is_success(), "the prototype refused the offer: {answer}");
+    let answer = answer_to(url, path, sdp).await;
     peer.pc
         .set_remote_description(webrtc::peer_connection::RTCSessionDescription::answer(answer).unwrap())
         .await

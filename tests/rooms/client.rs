@@ -54,9 +54,41 @@ pub struct Received {
     pub first_packet: Option<Instant>,
     /// The first video packet that starts a keyframe: when a decoder could start.
     pub first_keyframe: Option<Instant>,
+    /// The highest sequence number seen per track, for the gaps.
+    last_seq: HashMap<String, u16>,
 }
 
 impl Received {
+    /// Counts one RTP packet of track `id` (`kind` "video" or "audio") that arrived at `now`.
+    pub fn count(&mut self, id: &str, kind: &'static str, packet: &rtc::rtp::Packet, now: Instant) {
+        let seq = packet.header.sequence_number;
+        self.first_packet.get_or_insert(now);
+        *self.packets.entry(id.to_string()).or_default() += 1;
+        self.kinds.entry(id.to_string()).or_insert(kind);
+        self.bytes += packet.payload.len() as u64;
+        let last_seq = self.last_seq.get(id).copied();
+        if let Some(last) = last_seq {
+            // Ahead by less than half the sequence space: anything skipped is lost.
+            let ahead = seq.wrapping_sub(last);
+            if (2..0x8000).contains(&ahead) {
+                self.gaps += u64::from(ahead - 1);
+            }
+        }
+        if last_seq.is_none_or(|last| seq.wrapping_sub(last) < 0x8000) {
+            self.last_seq.insert(id.to_string(), seq);
+        }
+        if kind == "video" {
+            // Sent: 0x10 on a frame's first packet, 0x00 on the rest (HD stream).
+            if packet.payload.first().is_none_or(|b| b & !0x10 != 0) {
+                self.bad_vp8 += 1;
+            }
+            if is_vp8_keyframe(&packet.payload) {
+                self.keyframes += 1;
+                self.first_keyframe.get_or_insert(now);
+            }
+        }
+    }
+
     pub fn packets_of(&self, kind: &str) -> u64 {
         self.packets.iter().filter(|(t, _)| self.kinds.get(*t) == Some(&kind)).map(|(_, n)| n).sum()
     }
@@ -721,35 +753,9 @@ async fn count(track: Arc<dyn TrackRemote>, received: Arc<Mutex<Received>>) {
         _ => "audio",
     };
     received.lock().unwrap().kinds.insert(id.clone(), kind);
-    let mut last_seq: Option<u16> = None;
     while let Some(event) = track.poll().await {
         if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-            let now = Instant::now();
-            let seq = packet.header.sequence_number;
-            let mut r = received.lock().unwrap();
-            r.first_packet.get_or_insert(now);
-            *r.packets.entry(id.clone()).or_default() += 1;
-            r.bytes += packet.payload.len() as u64;
-            if let Some(last) = last_seq {
-                // Ahead by less than half the sequence space: anything skipped is lost.
-                let ahead = seq.wrapping_sub(last);
-                if (2..0x8000).contains(&ahead) {
-                    r.gaps += u64::from(ahead - 1);
-                }
-            }
-            if last_seq.is_none_or(|last| seq.wrapping_sub(last) < 0x8000) {
-                last_seq = Some(seq);
-            }
-            if kind == "video" {
-                // Sent: 0x10 on a frame's first packet, 0x00 on the rest (HD stream).
-                if packet.payload.first().is_none_or(|b| b & !0x10 != 0) {
-                    r.bad_vp8 += 1;
-                }
-                if is_vp8_keyframe(&packet.payload) {
-                    r.keyframes += 1;
-                    r.first_keyframe.get_or_insert(now);
-                }
-            }
+            received.lock().unwrap().count(&id, kind, &packet, Instant::now());
         }
     }
 }

@@ -14,6 +14,9 @@ mod controls;
 mod generator;
 mod interaction;
 mod join;
+#[allow(dead_code)] // The bench uses all of it, the tests some.
+#[path = "../../benches/support/light_viewer.rs"]
+mod light_viewer;
 mod media;
 mod recording;
 mod signalling;
