@@ -56,7 +56,10 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_staffroom"))
+    // STAFFROOM_BIN runs another build of the server (an older commit's, to
+    // find when a cost changed) with this bench.
+    let bin = std::env::var("STAFFROOM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_staffroom").to_string());
+    let mut child = Command::new(bin)
         .env("STAFFROOM_ADDR", "127.0.0.1:0")
         .env("STAFFROOM_DATA_DIR", dir)
         .env("STAFFROOM_JWT_SECRET", SECRET)

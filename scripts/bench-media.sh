@@ -7,7 +7,7 @@
 #
 #     scripts/bench-media.sh [VIEWERS=50,200,500] [RUNS=3] [STORM=500] [WITHIN=10]
 #
-# Writes target/bench/room.jsonl, target/bench/room.txt, target/bench/room.png.
+# Writes target/bench/room.jsonl, room.txt, room.png and room-medians.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 viewers=${1:-50,200,500}
@@ -31,4 +31,4 @@ if [ ! -x "$out/venv/bin/python" ]; then
 	python3 -m venv "$out/venv"
 	"$out/venv/bin/pip" install -q matplotlib
 fi
-"$out/venv/bin/python" scripts/bench-chart.py "$out/room.png" "$out/room.jsonl"
+"$out/venv/bin/python" scripts/bench-chart.py "$out/room.png" "$out/room.jsonl" | tee "$out/room-medians.md"
