@@ -20,9 +20,11 @@ function bytes(n) {
   return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
 }
 
+/** The record and its summary, brought up to date with attendance once. */
 async function load() {
   record = await api("/api/me/record");
   render();
+  renderSummary(record.summary);
 }
 
 function render() {
@@ -69,7 +71,6 @@ function renderGoals() {
                   try {
                     await api(`/api/me/goals/${g.id}`, { method: "DELETE" });
                     await load();
-                    await loadSummary();
                   } catch (e) {
                     say(document.getElementById("goal-status"), e.message, "error");
                   }
@@ -152,7 +153,6 @@ function entryCard(e) {
               await api(`/api/me/record/entries/${e.id}`, { method: "DELETE" });
               say(entriesStatus, `“${e.title}” is deleted.`, "success");
               await load();
-              await loadSummary();
             } catch (err) {
               say(status, err.message, "error");
             }
@@ -425,38 +425,42 @@ function minutesTable(caption, heading, rows) {
   );
 }
 
-/** The summary: hours by need, priority, term and kind, and month by month. */
+/** The summary again, after a change that reloads no more than one entry. */
 async function loadSummary() {
+  try {
+    renderSummary(await api("/api/me/record/summary"));
+  } catch (e) {
+    document.getElementById("summary-section").hidden = false;
+    document.getElementById("summary").replaceChildren(el("p", { class: "status status-error", text: `The summary could not be loaded: ${e.message}` }));
+  }
+}
+
+/** The summary: hours by need, priority, term and kind, and month by month. */
+function renderSummary(s) {
   const box = document.getElementById("summary");
   const section = document.getElementById("summary-section");
-  try {
-    const s = await api("/api/me/record/summary");
-    if (!s.total_entries) {
-      section.hidden = true;
-      return;
-    }
-    const goals = (totals, none) => [
-      ...totals.goals.map((g) => [g.title, g.minutes]),
-      ...(totals.unlinked_minutes ? [[none, totals.unlinked_minutes]] : []),
-    ];
-    box.replaceChildren(
-      el("h3", { text: "Month by month" }),
-      timelineChart(s.timeline),
-      el(
-        "div",
-        { class: "summary-tables" },
-        minutesTable("CPD time by need", "Need", goals(s.by_need, "Not linked to a need")),
-        minutesTable("CPD time by priority", "Priority", goals(s.by_priority, "Not linked to a priority")),
-        minutesTable("CPD time by term", "Term", s.by_term.map((t) => [`${t.label} (${t.academic_year})`, t.minutes])),
-        minutesTable("CPD time by kind", "Kind", s.by_kind.filter((k) => k.entries).map((k) => [k.label, k.minutes])),
-      ),
-      el("p", { class: "muted small", text: `Dates are read in ${s.time_zone.replace(/_/g, " ")} time.` }),
-    );
-    section.hidden = false;
-  } catch (e) {
-    section.hidden = false;
-    box.replaceChildren(el("p", { class: "status status-error", text: `The summary could not be loaded: ${e.message}` }));
+  if (!s.total_entries) {
+    section.hidden = true;
+    return;
   }
+  const goals = (totals, none) => [
+    ...totals.goals.map((g) => [g.title, g.minutes]),
+    ...(totals.unlinked_minutes ? [[none, totals.unlinked_minutes]] : []),
+  ];
+  box.replaceChildren(
+    el("h3", { text: "Month by month" }),
+    timelineChart(s.timeline),
+    el(
+      "div",
+      { class: "summary-tables" },
+      minutesTable("CPD time by need", "Need", goals(s.by_need, "Not linked to a need")),
+      minutesTable("CPD time by priority", "Priority", goals(s.by_priority, "Not linked to a priority")),
+      minutesTable("CPD time by term", "Term", s.by_term.map((t) => [`${t.label} (${t.academic_year})`, t.minutes])),
+      minutesTable("CPD time by kind", "Kind", s.by_kind.filter((k) => k.entries).map((k) => [k.label, k.minutes])),
+    ),
+    el("p", { class: "muted small", text: `Dates are read in ${s.time_zone.replace(/_/g, " ")} time.` }),
+  );
+  section.hidden = false;
 }
 
 // ---------------------------------------------------------------- forms
@@ -484,7 +488,6 @@ function setupForms() {
     manualForm.reset();
     say(manualStatus, `“${entry.title}” is in your record.`, "success");
     await load();
-    await loadSummary();
   });
 }
 
@@ -508,7 +511,6 @@ async function start() {
   );
   try {
     await load();
-    await loadSummary();
     const target = location.hash && document.querySelector(location.hash);
     target?.scrollIntoView();
   } catch (e) {

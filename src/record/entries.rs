@@ -264,6 +264,9 @@ pub struct Record {
     /// Newest first.
     pub entries: Vec<Entry>,
     pub goals: Vec<super::goals::Goal>,
+    /// The same as `GET /api/me/record/summary`, from the same entries, so
+    /// a page showing both brings attendance up to date once.
+    pub summary: super::summary::Summary,
 }
 
 /// Your professional record: every entry (attended sessions and your own),
@@ -274,7 +277,9 @@ async fn record(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiR
     sync(&state.db, user.id).await?;
     let entries = load_all(&state.db, user.id).await?;
     let goals = super::goals::load(&state.db, user.id).await?;
-    Ok(Json(Record { total_minutes: entries.iter().map(|e| e.minutes).sum(), entries, goals }))
+    let zone = user.zone(state.settings.time_zone);
+    let summary = super::summary::summarise(&entries, &goals, zone, super::summary::today(zone));
+    Ok(Json(Record { total_minutes: entries.iter().map(|e| e.minutes).sum(), entries, goals, summary }))
 }
 
 /// One entry of your record.

@@ -285,6 +285,10 @@ async fn the_summary_adds_up_by_need_priority_term_kind_and_month(backend: Backe
     let (_, theirs) = app.get("/api/me/record/summary", Some(&m.ben)).await;
     assert_eq!(theirs["total_minutes"], 45 + 10);
     assert_eq!(goals(&theirs["by_need"]), [("Ben's secret need".into(), 45, 1)]);
+
+    // The whole record carries the same summary, for a page showing both.
+    let (_, whole) = app.get("/api/me/record", Some(&m.ann)).await;
+    assert_eq!(whole["summary"], s);
 }
 both_backends!(the_summary_adds_up_by_need_priority_term_kind_and_month);
 
