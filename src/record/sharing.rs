@@ -29,7 +29,6 @@ use crate::{
     responses((status = 200, body = Entry), (status = 404, body = ErrorBody)))]
 async fn share(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Entry>> {
     entries::owned(&state.db, user.id, id).await?;
-    let mut tx = state.db.begin().await?;
     sqlx::query(
         "update record_entries set shared_as = $1, updated_at = $2 where id = $3 and user_id = $4 and shared_as is null",
     )
@@ -37,9 +36,8 @@ async fn share(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id)
     .bind(db::now())
     .bind(id)
     .bind(user.id)
-    .execute(&mut *tx)
+    .execute(&state.db.write)
     .await?;
-    tx.commit().await?;
     Ok(Json(entries::load_one(&state.db, user.id, id).await?))
 }
 
@@ -52,14 +50,12 @@ async fn unshare(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Entry>> {
     entries::owned(&state.db, user.id, id).await?;
-    let mut tx = state.db.begin().await?;
     sqlx::query("update record_entries set shared_as = null, updated_at = $1 where id = $2 and user_id = $3")
         .bind(db::now())
         .bind(id)
         .bind(user.id)
-        .execute(&mut *tx)
+        .execute(&state.db.write)
         .await?;
-    tx.commit().await?;
     Ok(Json(entries::load_one(&state.db, user.id, id).await?))
 }
 
