@@ -159,15 +159,21 @@ pub async fn publish(url: &str, stream: Stream) -> (MediaPeer, Value) {
     (peer, feed)
 }
 
-/// A viewer: subscribes to `feed`, answers Janus's offer, starts.
-pub async fn subscribe(url: &str, feed: Value) -> (MediaPeer, Instant) {
+/// A viewer's first steps: a handle that joins as a subscriber to `feed`;
+/// returns it, Janus's offer and when the join began.
+async fn join_subscriber(url: &str, feed: Value) -> (Handle, String, Instant) {
     let http = reqwest::Client::new();
     let joined_at = Instant::now();
     let h = Handle::new(&http, url).await;
     h.message(json!({"request": "join", "room": ROOM, "ptype": "subscriber", "streams": [{"feed": feed}]}), None).await;
     let e = h.jsep_event().await;
+    (h, e["jsep"]["sdp"].as_str().unwrap().to_string(), joined_at)
+}
+
+/// A viewer: subscribes to `feed`, answers Janus's offer, starts.
+pub async fn subscribe(url: &str, feed: Value) -> (MediaPeer, Instant) {
+    let (h, offer, joined_at) = join_subscriber(url, feed).await;
     let mut peer = MediaPeer::new(&format!("{}:0", local_ip())).await;
-    let offer = e["jsep"]["sdp"].as_str().unwrap().to_string();
     peer.pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap()).await.expect("Janus's offer applies");
     let answer = peer.pc.create_answer(None).await.unwrap();
     peer.pc.set_local_description(answer).await.unwrap();
@@ -177,15 +183,12 @@ pub async fn subscribe(url: &str, feed: Value) -> (MediaPeer, Instant) {
     (peer, joined_at)
 }
 
-/// [`subscribe`] with a light viewer (`light_viewer.rs`) instead of a full peer.
+/// [`subscribe`] with a light viewer (`light_viewer.rs`) instead of a full
+/// peer; its one candidate is in its answer.
 pub async fn subscribe_light(url: String, feed: Value) -> (super::light_viewer::LightViewer, Instant) {
-    let http = reqwest::Client::new();
-    let joined_at = Instant::now();
-    let h = Handle::new(&http, &url).await;
-    h.message(json!({"request": "join", "room": ROOM, "ptype": "subscriber", "streams": [{"feed": feed}]}), None).await;
-    let e = h.jsep_event().await;
+    let (h, offer, joined_at) = join_subscriber(&url, feed).await;
     let viewer = super::light_viewer::LightViewer::new(&local_ip()).await;
-    let answer = viewer.answer(e["jsep"]["sdp"].as_str().unwrap().to_string()).await;
+    let answer = viewer.answer(offer).await;
     h.message(json!({"request": "start", "room": ROOM}), Some(json!({"type": "answer", "sdp": answer}))).await;
     (viewer, joined_at)
 }
