@@ -51,7 +51,9 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
-        rooms::task::close_unclosed_rooms(&db).await.context("failed to close the rooms an unclean stop left open")?;
+        attendance::journal::close_unclosed_rooms(&db)
+            .await
+            .context("failed to close the rooms an unclean stop left open")?;
         recording::recover(&db, &settings.recordings_dir).await.context("failed to recover unfinished recordings")?;
         let keys = Keys::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
         let listener =
@@ -66,6 +68,7 @@ impl App {
             rooms::engine::Engine::new(settings.rtc.clone()),
             settings.recordings_dir.clone(),
             settings.room_heartbeat,
+            settings.empty_room_end,
         ));
         let state = AppState {
             db,

@@ -88,6 +88,11 @@ pub struct Settings {
     pub reminder_interval: Duration,
     /// How often an open room writes its heartbeat (what a crash's leaves are stamped with).
     pub room_heartbeat: Duration,
+    /// How long after its scheduled end a new session's room may run on
+    /// before it closes itself (stored with each session when it is created).
+    pub live_grace: Duration,
+    /// How long a room may stand empty after the scheduled end before the live part is over.
+    pub empty_room_end: Duration,
     /// The programme's time zone, used for people who have not chosen one.
     pub time_zone: Tz,
     pub rtc: RtcSettings,
@@ -196,6 +201,8 @@ impl Settings {
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
             room_heartbeat: millis("ROOM_HEARTBEAT_MS", 15_000)?,
+            live_grace: millis("LIVE_GRACE_MS", 30 * 60_000)?,
+            empty_room_end: millis("EMPTY_ROOM_END_MS", 10 * 60_000)?,
             time_zone,
             rtc,
         })

@@ -9,6 +9,7 @@
 //! serves the organiser's report. The rules are written out for schools in
 //! docs/attendance.md.
 
+pub mod journal;
 pub mod mine;
 pub mod report;
 

@@ -14,9 +14,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    group_ms, minutes, presence, status, timeline, Credit, How, LiveWindow, Move, RoomEvent, Status, Step, Threshold,
-};
+use super::{group_ms, minutes, presence, status, timeline, Credit, How, Move, RoomEvent, Status, Step, Threshold};
 use crate::{
     auth::User,
     db::Db,
@@ -95,9 +93,7 @@ async fn threshold_of(db: &Db, session_id: i64) -> ApiResult<Threshold> {
 pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult<AttendanceReport> {
     let id = session.id;
     let threshold = threshold_of(db, id).await?;
-    let (live_at, ended_at): (Option<i64>, Option<i64>) =
-        sqlx::query_as("select live_at, ended_at from sessions where id = $1").bind(id).fetch_one(&db.read).await?;
-    let window = LiveWindow { live_at, close: ended_at.unwrap_or(now) };
+    let window = super::journal::schedule(db, id).await?.ok_or(ApiError::NotFound("session"))?.window(now);
     let scheduled_ms = (session.ends_at - session.starts_at).num_milliseconds().max(0);
 
     let mut events: HashMap<i64, Vec<RoomEvent>> = HashMap::new();
@@ -129,10 +125,10 @@ pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult
             .bind(id)
             .fetch_all(&db.read)
             .await?;
-    let recorded_ms: i64 = durations.iter().sum();
+    let recorded_ms: i64 = durations.iter().fold(0i64, |a, d| a.saturating_add(*d));
     let mut segments: HashMap<(i64, String), Vec<Segment>> = HashMap::new();
     for row in sqlx::query(
-        "select s.user_id, s.recording_id, s.start_ms, s.end_ms from replay_segments s
+        "select s.user_id, s.recording_id, s.start_ms, s.end_ms, r.duration_ms from replay_segments s
          join recordings r on r.id = s.recording_id
          where r.session_id = $1 and r.duration_ms is not null",
     )
@@ -140,14 +136,16 @@ pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult
     .fetch_all(&db.read)
     .await?
     {
-        segments
-            .entry((row.try_get("user_id")?, row.try_get("recording_id")?))
-            .or_default()
-            .push(Segment { start_ms: row.try_get("start_ms")?, end_ms: row.try_get("end_ms")? });
+        // Only what was watched of what exists counts (docs/attendance.md).
+        let segment = Segment { start_ms: row.try_get("start_ms")?, end_ms: row.try_get("end_ms")? };
+        if let Some(segment) = segment.clip(row.try_get("duration_ms")?) {
+            segments.entry((row.try_get("user_id")?, row.try_get("recording_id")?)).or_default().push(segment);
+        }
     }
     let mut replayed: HashMap<i64, i64> = HashMap::new();
     for ((user, _), segs) in segments {
-        *replayed.entry(user).or_default() += union_ms(segs);
+        let total = replayed.entry(user).or_default();
+        *total = total.saturating_add(union_ms(segs));
     }
 
     let people_rows = sqlx::query(

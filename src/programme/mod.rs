@@ -449,8 +449,8 @@ async fn create(
     let mut tx = state.db.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "insert into sessions (title, description, kind, series, subject, phase, starts_at, ends_at, capacity, status,
-                               created_by, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) returning id",
+                               created_by, created_at, updated_at, live_grace_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) returning id",
     )
     .bind(&v.title)
     .bind(&v.description)
@@ -464,6 +464,7 @@ async fn create(
     .bind(status.as_str())
     .bind(user.id)
     .bind(now)
+    .bind(i64::try_from(state.settings.live_grace.as_millis()).unwrap_or(i64::MAX))
     .fetch_one(&mut *tx)
     .await?;
     write_details(&mut tx, id, &v).await?;

@@ -363,7 +363,15 @@ async fn watching(db: &Db, user_id: i64) -> ApiResult<HashMap<i64, Vec<Watching>
     }
     let mut out: HashMap<i64, Vec<Watching>> = HashMap::new();
     for (mut w, segments) in by_recording {
-        w.watched = attendance::merge(segments);
+        // Only what was watched of what exists counts, as in the attendance report.
+        let length = w.length_ms;
+        w.watched = attendance::merge(
+            segments
+                .into_iter()
+                .map(|i| Interval { start: i.start.max(0), end: i.end.min(length) })
+                .filter(|i| i.end > i.start)
+                .collect(),
+        );
         out.entry(w.session_id).or_default().push(w);
     }
     Ok(out)

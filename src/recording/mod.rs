@@ -436,8 +436,13 @@ async fn report(
         return Err(RecordingError::TooManyReports.into());
     }
     let now = chrono::Utc::now().timestamp_millis();
+    // Only what exists can have played: the whole recording once finished,
+    // what has been written so far while it runs.
+    let started_at: i64 = row.try_get("started_at")?;
+    let exists_ms = duration.unwrap_or_else(|| now.saturating_sub(started_at).max(0));
+    let segments: Vec<Segment> = body.segments.iter().filter_map(|s| s.clip(exists_ms)).collect();
     let mut tx = state.db.begin().await?;
-    for s in &body.segments {
+    for s in &segments {
         sqlx::query(
             "insert into replay_segments (recording_id, user_id, start_ms, end_ms, updated_at) values ($1, $2, $3, $4, $5)
              on conflict (recording_id, user_id, start_ms) do update
@@ -476,28 +481,43 @@ fn validate_segments(segments: &[Segment], duration: Option<i64>) -> Result<(), 
     Ok(())
 }
 
-/// Unique ms watched by one person: the union of their segments.
+impl Segment {
+    /// The part of the segment inside a recording `length_ms` long, if any.
+    pub fn clip(self, length_ms: i64) -> Option<Segment> {
+        let (start_ms, end_ms) = (self.start_ms.max(0), self.end_ms.min(length_ms));
+        (end_ms > start_ms).then_some(Segment { start_ms, end_ms })
+    }
+}
+
+/// Unique ms watched by one person: the union of their segments, within
+/// the recording (its length once finished; stored segments were already
+/// clipped to what existed when they were reported).
 pub async fn watched(db: &Db, recording: &str, user: i64) -> Result<i64, sqlx::Error> {
-    let rows = sqlx::query("select start_ms, end_ms from replay_segments where recording_id = $1 and user_id = $2")
-        .bind(recording)
-        .bind(user)
-        .fetch_all(&db.read)
-        .await?;
-    let segments = rows
-        .iter()
-        .map(|r| Ok(Segment { start_ms: r.try_get("start_ms")?, end_ms: r.try_get("end_ms")? }))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let rows = sqlx::query(
+        "select s.start_ms, s.end_ms, r.duration_ms from replay_segments s join recordings r on r.id = s.recording_id
+         where s.recording_id = $1 and s.user_id = $2",
+    )
+    .bind(recording)
+    .bind(user)
+    .fetch_all(&db.read)
+    .await?;
+    let mut segments = vec![];
+    for r in &rows {
+        let segment = Segment { start_ms: r.try_get("start_ms")?, end_ms: r.try_get("end_ms")? };
+        let length: Option<i64> = r.try_get("duration_ms")?;
+        segments.extend(segment.clip(length.unwrap_or(i64::MAX)));
+    }
     Ok(union_ms(segments))
 }
 
-/// The length of the union of segments.
+/// The length of the union of segments; saturates rather than overflowing.
 pub fn union_ms(mut segments: Vec<Segment>) -> i64 {
     segments.sort_by_key(|s| s.start_ms);
-    let (mut total, mut reach) = (0, i64::MIN);
+    let (mut total, mut reach) = (0i64, i64::MIN);
     for s in segments {
         let start = s.start_ms.max(reach);
         if s.end_ms > start {
-            total += s.end_ms - start;
+            total = total.saturating_add(s.end_ms.saturating_sub(start));
         }
         reach = reach.max(s.end_ms);
     }
@@ -566,6 +586,15 @@ mod tests {
         assert_eq!(union_ms(vec![seg(0, 10_000), seg(0, 10_000)]), 10_000);
         assert_eq!(union_ms(vec![seg(2_000, 3_000), seg(0, 10_000)]), 10_000);
         assert_eq!(union_ms(vec![]), 0);
+        assert_eq!(union_ms(vec![seg(i64::MIN, i64::MAX), seg(0, i64::MAX)]), i64::MAX, "saturates, never overflows");
+    }
+
+    #[test]
+    fn a_segment_is_clipped_to_the_recording() {
+        assert_eq!(seg(-5, 20_000).clip(10_000), Some(seg(0, 10_000)));
+        assert_eq!(seg(0, i64::MAX).clip(3_000), Some(seg(0, 3_000)));
+        assert_eq!(seg(i64::MAX - 1, i64::MAX).clip(3_000), None);
+        assert_eq!(seg(2_000, 2_500).clip(10_000), Some(seg(2_000, 2_500)));
     }
 
     #[test]

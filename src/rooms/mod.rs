@@ -2,16 +2,23 @@
 //!
 //! `POST /api/sessions/{id}/join` hands a signed-in person a short-lived room
 //! token; the token opens the signalling WebSocket (`ws.rs`, protocol in
-//! `protocol.rs` and `docs/signalling.md`). One task owns each room
-//! (`task.rs`), applying the rules in `room.rs`; each participant's peer
-//! connection has its own task (`peer.rs`); each published track has a
+//! `protocol.rs` and `docs/signalling.md`). `registry.rs` keeps one actor
+//! per room (`actor.rs`), which applies the rules in `room.rs`, carries out
+//! participants' actions (`actions.rs`) and the recorder's taps
+//! (`capture.rs`), and hands durable facts to the attendance journal; the
+//! messages between these parts are in `command.rs`. Each participant's
+//! peer connection has its own task (`peer.rs`); each published track has a
 //! forwarder (`engine.rs`) copying RTP to subscribers without decoding.
 
+mod actions;
+mod actor;
+mod capture;
+pub mod command;
 pub mod engine;
 pub mod peer;
 pub mod protocol;
+pub mod registry;
 pub mod room;
-pub mod task;
 pub mod ws;
 
 use axum::{
@@ -23,9 +30,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use task::Rooms;
+pub use registry::Rooms;
 
 use crate::{
+    attendance::journal,
     auth::tokens::Grants,
     http::{
         error::{ApiError, ApiResult, ErrorBody},
@@ -70,8 +78,8 @@ async fn join(
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
     }
-    let (_, ended) = task::phase_of(&state.db, id).await?;
-    if ended {
+    let schedule = journal::schedule(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    if state.rooms.ended_at(id, &schedule).await?.is_some() {
         return Err(ApiError::Conflict { field: None, message: "this session has ended".into() });
     }
     let opens = session.starts_at - chrono::Duration::minutes(OPENS_BEFORE_MINUTES);
@@ -84,7 +92,7 @@ async fn join(
             ),
         });
     }
-    if task::is_barred(&state.db, id, user.id).await? {
+    if journal::is_barred(&state.db, id, user.id).await? {
         return Err(ApiError::forbidden("a host removed you from this session"));
     }
     let grants = if user.is_organiser {

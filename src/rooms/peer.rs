@@ -15,10 +15,10 @@ use webrtc::{
 };
 
 use super::{
+    command::{Outbox, Outgoing, RoomCommand},
     engine::{self, Engine, Forwarder, ForwarderCommand, PeerEvent},
     protocol::{close, Candidate, ClientMessage, ErrorCode, ServerMessage, TrackInfo},
     room::{ConnId, LeaveReason, MediaKind, ParticipantId, TrackId},
-    task::{Outbox, Outgoing, RoomCommand},
 };
 
 pub enum PeerCommand {

@@ -748,8 +748,10 @@ impl RoomState {
         self.members.iter().filter(|(_, m)| m.space == space).map(|(id, _)| *id).collect()
     }
 
-    /// A host takes the room live: the lobby starts receiving what is on stage.
-    pub fn go_live(&mut self, by: ParticipantId) -> Vec<Effect> {
+    /// A host takes the room live: the lobby starts receiving what is on
+    /// stage, each person only what their space sees (groups opened in the
+    /// lobby stay apart).
+    pub fn go_live(&mut self, by: ParticipantId, now_ms: i64) -> Vec<Effect> {
         if let Err(fx) = self.host(by, "take the room live") {
             return fx;
         }
@@ -759,15 +761,7 @@ impl RoomState {
         self.phase = Phase::Live;
         let mut fx =
             vec![Effect::WentLive, Effect::Broadcast { except: None, message: ServerMessage::Phase { phase: "live" } }];
-        let receivers: Vec<ParticipantId> =
-            self.members.iter().filter(|(_, m)| self.receives(m)).map(|(id, _)| *id).collect();
-        for sub in receivers {
-            for (track_id, t) in &self.tracks {
-                if t.owner != sub && self.subscriptions.insert((sub, track_id.clone())) {
-                    fx.push(Effect::Subscribe { subscriber: sub, track: t.info.clone() });
-                }
-            }
-        }
+        fx.extend(self.resync(now_ms));
         fx
     }
 
@@ -1125,13 +1119,54 @@ mod tests {
         room.join(person(3, false), 30, 0, false);
         let (track, fx) = room.publish(2, 20, MediaKind::Video, "video/VP8").unwrap();
         assert_eq!(subscribes(&fx), vec![(1, track.clone())], "only backstage receives before going live");
-        assert!(room.go_live(3).iter().any(|e| matches!(e, Effect::Send(3, ServerMessage::Error { .. }))));
-        let fx = room.go_live(1);
+        assert!(room.go_live(3, 0).iter().any(|e| matches!(e, Effect::Send(3, ServerMessage::Error { .. }))));
+        let fx = room.go_live(1, 0);
         assert_eq!(subscribes(&fx), vec![(3, track.clone())]);
         assert!(fx.iter().any(|e| matches!(e, Effect::WentLive)));
         assert_eq!(room.phase(), Phase::Live);
         let fx = room.join(person(4, false), 40, 0, false);
         assert_eq!(subscribes(&fx), vec![(4, track)], "a live room stays live for later joiners");
+    }
+
+    #[test]
+    fn groups_opened_in_the_lobby_stay_apart_when_the_room_goes_live() {
+        let mut room = RoomState::default();
+        let mut host = person(1, true);
+        host.grants.host = true;
+        room.join(host, 10, 0, false);
+        for id in [2, 3, 4] {
+            room.join(person(id, false), id as u64 * 10, 0, false);
+        }
+        let group = |name: &str, members: &[&str]| crate::breakout::GroupPlan {
+            name: name.into(),
+            task: String::new(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
+        let plan = Plan {
+            groups: vec![group("A", &["2", "3"]), group("B", &["4"])],
+            random_groups: None,
+            people_per_group: None,
+            minutes: 10.0,
+            allow_leave: false,
+            return_seconds: None,
+            self_select: false,
+        };
+        room.breakout_open(1, &plan, 0);
+        let (in_a, fx) = room.publish(2, 20, MediaKind::Video, "video/VP8").unwrap();
+        assert_eq!(subscribes(&fx), vec![(3, in_a.clone())], "in the lobby, only the group hears its member");
+        let fx = room.go_live(1, 0);
+        assert!(fx.iter().any(|e| matches!(e, Effect::WentLive)));
+        assert_eq!(subscribes(&fx), vec![], "going live subscribes nobody outside group A to its track");
+        let (on_stage, fx) = room.publish(1, 10, MediaKind::Video, "video/VP8").unwrap();
+        assert_eq!(subscribes(&fx), vec![], "the main room's host is not heard in the groups");
+        // Closing counts down, then everyone is back in the main room and hears
+        // the stage (an attendee's group microphone goes: they are off stage).
+        let mut fx = room.breakout_close(1, 0);
+        fx.extend(room.tick(Instant::now(), 60_000));
+        let mut back = subscribes(&fx);
+        back.sort();
+        assert_eq!(back, vec![(2, on_stage.clone()), (3, on_stage.clone()), (4, on_stage)]);
+        assert!(fx.iter().any(|e| matches!(e, Effect::StopTrack(t) if *t == in_a)));
     }
 
     #[test]

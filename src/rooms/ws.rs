@@ -9,11 +9,12 @@ use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::{
+    command::{JoinError, Outgoing, RoomCommand},
     protocol::{self, close, ClientMessage, ErrorCode, History, ServerMessage},
     room::{Identity, LeaveReason},
-    task::{Outgoing, RoomCommand},
 };
 use crate::{
+    attendance::journal,
     auth::tokens::Refusal,
     db::Db,
     interaction::{chat, polls, questions, InteractionError},
@@ -51,13 +52,26 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     };
     let identity = Identity { user_id, name: claims.name, grants: claims.grants };
     // A token issued before a removal must not bring the person back.
-    if super::task::is_barred(&state.db, session_id, user_id).await.unwrap_or(false) {
+    if journal::is_barred(&state.db, session_id, user_id).await.unwrap_or(false) {
         return close(sink, close::REMOVED, "a host removed you from this session").await;
     }
-    let (live, ended) = super::task::phase_of(&state.db, session_id).await.unwrap_or((false, false));
-    if ended {
-        return close(sink, close::ENDED, "this session has ended").await;
+    let schedule = match journal::schedule(&state.db, session_id).await {
+        Ok(Some(schedule)) => schedule,
+        Ok(None) => return close(sink, close::WRONG_ROOM, "there is no such session").await,
+        Err(e) => {
+            tracing::error!(session = session_id, error = ?e, "failed to read the session's schedule");
+            return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
+        }
+    };
+    match state.rooms.ended_at(session_id, &schedule).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return close(sink, close::ENDED, "this session has ended").await,
+        Err(e) => {
+            tracing::error!(session = session_id, error = ?e, "failed to check whether the session has ended");
+            return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
+        }
     }
+    let live = schedule.live_at.is_some();
 
     // Until `join`, only this handler talks to the client.
     let deadline = tokio::time::sleep(JOIN_TIMEOUT);
@@ -92,9 +106,13 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     };
     let (out, outgoing) = mpsc::unbounded_channel();
     let conn = state.rooms.next_conn();
-    if let Err(e) = state.rooms.join(session_id, identity, conn, out.clone(), history, live).await {
-        tracing::warn!(session = session_id, user = user_id, error = ?e, "could not enter the room");
-        return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
+    match state.rooms.join(session_id, identity, conn, out.clone(), history, live, schedule).await {
+        Ok(()) => {}
+        Err(JoinError::Ended) => return close(sink, close::ENDED, "this session has ended").await,
+        Err(e) => {
+            tracing::warn!(session = session_id, user = user_id, error = ?e, "could not enter the room");
+            return close(sink, close::SERVER_ERROR, "the room could not be entered: try again").await;
+        }
     }
     let mut writer = tokio::spawn(write(sink, outgoing));
 

@@ -40,6 +40,18 @@ pub(crate) async fn events(app: &TestApp, session: i64, user: i64, rows: &[(&str
     }
 }
 
+/// Models a session held from T0 to T0 + 60 min: scheduled then (the
+/// programme keeps seconds), live at T0 and ended at its scheduled end.
+pub(crate) async fn went_live_for_an_hour_at_t0(app: &TestApp, id: i64) {
+    let (start, end) = (T0, T0 + 60 * MIN);
+    let sql = format!(
+        "update sessions set starts_at = {}, ends_at = {}, live_at = {start}, ended_at = {end} where id = {id}",
+        start / 1000,
+        end / 1000
+    );
+    exec(app, sql).await;
+}
+
 pub(crate) struct Modelled {
     pub id: i64,
     pub organiser: String,
@@ -70,7 +82,7 @@ pub(crate) async fn modelled_session(app: &TestApp) -> Modelled {
             attendee = token;
         }
     }
-    exec(app, format!("update sessions set live_at = {T0}, ended_at = {} where id = {id}", T0 + 60 * MIN)).await;
+    went_live_for_an_hour_at_t0(app, id).await;
     let ann = user_id(app, "ann@oak.sch.uk").await;
     events(
         app,

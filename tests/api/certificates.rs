@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
-    attendance::{events, exec, user_id, MIN, T0},
+    attendance::{events, exec, user_id, went_live_for_an_hour_at_t0},
     both_backends,
     helpers::{spawn_app, Backend, TestApp},
 };
@@ -43,7 +43,7 @@ async fn attended_session(app: &TestApp) -> Attended {
         let (status, body) = app.post(&format!("/api/sessions/{id}/registration"), Some(token), json!({})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    exec(app, format!("update sessions set live_at = {T0}, ended_at = {} where id = {id}", T0 + 60 * MIN)).await;
+    went_live_for_an_hour_at_t0(app, id).await;
     let ann_id = user_id(app, "ann@oak.sch.uk").await;
     events(app, id, ann_id, &[("join", None, 0.0), ("leave", Some("left"), 50.0)]).await;
     let ben_id = user_id(app, "ben@oak.sch.uk").await;

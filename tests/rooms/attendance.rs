@@ -9,7 +9,7 @@ use staffroom::attendance::{group_ms, presence, LiveWindow, Move, RoomEvent};
 
 use crate::{
     client::connect,
-    helpers::{spawn_app, Backend},
+    helpers::{spawn_app, spawn_app_with, Backend},
     room_token, session_with_people,
 };
 
@@ -171,4 +171,140 @@ async fn a_server_killed_mid_session_closes_everyones_attendance_at_its_last_hea
             .await
             .unwrap();
     assert_eq!(again, 2);
+}
+
+/// Ann's rows in `room_events`, as (kind, reason), once there are `n` of them.
+async fn events_of(
+    app: &crate::helpers::TestApp,
+    session_id: i64,
+    email: &str,
+    n: usize,
+) -> Vec<(String, Option<String>)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "select e.kind, e.reason from room_events e join users u on u.id = e.user_id
+             where e.session_id = $1 and u.email = $2 order by e.at, e.id",
+        )
+        .bind(session_id)
+        .bind(email)
+        .fetch_all(&app.state.db.read)
+        .await
+        .unwrap();
+        if rows.len() >= n || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_left_in_the_room_past_the_scheduled_end_and_the_grace_is_closed_out_and_not_credited_beyond_it() {
+    let app = spawn_app_with(Backend::Sqlite, &[("LIVE_GRACE_MS", "2000")]).await;
+    let organiser = app.organiser().await;
+    // Started ten minutes ago; ends a few whole seconds from now (the programme keeps seconds).
+    let now = chrono::Utc::now();
+    let ends = chrono::DateTime::from_timestamp(now.timestamp() + 3, 0).unwrap();
+    let (status, body) = app
+        .post(
+            "/api/sessions",
+            Some(&organiser),
+            json!({"title": "Running over", "description": "", "kind": "masterclass", "capacity": 10,
+                   "starts_at": (now - chrono::Duration::minutes(10)).to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                   "status": "published"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let ann = app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let (status, body) = app.post(&format!("/api/sessions/{id}/registration"), Some(&ann), json!({})).await;
+    assert_eq!(status, 201, "{body}");
+
+    // The host takes the room live the way a host does, then goes; Ann stays on.
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    host.send(json!({"v": 1, "type": "go_live"}));
+    host.expect("the room going live", |m| m["type"] == "phase" && m["phase"] == "live").await;
+    let mut ann_room = connect(&app.url, id, Some(&room_token(&app, id, &ann).await)).await;
+    ann_room.join().await;
+    host.send(json!({"v": 1, "type": "leave"}));
+    ann_room.expect("the host leaving", |m| m["type"] == "participant_left").await;
+
+    // At the scheduled end plus the grace the room closes itself and says so.
+    let closes_at = ends.timestamp_millis() + 2000;
+    ann_room.expect("the end", |m| m["type"] == "phase" && m["phase"] == "ended").await;
+    let (code, reason) = ann_room.closed().await;
+    let closed = chrono::Utc::now().timestamp_millis();
+    assert_eq!(code, 4010, "{reason}");
+    assert_eq!(reason, "the session's time is over");
+    assert!(closed >= closes_at, "closed at {closed}, before the end and grace at {closes_at}");
+    assert_eq!(events_of(&app, id, "ann@oak.sch.uk", 2).await.last().unwrap().1.as_deref(), Some("ended"));
+
+    // Coming back is refused with a clear message, over HTTP and on the socket.
+    let (status, body) = app.post(&format!("/api/sessions/{id}/join"), Some(&ann), json!({})).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (409, Some("this session has ended")), "{body}");
+
+    // Attendance stops at the close, and a join lost in a crash would too.
+    let (_, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
+    let row = report["people"].as_array().unwrap().iter().find(|p| p["name"] == "Ann").unwrap().clone();
+    assert!(row["left_at"].as_i64().unwrap() <= closes_at, "{row}");
+    let ended_at: Option<i64> = sqlx::query_scalar("select ended_at from sessions where id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+    assert_eq!(ended_at, Some(closes_at), "the live part is marked over at the close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_write_that_fails_is_retried_and_the_attendance_is_complete() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = crate::session_in_lobby(&app, &["Ann"]).await;
+    // A real database error on every attendance write while the fault row is
+    // there, as a full disk or a lock held too long would give.
+    for sql in [
+        "create table journal_fault (x integer)",
+        "insert into journal_fault values (1)",
+        "create trigger journal_fault before insert on room_events when exists (select 1 from journal_fault)
+         begin select raise(abort, 'simulated journal failure'); end",
+    ] {
+        sqlx::query(sql).execute(&app.state.db.write).await.unwrap();
+    }
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    host.send(json!({"v": 1, "type": "go_live"}));
+    host.expect("the room going live", |m| m["type"] == "phase" && m["phase"] == "live").await;
+    let mut ann = connect(&app.url, id, Some(&room_token(&app, id, &attendees[0]).await)).await;
+    ann.join().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ann.send(json!({"v": 1, "type": "leave"}));
+    host.expect("Ann leaving", |m| m["type"] == "participant_left").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored: i64 = sqlx::query_scalar("select count(*) from room_events where session_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing could be written while the fault lasted");
+
+    // The fault clears: what was held back is written, in order, once.
+    sqlx::query("delete from journal_fault").execute(&app.state.db.write).await.unwrap();
+    host.send(json!({"v": 1, "type": "end_session"}));
+    assert_eq!(host.closed().await.0, 4010);
+    let ann_rows = events_of(&app, id, "ann@oak.sch.uk", 2).await;
+    let ann_rows: Vec<(&str, Option<&str>)> = ann_rows.iter().map(|(k, r)| (k.as_str(), r.as_deref())).collect();
+    assert_eq!(ann_rows, [("join", None), ("leave", Some("left"))]);
+    let host_rows = events_of(&app, id, "organiser@staffroom.test", 2).await;
+    assert_eq!(host_rows.len(), 2, "{host_rows:?}");
+    let (live_at, ended_at): (Option<i64>, Option<i64>) =
+        sqlx::query_as("select live_at, ended_at from sessions where id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db.read)
+            .await
+            .unwrap();
+    assert!(live_at.is_some() && ended_at.is_some(), "the live and end marks were kept too");
+    let (_, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
+    let row = report["people"].as_array().unwrap().iter().find(|p| p["name"] == "Ann").unwrap().clone();
+    let span = row["left_at"].as_i64().unwrap() - row["joined_at"].as_i64().unwrap();
+    assert!(span >= 1_500, "Ann's presence is all there: {row}");
 }

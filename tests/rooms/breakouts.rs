@@ -90,12 +90,7 @@ async fn seven_people_in_three_random_groups_hear_only_their_group_and_come_back
     for c in &people {
         c.publish();
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while owner.len() < 2 + 14 {
-        assert!(Instant::now() < deadline, "all group tracks announced: {owner:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        note_tracks(&mut host, &mut owner);
-    }
+    until_announced(&mut host, &mut owner, 2 + 14, "all group tracks announced").await;
     let tracks_of = |who: &[String], owner: &HashMap<String, String>| -> BTreeSet<String> {
         owner.iter().filter(|(_, o)| who.contains(o)).map(|(t, _)| t.clone()).collect()
     };
@@ -196,12 +191,7 @@ async fn publishing_while_the_server_offers(crossing: Crossing) -> Client {
     }
     ann.publish();
     let mut owner: HashMap<String, String> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while owner.len() < 4 {
-        assert!(Instant::now() < deadline, "both members' tracks announced: {owner:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        note_tracks(&mut host, &mut owner);
-    }
+    until_announced(&mut host, &mut owner, 4, "both members' tracks announced").await;
     let tracks_of = |who: &str| -> BTreeSet<String> {
         owner.iter().filter(|(_, o)| o.as_str() == who).map(|(t, _)| t.clone()).collect()
     };
@@ -234,6 +224,16 @@ fn note_tracks(host: &mut Client, owner: &mut HashMap<String, String>) {
                 m["track"]["participant_id"].as_str().unwrap().into(),
             );
         }
+    }
+}
+
+/// Waits until the host has seen `n` tracks announced, noting their owners.
+async fn until_announced(host: &mut Client, owner: &mut HashMap<String, String>, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while owner.len() < n {
+        assert!(Instant::now() < deadline, "{what}: {owner:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        note_tracks(host, owner);
     }
 }
 
@@ -381,4 +381,41 @@ async fn people_per_group_makes_as_many_groups_as_the_room_needs() {
     let mut sizes: Vec<usize> = groups.iter().map(|g| g["members"].as_array().unwrap().len()).collect();
     sizes.sort();
     assert_eq!(sizes, [1, 2, 2], "five attendees, two a group: three groups ({opened})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_opened_in_the_lobby_still_hear_only_their_group_after_the_host_goes_live() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, _, attendees) = crate::session_in_lobby(&app, &["Ann", "Ben", "Cat", "Dan"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut people: Vec<Client> = vec![];
+    let mut ids: Vec<String> = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        ids.push(c.join().await["you"]["id"].as_str().unwrap().to_string());
+        people.push(c);
+    }
+    host.send(json!({"v": 1, "type": "breakout_open", "minutes": 5,
+                     "groups": [{"name": "A", "members": [ids[0], ids[1]]}, {"name": "B", "members": [ids[2], ids[3]]}]}));
+    for c in people.iter_mut() {
+        c.expect("the groups", |m| m["type"] == "breakout" && m["breakout"]["open"] == true).await;
+        c.publish();
+    }
+    let mut owner: HashMap<String, String> = HashMap::new();
+    until_announced(&mut host, &mut owner, 8, "all group tracks announced").await;
+    let mates = |i: usize| -> BTreeSet<String> {
+        let group = if i < 2 { [0, 1] } else { [2, 3] };
+        let others: Vec<&String> = group.iter().filter(|j| **j != i).map(|j| &ids[*j]).collect();
+        owner.iter().filter(|(_, o)| others.contains(o)).map(|(t, _)| t.clone()).collect()
+    };
+    for (i, c) in people.iter().enumerate() {
+        receives_exactly(c, &mates(i), &format!("{} in the lobby", ids[i])).await;
+    }
+
+    host.send(json!({"v": 1, "type": "go_live"}));
+    host.expect("the room going live", |m| m["type"] == "phase" && m["phase"] == "live").await;
+    for (i, c) in people.iter().enumerate() {
+        receives_exactly(c, &mates(i), &format!("{} after going live", ids[i])).await;
+    }
 }

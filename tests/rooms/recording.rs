@@ -345,3 +345,54 @@ async fn a_session_set_to_record_automatically_records_from_going_live() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certificate() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let clip = Arc::new(Clip::make(work.path(), 3));
+    let (_priya, mut host) = presenter_and_host(&app, id, &presenter, &organiser, clip.clone()).await;
+    let recording_id = start_recording(&mut host).await;
+    clip.go.notify_one();
+
+    // Ben never attends: he learns the recording's id and, while its length
+    // is still unknown, claims to have watched for ever.
+    let watched = format!("/api/recordings/{recording_id}/watched");
+    let forge = |segments: Value| app.post(&watched, Some(&attendees[1]), json!({ "segments": segments }));
+    let (status, body) = forge(json!([{"start_ms": 0, "end_ms": i64::MAX}])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["watched_ms"].as_i64().unwrap() < 2_000, "only what exists so far can have played: {body}");
+    let (status, body) = forge(json!([{"start_ms": i64::MAX - 1, "end_ms": i64::MAX}])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = forge(json!([{"start_ms": 0, "end_ms": i64::MAX}, {"start_ms": 1, "end_ms": i64::MAX}])).await;
+    assert_eq!(status, StatusCode::OK, "overlapping giants neither overflow nor add up: {body}");
+    assert!(body["watched_ms"].as_i64().unwrap() < 3_000, "{body}");
+
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    host.send(json!({"v": 1, "type": "record_stop"}));
+    host.expect("the replay is ready", |m| m["type"] == "recording_saved").await;
+    let (_, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(&attendees[1])).await;
+    let length = detail["duration_ms"].as_i64().unwrap();
+    assert!(length >= 3_000, "{detail}");
+    assert!(detail["watched_ms"].as_i64().unwrap() < 3_000, "{detail}");
+
+    // The organiser's report and Ben's own record agree: not attended.
+    let (_, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
+    let ben = report["people"].as_array().unwrap().iter().find(|p| p["name"] == "Ben").unwrap().clone();
+    assert_ne!(ben["status"], "attended", "{ben}");
+    assert_eq!(ben["minutes_replayed"], 0, "{ben}");
+    let (_, mine) = app.get("/api/me/attendance", Some(&attendees[1])).await;
+    assert!(
+        mine["entries"].as_array().unwrap().iter().all(|e| e["status"] != "attended"),
+        "no attended entry for Ben: {mine}"
+    );
+    assert_eq!(mine["total_minutes_credited"], 0, "{mine}");
+    // So no record entry for a certificate to be issued from.
+    let (status, record) = app.get("/api/me/record", Some(&attendees[1])).await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert!(
+        record["entries"].as_array().unwrap().iter().all(|e| e["session_id"] != id),
+        "no record entry for the session: {record}"
+    );
+}
