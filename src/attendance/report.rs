@@ -24,7 +24,6 @@ use crate::{
     },
     programme,
     recording::{union_ms, Segment},
-    registration::csv_safe,
     AppState,
 };
 
@@ -231,8 +230,8 @@ async fn show_csv(State(state): State<AppState>, AuthUser(user): AuthUser, Path(
     out.write_record(header_row).map_err(anyhow::Error::from)?;
     for p in &report.people {
         out.write_record([
-            csv_safe(&p.name),
-            csv_safe(&p.school),
+            crate::http::csv::cell(&p.name),
+            crate::http::csv::cell(&p.school),
             rfc3339(p.joined_at),
             rfc3339(p.left_at),
             p.minutes_live.to_string(),

@@ -1,6 +1,7 @@
 //! The HTTP surface: each capability owns its routes; this module merges them,
 //! serves `web/` and the OpenAPI document, and adds the shared layers.
 
+pub mod csv;
 pub mod error;
 pub mod extract;
 

@@ -340,11 +340,12 @@ async fn export(
     // Two tables in one file, of different widths.
     let mut out = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
     let mut write = |rec: &[&str]| out.write_record(rec).map_err(anyhow::Error::from);
-    write(&["question", &poll.question])?;
+    let cell = crate::http::csv::cell;
+    write(&["question", &cell(&poll.question)])?;
     write(&["ballots", &totals.ballots.to_string()])?;
     write(&["option", "votes"])?;
     for c in &totals.counts {
-        write(&[&c.label, &c.votes.to_string()])?;
+        write(&[&cell(&c.label), &c.votes.to_string()])?;
     }
     if !poll.anonymous {
         write(&[""])?;
@@ -359,7 +360,7 @@ async fn export(
         for r in rows {
             let (name, email, label): (String, String, String) =
                 (r.try_get("name")?, r.try_get("email")?, r.try_get("label")?);
-            write(&[&name, &email, &label])?;
+            write(&[&cell(&name), &cell(&email), &cell(&label)])?;
         }
     }
     let body = out.into_inner().map_err(|e| anyhow::anyhow!("failed to write CSV: {e}"))?;

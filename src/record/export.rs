@@ -33,7 +33,6 @@ use crate::{
     db::Db,
     http::error::{ApiResult, ErrorBody},
     http::extract::AuthUser,
-    registration::csv_safe,
     AppState,
 };
 
@@ -110,7 +109,8 @@ pub const CSV_COLUMNS: [&str; 16] = [
 
 fn csv_row(e: &Entry, goals: &[Goal], zone: Tz, public_url: &str) -> Vec<String> {
     let r = e.reflection.as_ref();
-    let reflection = |f: fn(&super::reflections::Reflection) -> &String| csv_safe(r.map(f).map_or("", |s| s));
+    let reflection =
+        |f: fn(&super::reflections::Reflection) -> &String| crate::http::csv::cell(r.map(f).map_or("", |s| s));
     let evidence = e
         .evidence
         .iter()
@@ -120,19 +120,19 @@ fn csv_row(e: &Entry, goals: &[Goal], zone: Tz, public_url: &str) -> Vec<String>
     vec![
         summary::local_day(e, zone).to_string(),
         e.kind.as_str().to_string(),
-        csv_safe(&e.title),
-        csv_safe(&e.provider),
+        crate::http::csv::cell(&e.title),
+        crate::http::csv::cell(&e.provider),
         e.minutes.to_string(),
         e.how.clone().unwrap_or_default(),
         e.status.clone().unwrap_or_default(),
-        csv_safe(&goal_titles(e, goals, GoalKind::Need)),
-        csv_safe(&goal_titles(e, goals, GoalKind::Priority)),
+        crate::http::csv::cell(&goal_titles(e, goals, GoalKind::Need)),
+        crate::http::csv::cell(&goal_titles(e, goals, GoalKind::Priority)),
         reflection(|r| &r.learned),
         reflection(|r| &r.keep_doing),
         reflection(|r| &r.to_grow),
         reflection(|r| &r.to_change),
         reflection(|r| &r.impact),
-        csv_safe(&evidence),
+        crate::http::csv::cell(&evidence),
         e.certificate_id.as_deref().map(|id| certificate_url(public_url, id)).unwrap_or_default(),
     ]
 }

@@ -626,9 +626,9 @@ async fn registrants_csv(
         write(
             &mut out,
             &[
-                csv_safe(&r.name),
+                crate::http::csv::cell(&r.name),
                 r.email,
-                csv_safe(&r.school),
+                crate::http::csv::cell(&r.school),
                 r.stage,
                 status.into(),
                 r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
@@ -644,15 +644,6 @@ async fn registrants_csv(
         ],
         body,
     ))
-}
-
-/// Spreadsheets run cells that start with = + - @ as formulas; defuse them.
-pub(crate) fn csv_safe(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    }
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
