@@ -70,8 +70,23 @@ pub async fn ask(db: &Db, session_id: i64, user_id: i64, body: &str) -> Result<Q
 }
 
 /// Adds the person's upvote; a second upvote by the same person changes nothing.
-pub async fn upvote(db: &Db, session_id: i64, question_id: i64, user_id: i64) -> Result<Question, InteractionError> {
+pub async fn upvote(
+    db: &Db,
+    session_id: i64,
+    question_id: i64,
+    user_id: i64,
+) -> Result<Option<Question>, InteractionError> {
     load(db, session_id, question_id).await?;
+    // A repeated upvote changes nothing: answered from the read pool, so
+    // clicking again never queues a write or a broadcast.
+    let voted: i64 = sqlx::query_scalar("select count(*) from question_votes where question_id = $1 and user_id = $2")
+        .bind(question_id)
+        .bind(user_id)
+        .fetch_one(&db.read)
+        .await?;
+    if voted > 0 {
+        return Ok(None);
+    }
     let mut tx = db.begin().await?;
     let inserted = sqlx::query("insert into question_votes (question_id, user_id, at) values ($1, $2, $3)")
         .bind(question_id)
@@ -81,10 +96,10 @@ pub async fn upvote(db: &Db, session_id: i64, question_id: i64, user_id: i64) ->
         .await;
     match inserted {
         Ok(_) => tx.commit().await?,
-        Err(e) if db::is_unique_violation(&e) => {}
+        Err(e) if db::is_unique_violation(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    load(db, session_id, question_id).await
+    load(db, session_id, question_id).await.map(Some)
 }
 
 /// Marks a question answered (or not) — hosts only.

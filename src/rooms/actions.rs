@@ -88,8 +88,9 @@ impl RoomTask {
                 });
             }
             Action::Upvote { id } => self.off_task(who, async move {
+                // Only a new vote is news.
                 let question = questions::upvote(&db, sid, id, who).await?;
-                Ok(vec![all(ServerMessage::Question { question })])
+                Ok(question.into_iter().map(|question| all(ServerMessage::Question { question })).collect())
             }),
             Action::QuestionAnswered { id, answered } => self.off_task(who, async move {
                 let question = questions::set_answered(&db, sid, id, answered, host).await?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use webrtc::media_stream::track_remote::TrackRemote;
 
 use super::{
@@ -20,7 +20,45 @@ pub enum Outgoing {
     Close(u16, &'static str),
 }
 
-pub type Outbox = mpsc::UnboundedSender<Outgoing>;
+/// How many messages may wait for one connection's writer. A reader that
+/// falls this far behind (a stalled laptop, a client that never reads) is
+/// cut off rather than let the server's memory grow for it.
+pub const OUTBOX_CAPACITY: usize = 1024;
+
+/// A connection's outbound queue: bounded, never blocking the sender.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    cut: Arc<Notify>,
+}
+
+/// The writer's end of an [`Outbox`].
+pub struct OutboxReader {
+    pub rx: mpsc::Receiver<Outgoing>,
+    /// Notified when the queue overflowed: the writer closes the connection.
+    pub cut: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> (Outbox, OutboxReader) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let cut = Arc::new(Notify::new());
+        (Outbox { tx, cut: cut.clone() }, OutboxReader { rx, cut })
+    }
+
+    /// Queues `item`; if the queue is full the connection is cut off (the
+    /// item is dropped: the writer is about to close anyway).
+    pub fn send(&self, item: Outgoing) -> Result<(), ()> {
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.cut.notify_one();
+                Err(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        }
+    }
+}
 
 pub enum RoomCommand {
     Join {

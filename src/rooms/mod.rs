@@ -15,6 +15,7 @@ mod actor;
 mod capture;
 pub mod command;
 pub mod engine;
+mod limits;
 pub mod peer;
 pub mod protocol;
 pub mod registry;
@@ -144,7 +145,9 @@ async fn signalling(
 ) -> Response {
     // Frames beyond this are a protocol error (close 1009); up to it, an
     // oversized message gets an `error` reply and the connection stays.
-    upgrade.max_message_size(1024 * 1024).on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
+    upgrade
+        .max_message_size(4 * protocol::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -34,6 +34,12 @@ pub mod close {
     pub const SERVER_ERROR: u16 = 4011;
     /// A host removed this participant.
     pub const REMOVED: u16 = 4012;
+    /// The client kept sending faster than its allowance after being told
+    /// (`error` with code `too_fast`); it may reconnect and slow down.
+    pub const TOO_MANY_MESSAGES: u16 = 4029;
+    /// The client did not read what the server sent (its queue filled up,
+    /// a write stalled, or it stopped answering pings).
+    pub const TOO_SLOW: u16 = 4030;
 }
 
 /// What a client may send.

@@ -2,14 +2,14 @@
 //! relays the client's messages to the room task and the room's messages
 //! back. Bad input gets an `error` message and the connection stays open.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{stream::SplitSink, SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use super::{
-    command::{JoinError, Outgoing, RoomCommand},
+    command::{JoinError, Outbox, OutboxReader, Outgoing, RoomCommand, OUTBOX_CAPACITY},
+    limits::{Allowance, Verdict},
     protocol::{self, close, ClientMessage, ErrorCode, History, ServerMessage},
     room::{Identity, LeaveReason},
 };
@@ -23,6 +23,12 @@ use crate::{
 
 /// How long a connection may stay open without sending `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server pings each client this often (browsers answer on their own).
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A client heard nothing from (no message, no pong) for this long is gone.
+const SILENCE: Duration = Duration::from_secs(45);
+/// A single write that takes longer than this means the client is not reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Sink = SplitSink<WebSocket, Message>;
 
@@ -104,7 +110,7 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
             History::default()
         }
     };
-    let (out, outgoing) = mpsc::unbounded_channel();
+    let (out, outgoing) = Outbox::new(OUTBOX_CAPACITY);
     let conn = state.rooms.next_conn();
     match state.rooms.join(session_id, identity, conn, out.clone(), history, live, schedule).await {
         Ok(()) => {}
@@ -115,10 +121,34 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
         }
     }
     let mut writer = tokio::spawn(write(sink, outgoing));
+    let mut writer_done = false;
 
     let mut reason = LeaveReason::Dropped;
     let mut goodbye = (1000, "goodbye");
-    while let Some(message) = stream.next().await {
+    let mut allowance = Allowance::new(Instant::now());
+    let mut heard = Instant::now();
+    let mut idle = tokio::time::interval(PING_EVERY);
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            // The writer stopped: the client is not reading (or is gone).
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
+            _ = idle.tick() => {
+                if heard.elapsed() > SILENCE {
+                    tracing::info!(session = session_id, user = user_id, "no word from the client: closing");
+                    goodbye = (close::TOO_SLOW, "no answer to pings");
+                    break;
+                }
+                continue;
+            }
+        };
+        heard = Instant::now();
         let error = match message {
             Ok(Message::Close(_)) => break,
             Err(e) => {
@@ -129,19 +159,49 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
                 }
                 break;
             }
-            Ok(Message::Text(text)) => match protocol::parse(&text) {
-                Ok(ClientMessage::Leave) => {
-                    reason = LeaveReason::Left;
-                    break;
+            Ok(Message::Text(text)) => {
+                let parsed = protocol::parse(&text);
+                let verdict = match &parsed {
+                    Ok(message) => allowance.check(message, heard),
+                    Err(_) => allowance.check_unparsed(heard),
+                };
+                match verdict {
+                    Verdict::Pass => {}
+                    Verdict::Drop { tell: false } => continue,
+                    Verdict::Drop { tell: true } => {
+                        let message = "too many messages: slow down (some were dropped)";
+                        let _ = out.send(Outgoing::Message(ServerMessage::error(ErrorCode::TooFast, message)));
+                        continue;
+                    }
+                    Verdict::Disconnect => {
+                        tracing::warn!(
+                            session = session_id,
+                            user = user_id,
+                            "a client kept flooding the room: closing"
+                        );
+                        goodbye = (close::TOO_MANY_MESSAGES, "too many messages");
+                        break;
+                    }
                 }
-                Ok(ClientMessage::Join) => ServerMessage::error(ErrorCode::AlreadyJoined, "already in the room"),
-                Ok(message) => {
-                    state.rooms.send(session_id, RoomCommand::Client { participant: user_id, conn, message });
+                match parsed {
+                    Ok(ClientMessage::Leave) => {
+                        reason = LeaveReason::Left;
+                        break;
+                    }
+                    Ok(ClientMessage::Join) => ServerMessage::error(ErrorCode::AlreadyJoined, "already in the room"),
+                    Ok(message) => {
+                        state.rooms.send(session_id, RoomCommand::Client { participant: user_id, conn, message });
+                        continue;
+                    }
+                    Err((code, message)) => ServerMessage::error(code, message),
+                }
+            }
+            Ok(Message::Binary(_)) => {
+                if allowance.check_unparsed(heard) != Verdict::Pass {
                     continue;
                 }
-                Err((code, message)) => ServerMessage::error(code, message),
-            },
-            Ok(Message::Binary(_)) => ServerMessage::error(ErrorCode::BadMessage, "messages are JSON text"),
+                ServerMessage::error(ErrorCode::BadMessage, "messages are JSON text")
+            }
             Ok(_) => continue,
         };
         let _ = out.send(Outgoing::Message(error));
@@ -149,7 +209,7 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
     state.rooms.send(session_id, RoomCommand::Leave { participant: user_id, conn, reason });
     let _ = out.send(Outgoing::Close(goodbye.0, goodbye.1));
     drop(out);
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+    if !writer_done && tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();
     }
 }
@@ -176,16 +236,37 @@ async fn history(db: &Db, session_id: i64, user_id: i64, host: bool) -> Result<H
     })
 }
 
-async fn write(mut sink: Sink, mut outgoing: mpsc::UnboundedReceiver<Outgoing>) {
-    while let Some(item) = outgoing.recv().await {
-        match item {
-            Outgoing::Message(message) => {
-                if !send(&mut sink, &message).await {
+/// Sends what the room queued, pings the client every [`PING_EVERY`], and
+/// gives up on a client that does not read: a write that stalls for
+/// [`WRITE_TIMEOUT`], or a queue that overflowed ([`OUTBOX_CAPACITY`]).
+async fn write(mut sink: Sink, mut outgoing: OutboxReader) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        let sent = tokio::select! {
+            item = outgoing.rx.recv() => match item {
+                Some(Outgoing::Message(message)) => {
+                    tokio::time::timeout(WRITE_TIMEOUT, send(&mut sink, &message)).await.unwrap_or(false)
+                }
+                Some(Outgoing::Close(code, reason)) => {
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, close(sink, code, reason)).await;
                     return;
                 }
+                None => break,
+            },
+            _ = outgoing.cut.notified() => {
+                tracing::warn!("a client fell too far behind reading: closing");
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, close(sink, close::TOO_SLOW, "too slow to read")).await;
+                return;
             }
-            Outgoing::Close(code, reason) => return close(sink, code, reason).await,
+            _ = ping.tick() => {
+                tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Vec::new().into()))).await.is_ok_and(|r| r.is_ok())
+            }
+        };
+        if !sent {
+            tracing::info!("a write to a client stalled or failed: closing");
+            return;
         }
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
 }

@@ -200,6 +200,15 @@ pub struct Client {
 type VideoSlot = Arc<Mutex<Option<Arc<dyn TrackRemote>>>>;
 
 /// Connects to the signalling socket; `None` for the token leaves it out.
+/// Sends JSON messages on a client's socket from anywhere.
+pub struct Sender(mpsc::UnboundedSender<Command>);
+
+impl Sender {
+    pub fn send(&self, value: Value) -> Result<(), ()> {
+        self.0.send(Command::Raw(Message::Text(value.to_string().into()))).map_err(|_| ())
+    }
+}
+
 pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Client {
     let ws_url = base_url.replace("http://", "ws://");
     let url = match token {
@@ -240,6 +249,16 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
 impl Client {
     pub fn send(&self, value: Value) {
         let _ = self.commands.send(Command::Raw(Message::Text(value.to_string().into())));
+    }
+
+    /// Whether the server has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed.lock().unwrap().is_some()
+    }
+
+    /// A handle that sends messages from another task.
+    pub fn sender(&self) -> Sender {
+        Sender(self.commands.clone())
     }
 
     pub fn send_raw(&self, message: Message) {

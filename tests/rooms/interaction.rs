@@ -55,6 +55,10 @@ async fn chat_questions_hands_and_polls_reach_the_right_people() {
     ann.send(json!({"v": 1, "type": "upvote", "id": qid}));
     let upvoted = host.expect("an upvote", |m| m["type"] == "question" && m["question"]["votes"] == 1).await;
     assert_eq!(upvoted["question"]["body"], "How often should we quiz?");
+    // The repeat changed nothing, so nobody is told of it again.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let repeats = host.drain().into_iter().filter(|m| m["type"] == "question" && m["question"]["votes"] == 1).count();
+    assert_eq!(repeats, 0, "a repeated upvote is not broadcast");
     host.send(json!({"v": 1, "type": "question_answered", "id": qid, "answered": true}));
     bob.expect("answered", |m| m["type"] == "question" && m["question"]["answered"] == true).await;
 

@@ -12,6 +12,7 @@ mod breakouts;
 mod client;
 mod controls;
 mod generator;
+mod hostile;
 mod interaction;
 mod join;
 #[allow(dead_code)] // The bench uses all of it, the tests some.
