@@ -388,11 +388,12 @@ async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certifi
         "no attended entry for Ben: {mine}"
     );
     assert_eq!(mine["total_minutes_credited"], 0, "{mine}");
-    // So no record entry for a certificate to be issued from.
+    // His record shows the seconds he could have seen, as partly, and no certificate is issued for it.
     let (status, record) = app.get("/api/me/record", Some(&attendees[1])).await;
     assert_eq!(status, StatusCode::OK, "{record}");
-    assert!(
-        record["entries"].as_array().unwrap().iter().all(|e| e["session_id"] != id),
-        "no record entry for the session: {record}"
-    );
+    let entry = record["entries"].as_array().unwrap().iter().find(|e| e["session_id"] == id).cloned().unwrap();
+    assert_eq!((entry["status"].as_str(), entry["minutes"].as_i64()), (Some("partly"), Some(0)), "{entry}");
+    let (status, body) =
+        app.post(&format!("/api/me/record/entries/{}/certificate", entry["id"]), Some(&attendees[1]), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no certificate for a forged replay: {body}");
 }
