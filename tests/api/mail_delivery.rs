@@ -227,3 +227,38 @@ async fn with_the_file_transport_a_decoded_txt_beside_each_eml_holds_the_link_th
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 }
 both_backends!(with_the_file_transport_a_decoded_txt_beside_each_eml_holds_the_link_that_verifies);
+
+async fn a_mail_file_already_written_is_marked_sent_and_not_written_again(backend: Backend) {
+    use std::os::unix::fs::MetadataExt;
+    let app = spawn_app_with(backend, &[("SMTP_HOST", " ")]).await;
+    app.sign_up("Ann", "ann@oak.sch.uk").await;
+    app.drain_outbox().await;
+    let (id, install): (i64, String) =
+        sqlx::query_as("select o.id, i.install_id from outbox o, mail_install i where o.to_email = 'ann@oak.sch.uk'")
+            .fetch_one(&app.state.db.read)
+            .await
+            .unwrap();
+    let eml = app.data_dir.path().join("outbox-files").join(format!("{id:08}.{install}.eml"));
+    let inode = std::fs::metadata(&eml).unwrap().ino();
+    // The database as a backup taken before the send left it (or a process
+    // killed between the rename and the mark): the row is due again.
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("update outbox set status = 'queued', sent_at = null, next_attempt_at = 0 where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    app.state.mail_wake.notify_one();
+    app.drain_outbox().await;
+    let (status, attempts): (String, i64) = sqlx::query_as("select status, attempts from outbox where id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 2), "the worker took the row again and marked it sent");
+    assert_eq!(std::fs::metadata(&eml).unwrap().ino(), inode, "the file was written again");
+    let files = std::fs::read_dir(eml.parent().unwrap()).unwrap().count();
+    assert_eq!(files, 2, "one .eml and its .txt");
+}
+both_backends!(a_mail_file_already_written_is_marked_sent_and_not_written_again);
