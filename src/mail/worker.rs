@@ -85,10 +85,11 @@ impl Pacer {
     }
 }
 
-/// How one lane sends: files need nothing of their own, SMTP a connection.
+/// How one lane sends: files need nothing of their own, SMTP a connection
+/// (boxed: it is large, and lives as long as the lane).
 enum Sender<'a> {
     Files(&'a Files),
-    Smtp(SmtpSession<'a>),
+    Smtp(Box<SmtpSession<'a>>),
 }
 
 struct Worker {
@@ -190,7 +191,7 @@ impl Worker {
             Lane::Bulk => Some(Pacer::new(self.shared.gap * BULK_SHARE.1 / BULK_SHARE.0)),
         };
         let mut sender = match &self.transport {
-            Transport::Smtp(s) => Sender::Smtp(SmtpSession::new(s)),
+            Transport::Smtp(s) => Sender::Smtp(Box::new(SmtpSession::new(s))),
             Transport::Files(f) => Sender::Files(f),
         };
         loop {
