@@ -130,7 +130,7 @@ async fn a_verification_email_is_not_held_up_by_hundreds_of_queued_invitations(b
     eprintln!("the verification took {waited:?}, with {invitations} of 300 invitations delivered");
     assert!(invitations < 300, "the invitations finished first");
     assert!(waited < StdDuration::from_secs(5), "the verification waited {waited:?}");
-    app.drain_outbox().await;
+    // Each row is in its lane from the start (no need to wait for the rest).
     let lanes: Vec<(String, String, i64)> =
         sqlx::query_as("select kind, lane, count(*) from outbox group by kind, lane order by kind")
             .fetch_all(&app.state.db.read)
