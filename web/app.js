@@ -557,11 +557,8 @@ export async function setupPage() {
 
 /** Replaces `main`'s content with a short message, for pages that cannot continue. */
 export function stop(main, title, message, action) {
-  main.replaceChildren(
-    el("h1", { text: title }),
-    el("p", { class: "lead", text: message }),
-    action ? el("p", {}, action) : null,
-  );
+  // `replaceChildren` would print a null as the text "null": leave it out instead.
+  main.replaceChildren(el("h1", { text: title }), el("p", { class: "lead", text: message }), ...(action ? [el("p", {}, action)] : []));
 }
 
 /**
