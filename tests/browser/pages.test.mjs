@@ -206,6 +206,15 @@ for (const who of ["organiser", "presenter"]) {
         assert.ok(await inView(page, camera), `the camera button is in view at 1280×800: ${JSON.stringify(await camera.boundingBox())}`);
       }
       await assertGoodPage(page, `room-${who}-${size}`);
+      if (who === "organiser" && size === "phone") {
+        // Live and recording, the host's bar has the most in it: the chapter form too.
+        await page.getByRole("button", { name: "Go live" }).click();
+        await page.getByRole("button", { name: "Record", exact: true }).click();
+        await page.getByRole("button", { name: "Mark chapter" }).waitFor();
+        await assertGoodPage(page, `room-host-recording-${size}`);
+        await page.getByRole("button", { name: "Stop recording" }).click();
+        await page.getByRole("button", { name: "Record", exact: true }).waitFor();
+      }
       await page.getByRole("button", { name: "Leave" }).click();
       await page.getByRole("heading", { name: "You are out of the room" }).waitFor();
       await page.context().close();
