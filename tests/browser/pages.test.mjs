@@ -17,6 +17,7 @@ import {
   assertGoodPage,
   bearer,
   call,
+  createSession,
   expectHttpError,
   linkFromEmail,
   newPage,
@@ -177,6 +178,42 @@ test("a certificate number that does not exist says so, on both screens", async 
     await page.goto(`${app.url}/certificate.html?id=0123456789abcdef0123456789abcdef`);
     await page.getByText("No certificate with this number").waitFor();
     await assertGoodPage(page, `certificate-unknown-${size}`);
+    await page.context().close();
+  }
+});
+
+test("the room page says plainly why a session cannot be joined: cancelled, not published, or no place", async () => {
+  if (!world.upcoming) await makeWorld();
+  const organiser = await bearer(app, ORGANISER.email, ORGANISER.password);
+  const soon = { startsInMs: 10 * 60000 };
+  const cancelled = await createSession(app, organiser, "Cancelled at short notice", soon);
+  await call(app, organiser, "POST", `/api/sessions/${cancelled.id}/cancel`);
+  const draft = await call(app, organiser, "POST", "/api/sessions", {
+    title: "Not yet published",
+    kind: "webinar",
+    phase: "all",
+    audiences: [],
+    starts_at: new Date(Date.now() + 10 * 60000).toISOString(),
+    ends_at: new Date(Date.now() + 70 * 60000).toISOString(),
+    capacity: 30,
+    status: "draft",
+  });
+  const cases = [
+    ["organiser", cancelled.id, "This session was cancelled"],
+    ["organiser", draft.id, "This session is not published yet"],
+    ["visitor", world.upcoming.id, "You are not registered for this session"],
+  ];
+  await signUp(app, "Cy Visitor", "cy@school.test");
+  for (const [who, id, heading] of cases) {
+    const page =
+      who === "visitor" ? await signedInPage(app, browser, "cy@school.test", PASSWORD, { viewport: SIZES.phone }) : await pageFor(who, "phone");
+    const joins = [];
+    page.on("request", (r) => r.url().endsWith(`/api/sessions/${id}/join`) && joins.push(r.url()));
+    await page.goto(`${app.url}/room.html?id=${id}`);
+    await page.getByRole("heading", { name: heading }).waitFor();
+    await page.getByRole("link", { name: "Back to the session page" }).waitFor();
+    assert.deepEqual(joins, [], `${heading}: no join is asked for`);
+    await assertGoodPage(page, `room-kept-out-${id}-phone`);
     await page.context().close();
   }
 });
