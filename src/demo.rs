@@ -49,6 +49,15 @@ async fn ensure_account(
     Ok((id, true))
 }
 
+/// Whether `create-organiser` needs a password for `email`: not when the
+/// account exists (it is only promoted), so nobody is asked for one in vain.
+/// A malformed address needs none either: `create_organiser` refuses it.
+pub async fn organiser_needs_password(settings: &Settings, email: &str) -> anyhow::Result<bool> {
+    let Ok(email) = EmailAddress::try_parse(email) else { return Ok(false) };
+    let db = open(settings).await?;
+    Ok(auth::find_user_by_email(&db, email.as_str()).await?.is_none())
+}
+
 /// `staffroom create-organiser`: creates the account, or promotes an existing one.
 pub async fn create_organiser(settings: &Settings, email: &str, name: &str, pw: &str) -> anyhow::Result<String> {
     let email = EmailAddress::try_parse(email).map_err(|e| anyhow::anyhow!(e))?;
@@ -93,6 +102,15 @@ pub const DEMO_PASSWORD: &str = "staffroom-demo";
 
 /// `staffroom demo-data`: a few sessions across audiences and series, with
 /// presenters and an organiser. Refuses a database that already has sessions.
+/// The demo accounts `fill` makes, as `demo-data` lists them.
+const DEMO_LOGINS: [(&str, &str); 5] = [
+    ("organiser@staffroom.localhost", "organiser"),
+    ("amara.okafor@staffroom.localhost", "presenter"),
+    ("ravi.patel@staffroom.localhost", "presenter"),
+    ("sian.hughes@staffroom.localhost", "presenter"),
+    ("nia.teacher@staffroom.localhost", "early-career teacher"),
+];
+
 pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
     let db = open(settings).await?;
     let existing: i64 = sqlx::query_scalar("select count(*) from sessions").fetch_one(&db.read).await?;
@@ -282,8 +300,7 @@ pub async fn fill(settings: &Settings) -> anyhow::Result<String> {
             .await?;
     }
     tx.commit().await?;
-    Ok(format!(
-        "Added 6 sessions. Demo accounts (password {DEMO_PASSWORD}): organiser@staffroom.localhost (organiser), \
-         amara.okafor@, ravi.patel@, sian.hughes@ (presenters) and nia.teacher@staffroom.localhost (an early-career teacher)."
-    ))
+    // Each login in full, one a line, so it can be copied into the sign-in form as it is.
+    let logins: String = DEMO_LOGINS.iter().map(|(email, who)| format!("\n  {email:<36} {who}")).collect();
+    Ok(format!("Added 6 sessions. Demo accounts, each with the password {DEMO_PASSWORD}:{logins}"))
 }

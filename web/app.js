@@ -157,21 +157,47 @@ export function clearErrors(form) {
 }
 
 /**
- * Shows an API error next to the field it names (moving focus there), or in
- * the form's status region when no field matches.
+ * What a page finds wrong with a form before sending it: every field at
+ * fault at once, so nobody fixes one to be told of the next. `fields` is
+ * [[input name, message], ...]; `message` sums them up.
+ */
+export class FormErrors extends Error {
+  constructor(message, fields) {
+    super(message);
+    this.name = "FormErrors";
+    this.fields = fields;
+  }
+}
+
+/** Puts `message` under the input, linked to it for screen readers; the input, or null. */
+function markField(form, name, message) {
+  const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+  if (!input) return null;
+  const id = `${input.id || input.name}-error`;
+  const anchor = input.closest(".field") || input;
+  anchor.append(el("p", { class: "field-error", id, text: message }));
+  input.setAttribute("aria-invalid", "true");
+  const described = input.getAttribute("aria-describedby");
+  input.setAttribute("aria-describedby", described ? `${described} ${id}` : id);
+  return input;
+}
+
+/**
+ * Shows an error next to the field (or fields, for `FormErrors`) it names,
+ * moving focus to the first, or in the form's status region when no field
+ * matches.
  */
 export function showError(form, error, status, fieldMap = {}) {
   const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof FormErrors) {
+    const inputs = error.fields.map(([name, text]) => markField(form, name, text)).filter(Boolean);
+    inputs[0]?.focus();
+    say(status, message, "error");
+    return;
+  }
   const fieldName = error && error.field ? fieldMap[error.field] || error.field : null;
-  const input = fieldName ? form.querySelector(`[name="${CSS.escape(fieldName)}"]`) : null;
+  const input = fieldName ? markField(form, fieldName, message) : null;
   if (input) {
-    const id = `${input.id || input.name}-error`;
-    const note = el("p", { class: "field-error", id, text: message });
-    const anchor = input.closest(".field") || input;
-    anchor.append(note);
-    input.setAttribute("aria-invalid", "true");
-    const described = input.getAttribute("aria-describedby");
-    input.setAttribute("aria-describedby", described ? `${described} ${id}` : id);
     input.focus();
     say(status, "Please check the highlighted field.", "error");
   } else {
@@ -557,11 +583,8 @@ export async function setupPage() {
 
 /** Replaces `main`'s content with a short message, for pages that cannot continue. */
 export function stop(main, title, message, action) {
-  main.replaceChildren(
-    el("h1", { text: title }),
-    el("p", { class: "lead", text: message }),
-    action ? el("p", {}, action) : null,
-  );
+  // `replaceChildren` would print a null as the text "null": leave it out instead.
+  main.replaceChildren(el("h1", { text: title }), el("p", { class: "lead", text: message }), ...(action ? [el("p", {}, action)] : []));
 }
 
 /**

@@ -56,9 +56,10 @@ async function showNumber(id) {
   } catch (e) {
     facts.replaceChildren(
       el("p", { class: "lead", text: e.status === 404 ? "No certificate with this number" : e.message }),
-      e.status === 404
-        ? el("p", { class: "muted", text: "Check the number against the certificate: it is 32 letters and digits, printed at the bottom right." })
-        : null,
+      // Only a wrong number gets the hint (a null here would print as "null").
+      ...(e.status === 404
+        ? [el("p", { class: "muted", text: "Check the number against the certificate: it is 32 letters and digits, printed at the bottom right." })]
+        : []),
     );
   }
 }
@@ -85,7 +86,8 @@ async function check() {
       "success",
     );
   } catch (e) {
-    say(result, e.status === 422 ? `Not valid: ${e.message}.` : e.message, "error");
+    // The message is a sentence already (app.js): no second full stop.
+    say(result, e.status === 422 ? `Not valid: ${e.message}` : e.message, "error");
   }
 }
 

@@ -511,7 +511,9 @@ async function start() {
   );
   try {
     await load();
-    const target = location.hash && document.querySelector(location.hash);
+    // A link to one entry (#entry-12) scrolls to it. By id, not as a selector:
+    // an empty hash or one that is not a valid selector must not throw.
+    const target = location.hash.length > 1 ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
     target?.scrollIntoView();
   } catch (e) {
     say(entriesStatus, `Your record could not be loaded: ${e.message}`, "error");

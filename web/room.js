@@ -1238,6 +1238,24 @@ async function pollStats() {
 
 // ---------------------------------------------------------------- start
 
+/**
+ * Why `user` cannot come into this session's room whatever the time, as
+ * [heading, message], or null. Said before asking to join, so someone who
+ * may never enter hears that, not when the room opens (the server checks
+ * again when they join).
+ */
+function keptOut(session, user) {
+  if (session.status === "cancelled") return ["This session was cancelled", "There is no live session to join. Anyone registered has been told by email."];
+  if (session.status === "draft") return ["This session is not published yet", "Its room opens once it is published, 30 minutes before it starts."];
+  const mine = session.my_registration;
+  const presenting = session.presenters.some((p) => p.id === user.id);
+  if (user.is_organiser || presenting || mine?.status === "confirmed") return null;
+  if (mine?.status === "waitlisted") {
+    return ["You are on the waiting list", "Only people with a place can join the live session. If a place comes free, it is yours and we will email you."];
+  }
+  return ["You are not registered for this session", "Register for this session to join."];
+}
+
 async function start() {
   const user = await setupPage();
   room.user = user;
@@ -1258,6 +1276,13 @@ async function start() {
     document.title = `${room.session.title} · Live · Staffroom`;
   } catch {
     // The join below says what is wrong.
+  }
+  const kept = room.session && keptOut(room.session, user);
+  if (kept) {
+    setState("closed", "Not connected");
+    stop(content, kept[0], kept[1], backLink());
+    content.removeAttribute("aria-busy");
+    return;
   }
   try {
     // Asked once up front: it says whether we may enter, and whether we may publish.

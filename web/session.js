@@ -35,7 +35,9 @@ function registerPanel(session) {
   const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
   const mine = session.my_registration;
   const ended = new Date(session.ends_at) <= new Date();
-  panel.append(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
+  // `append` would print a null as the text "null": what a state leaves out is skipped.
+  const add = (...nodes) => panel.append(...nodes.filter(Boolean));
+  add(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
   // The room itself decides whether it is open (or still running past its end):
   // the way in is always shown to those who may enter.
   const mayJoin = isParticipant(session);
@@ -62,9 +64,9 @@ function registerPanel(session) {
     });
 
   if (session.status === "cancelled") {
-    panel.append(el("p", { class: "big", text: "This session has been cancelled." }), el("p", { class: "muted", text: "Anyone registered has been told by email." }));
+    add(el("p", { class: "big", text: "This session has been cancelled." }), el("p", { class: "muted", text: "Anyone registered has been told by email." }));
   } else if (mine && mine.status === "confirmed") {
-    panel.append(
+    add(
       el("p", { class: "big" }, el("span", { class: "badge badge-ok", text: "Registered" })),
       el("p", { text: "You are registered. We have emailed you a calendar invitation and will remind you the day before." }),
       ended
@@ -75,7 +77,7 @@ function registerPanel(session) {
           }),
     );
   } else if (mine && mine.status === "waitlisted") {
-    panel.append(
+    add(
       el("p", { class: "big" }, el("span", { class: "badge badge-wait", text: `Waiting list: position ${mine.waitlist_position ?? "?"}` })),
       el("p", { text: `You are number ${mine.waitlist_position ?? "?"} on the waiting list. If a place comes free, it is yours and we will email you.` }),
       act("Leave the waiting list", "button-danger", async () => {
@@ -84,12 +86,12 @@ function registerPanel(session) {
       }),
     );
   } else if (ended) {
-    panel.append(el("p", { text: "This session has ended." }));
+    add(el("p", { text: "This session has ended." }));
   } else if (session.status !== "published") {
-    panel.append(el("p", { text: "Registration opens when this session is published." }));
+    add(el("p", { text: "Registration opens when this session is published." }));
   } else if (!user) {
     const next = encodeURIComponent(here());
-    panel.append(
+    add(
       el("p", { class: "big", text: seatsText(session) }),
       el("p", { text: "Sign in or create a free account to register." }),
       el(
@@ -101,7 +103,7 @@ function registerPanel(session) {
     );
   } else {
     const full = session.seats_left <= 0;
-    panel.append(
+    add(
       el("p", { class: "big", text: seatsText(session) }),
       full ? el("p", { text: "This session is full. Join the waiting list and we will email you if a place comes free." }) : null,
       act(full ? "Join the waiting list" : "Register", "", async () => {
@@ -113,8 +115,8 @@ function registerPanel(session) {
       }),
     );
   }
-  if (joinLink) panel.append(joinLink);
-  panel.append(status);
+  if (joinLink) add(joinLink);
+  add(status);
   if (message) {
     say(status, message[0], message[1]);
     message = null;

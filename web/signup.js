@@ -2,6 +2,7 @@
 // email, then returns to where the person was going.
 
 import {
+  FormErrors,
   api,
   browserZone,
   fillSelect,
@@ -32,6 +33,8 @@ async function start() {
   }
   handleSubmit(form, status, async () => {
     const v = formValues(form);
+    const wrong = problems(v);
+    if (wrong.length) throw new FormErrors(wrong.length === 1 ? "Please check the highlighted field." : `Please check the ${wrong.length} highlighted fields.`, wrong);
     await api("/api/auth/signup", {
       method: "POST",
       body: {
@@ -47,6 +50,23 @@ async function start() {
     say(status, `Welcome! We have sent a link to ${v.email} to confirm your address.`, "success");
     setTimeout(() => location.assign(next), 900);
   });
+}
+
+/**
+ * Everything wrong with the form, field by field, found before it is sent
+ * (the server checks again, and has the last word on an address in use).
+ */
+function problems(v) {
+  const found = [];
+  if (!v.name) found.push(["name", "Enter your name."]);
+  const email = form.elements.email;
+  if (!v.email) found.push(["email", "Enter your email address."]);
+  else if (email.validity.typeMismatch || !/^[^@\s]+@[^@\s]+$/.test(v.email)) found.push(["email", "Enter an email address like name@school.org."]);
+  const password = form.elements.password.value;
+  const min = Number(form.elements.password.minLength) || 8;
+  if (!password) found.push(["password", "Choose a password."]);
+  else if ([...password].length < min) found.push(["password", `The password must be at least ${min} characters.`]);
+  return found;
 }
 
 start();

@@ -31,6 +31,16 @@ pub async fn run(db: Db, root: PathBuf, ffmpeg: Option<PathBuf>, mut stop: watch
         tracing::warn!(ffmpeg = %ffmpeg.display(), "ffmpeg not found: recordings get no single-file download");
         return;
     }
+    // ffmpeg runs in the recording's folder (the tracks are named relative to
+    // it), so a relative root, as the default `./data` gives, would be looked
+    // for again inside that folder. An absolute root means the same everywhere.
+    let root = match absolute(&root).await {
+        Ok(root) => root,
+        Err(e) => {
+            tracing::error!(dir = %root.display(), error = ?e, "the recordings folder cannot be found: recordings get no single-file download");
+            return;
+        }
+    };
     loop {
         match next(&db).await {
             Ok(Some(id)) => {
@@ -58,6 +68,12 @@ pub async fn run(db: Db, root: PathBuf, ffmpeg: Option<PathBuf>, mut stop: watch
             _ = stop.changed() => return,
         }
     }
+}
+
+/// `root` made absolute, created first if it is not there yet (no recording made so far).
+async fn absolute(root: &Path) -> std::io::Result<PathBuf> {
+    tokio::fs::create_dir_all(root).await?;
+    tokio::fs::canonicalize(root).await
 }
 
 /// A finished recording without its download (or one a restart interrupted).

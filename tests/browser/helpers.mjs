@@ -2,14 +2,17 @@
 // with a fresh data folder and an organiser account, launches Debian's
 // Chromium through playwright-core, and reads the emails the server writes
 // as .eml files. Anything missing (binary, Chromium) is an error, never a skip.
+// Every page is watched: an uncaught error, a console error, an unexpected
+// HTTP error or a visible error message fails the test that opened it.
 
 import { spawn, execFile } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { after, before } from "node:test";
+import { after, afterEach, before } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -95,7 +98,7 @@ export async function launchBrowser(extraArgs = []) {
   // playwright-core refuses a --user-data-dir argument for launch(); it gives
   // every launch a fresh profile folder in the temp directory itself and
   // removes it on close.
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
@@ -110,16 +113,218 @@ export async function launchBrowser(extraArgs = []) {
       ...extraArgs,
     ],
   });
+  // Every page of every context is watched, however a test opens it
+  // (`browser.newPage()` makes its context through `newContext` too).
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (...args) => {
+    const context = await newContext(...args);
+    context.on("page", watch);
+    return context;
+  };
+  return browser;
+}
+
+// ---------------------------------------------------------------- watching pages
+
+/**
+ * How the pages show that something went wrong: `say(…, "error")` and the
+ * room's banner (`.status-error`), the header's failure notice
+ * (`.notice-error`), a field's message (`.field-error`).
+ */
+const ERROR_BANNERS = ".status-error, .notice-error, .field-error";
+
+/**
+ * Text no page should show: the messages of a failed load, and what a
+ * missing value turns into when it is printed (`append(null)` writes "null").
+ */
+const ERROR_TEXT = [
+  /Something went wrong/,
+  /could not be (loaded|reached|made|played|started)/,
+  // Glued to what follows, as an appended null is: "nullRegister".
+  /(?<![A-Za-z])(null|undefined|NaN)(?![a-z])/,
+  /\[object Object\]/,
+];
+
+/** Pages opened during the running test, checked and closed after it. */
+const opened = new Set();
+
+/**
+ * Collects what goes wrong on `page`: uncaught errors, console errors, and
+ * HTTP errors the test did not expect. `page.pageErrors` keeps the uncaught
+ * errors alone (tests assert on it); `checkPage` reports everything.
+ */
+function watch(page) {
+  if (page.problems) return;
+  page.problems = [];
+  page.pageErrors = [];
+  // Signed out, `/api/me` answers 401 by design (app.js `currentUser` reads it as "nobody").
+  page.expected = { http: [[401, /^\/api\/me$/]], banners: [] };
+  opened.add(page);
+  page.on("pageerror", (e) => {
+    page.pageErrors.push(e);
+    page.problems.push(`uncaught error on ${page.url()}: ${e.stack || e}`);
+  });
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const text = message.text();
+    // Chromium's network log repeats every 4xx/5xx answer as "Failed to load
+    // resource"; the answer itself is judged below, with its address.
+    if (/^Failed to load resource: the server responded with a status of \d+/.test(text)) return;
+    const where = message.location()?.url || page.url();
+    page.problems.push(`console error on ${where}: ${text}`);
+  });
+  page.on("response", (response) => {
+    const status = response.status();
+    if (status < 400) return;
+    const url = new URL(response.url());
+    const expected = status < 500 && page.expected.http.some(([s, p]) => s === status && p.test(url.pathname));
+    if (!expected) page.problems.push(`HTTP ${status} for ${response.request().method()} ${url.pathname}${url.search} on ${page.url()}`);
+  });
+  page.on("crash", () => page.problems.push(`the page crashed on ${page.url()}`));
+  page.setDefaultTimeout(15000);
+  // Leaving a page ends a step: what it shows is checked before it goes.
+  for (const name of ["goto", "reload"]) {
+    const original = page[name].bind(page);
+    page[name] = async (...args) => {
+      await checkPage(page, `before ${name === "goto" ? `going to ${args[0]}` : "reloading"}`);
+      const answer = await original(...args);
+      page.expected.banners = [];
+      return answer;
+    };
+  }
+}
+
+/**
+ * Lets `page` answer `status` for paths matching `pathPattern` (a test that
+ * provokes a refusal on purpose); 5xx are never expected.
+ */
+export function expectHttpError(page, status, pathPattern) {
+  page.expected.http.push([status, pathPattern]);
+}
+
+/**
+ * Waits for a visible error message matching `pattern` (a test that
+ * provokes it on purpose) and lets it stay until the page is left.
+ */
+export async function expectError(page, pattern) {
+  page.expected.banners.push(pattern);
+  await page.locator(ERROR_BANNERS).filter({ hasText: pattern }).first().waitFor();
+}
+
+/** The visible error messages and placeholder text on `page` that no test expected. */
+async function visibleErrors(page) {
+  const read = () =>
+    page.evaluate((selector) => {
+      const shown = (node) => node.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true });
+      const banners = [...document.querySelectorAll(selector)].filter(shown).map((n) => n.textContent.trim()).filter(Boolean);
+      return { banners, text: document.body ? document.body.innerText : "" };
+    }, ERROR_BANNERS);
+  let seen;
+  try {
+    seen = await read();
+  } catch {
+    // A navigation under way destroyed the context: read the page it lands on.
+    await page.waitForLoadState("domcontentloaded").catch(() => {});
+    seen = await read();
+  }
+  const allowed = (text) => page.expected.banners.some((p) => p.test(text));
+  const found = seen.banners.filter((b) => !allowed(b)).map((b) => `an error message is shown on ${page.url()}: "${b}"`);
+  for (const line of seen.text.split("\n")) {
+    if (ERROR_TEXT.some((p) => p.test(line)) && !allowed(line)) found.push(`the page ${page.url()} shows "${line.trim()}"`);
+  }
+  return found;
+}
+
+/**
+ * Fails when `page` has had an uncaught error, a console error or an
+ * unexpected HTTP error, or shows an error message now. Tests call it after
+ * a step; the helpers call it before each navigation and after each test.
+ */
+export async function checkPage(page, when = "now") {
+  const found = [...page.problems];
+  if (!page.isClosed()) found.push(...(await visibleErrors(page)));
+  if (found.length) {
+    page.problems.length = 0;
+    throw new Error(`${when}:\n  ${[...new Set(found)].join("\n  ")}`);
+  }
+}
+
+// ---------------------------------------------------------------- accessibility and layout
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** The WCAG 2.2 AA rules (and the A and 2.0/2.1 levels under them). */
+const AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"];
+
+/**
+ * axe-core's WCAG 2.2 AA violations on the page as it is now, one line each
+ * with the elements at fault. Run through `evaluate`, which the page's
+ * Content-Security-Policy does not govern, rather than as a script tag.
+ */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate((tags) => window.axe.run(document, { runOnly: { type: "tag", values: tags } }).then((r) => r.violations.map((v) => ({ id: v.id, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }))), AXE_TAGS);
+  return violations.map((v) => `${v.id} (${v.help}): ${v.nodes.join(", ")}`);
+}
+
+/** Elements wider than the viewport, for the message when a page scrolls sideways. */
+export async function horizontalOverflow(page) {
+  return page.evaluate(() => {
+    const width = window.innerWidth;
+    const root = document.documentElement;
+    if (root.scrollWidth <= width) return null;
+    const wide = [...document.querySelectorAll("body *")]
+      .filter((n) => n.getBoundingClientRect().right > width + 0.5 && n.checkVisibility())
+      .slice(0, 8)
+      .map((n) => `${n.tagName.toLowerCase()}${n.id ? `#${n.id}` : ""}${n.className && typeof n.className === "string" ? `.${n.className.trim().split(/\s+/).join(".")}` : ""} (right edge ${Math.round(n.getBoundingClientRect().right)})`);
+    return { scrollWidth: root.scrollWidth, innerWidth: width, wide };
+  });
+}
+
+/** Waits until the page's content has loaded: no region still marked busy, no request in flight. */
+export async function settled(page) {
+  await page.waitForLoadState("networkidle");
+  await page.waitForFunction(() => !document.querySelector("[aria-busy=true]"));
+}
+
+/**
+ * The checks every page state passes: no errors (`checkPage`), no axe-core
+ * violations, and nothing wider than a phone's screen when the viewport is
+ * narrow. `name` names the screenshot (STAFFROOM_SCREENSHOTS).
+ */
+export async function assertGoodPage(page, name) {
+  await settled(page);
+  await checkPage(page, name);
+  const violations = await axeViolations(page);
+  if (violations.length) throw new Error(`${name}: axe-core finds ${violations.length} WCAG 2.2 AA violations:\n  ${violations.join("\n  ")}`);
+  if (page.viewportSize().width < 600) {
+    const overflow = await horizontalOverflow(page);
+    if (overflow) throw new Error(`${name}: the page scrolls sideways (${overflow.scrollWidth} px wide at ${overflow.innerWidth} px): ${overflow.wide.join(", ")}`);
+  }
+  await shot(page, name);
+}
+
+/** Checks every page the test opened, then closes their contexts so the next test starts clean. */
+async function checkOpenedPages() {
+  const pages = [...opened];
+  opened.clear();
+  const failures = [];
+  for (const page of pages) {
+    try {
+      await checkPage(page, "at the end of the test");
+    } catch (e) {
+      failures.push(e.message);
+    }
+  }
+  await Promise.all(pages.map((p) => p.context().close().catch(() => {})));
+  if (failures.length) throw new Error(failures.join("\n"));
 }
 
 /** A new browser context (its own cookies) with a fixed zone and locale. */
 export async function newPage(browser, options = {}) {
   const context = await browser.newContext({ timezoneId: "Europe/London", locale: "en-GB", ...options });
   const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
-  page.pageErrors = errors;
+  watch(page);
   return page;
 }
 
@@ -294,6 +499,7 @@ export async function registeredTeacher(app, browser, name, email, sessionId, op
 /**
  * Starts a fresh server and Chromium (with `browserArgs`) before the file's
  * tests and stops both after them; `ready(app, browser)` hands them to the file.
+ * After each test every page it opened is checked (`checkPage`) and closed.
  */
 export function serverAndBrowser(browserArgs, ready) {
   let app;
@@ -303,6 +509,7 @@ export function serverAndBrowser(browserArgs, ready) {
     browser = await launchBrowser(browserArgs);
     ready(app, browser);
   });
+  afterEach(checkOpenedPages);
   after(async () => {
     await browser?.close();
     await app?.stop();

@@ -397,3 +397,138 @@ async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certifi
         app.post(&format!("/api/me/record/entries/{}/certificate", entry["id"]), Some(&attendees[1]), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "no certificate for a forged replay: {body}");
 }
+
+/// The server binary run as a newcomer runs it: from an empty folder with no
+/// STAFFROOM_* settings but its address, so its data dir is the relative
+/// `./data`. Killed when dropped.
+struct Newcomer {
+    child: std::process::Child,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Newcomer {
+    fn command(folder: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_staffroom"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STAFFROOM_") {
+                command.env_remove(key);
+            }
+        }
+        command.current_dir(folder).env("RUST_LOG", "warn");
+        command
+    }
+
+    async fn start(folder: &Path) -> Newcomer {
+        let port = crate::helpers::free_port();
+        let child = Self::command(folder)
+            .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the staffroom binary starts");
+        let server = Newcomer { child, url: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.client.get(format!("{}/healthz", server.url)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the server came up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Newcomer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_file_download_is_made_with_the_default_relative_data_dir() {
+    let folder = tempfile::tempdir().unwrap();
+    let created = Newcomer::command(folder.path())
+        .args(["create-organiser", "--email", "olu@staffroom.test", "--name", "Olu Organiser"])
+        .args(["--password", "organiser-password"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let server = Newcomer::start(folder.path()).await;
+    let post = reqwest::Method::POST;
+    let signin = json!({"email": "olu@staffroom.test", "password": "organiser-password"});
+    let organiser =
+        server.call(post.clone(), "/api/auth/signin", None, Some(signin)).await["token"].as_str().unwrap().to_string();
+    let signup = json!({"name": "Priya Presenter", "email": "priya@staffroom.test", "password": "correct horse", "school": "", "stage": "teacher"});
+    let presenter =
+        server.call(post.clone(), "/api/auth/signup", None, Some(signup)).await["token"].as_str().unwrap().to_string();
+    let starts = chrono::Utc::now() + chrono::Duration::minutes(10);
+    let session = json!({
+        "title": "Questioning in maths", "kind": "webinar", "series": null, "subject": null, "phase": "all",
+        "audiences": ["teacher"], "presenters": ["priya@staffroom.test"], "capacity": 30, "status": "published",
+        "starts_at": starts.to_rfc3339(), "ends_at": (starts + chrono::Duration::hours(1)).to_rfc3339(),
+    });
+    let id = server.call(post.clone(), "/api/sessions", Some(&organiser), Some(session)).await["id"].as_i64().unwrap();
+    let join = format!("/api/sessions/{id}/join");
+    let room_token = |token: String| {
+        let server = &server;
+        let (post, join) = (post.clone(), join.clone());
+        async move { server.call(post, &join, Some(&token), Some(json!({}))).await["token"].as_str().unwrap().to_string() }
+    };
+
+    // A short clip through the live room while the host records it.
+    let work = tempfile::tempdir().unwrap();
+    let clip = Arc::new(Clip::make(work.path(), 3));
+    let mut priya = connect(&server.url, id, Some(&room_token(presenter).await)).await;
+    priya.join().await;
+    priya.publish_clip(clip.clone());
+    let mut host = connect(&server.url, id, Some(&room_token(organiser.clone()).await)).await;
+    host.join().await;
+    for kind in ["video", "audio"] {
+        priya.expect("a track published", |m| m["type"] == "track_published" && m["track"]["kind"] == kind).await;
+    }
+    host.send(json!({"v": 1, "type": "go_live"}));
+    host.expect("live", |m| m["type"] == "phase" && m["phase"] == "live").await;
+    let recording_id = start_recording(&mut host).await;
+    clip.go.notify_one();
+    tokio::time::sleep(Duration::from_millis(3400)).await;
+    host.send(json!({"v": 1, "type": "record_stop"}));
+    host.expect("the recording saved", |m| m["type"] == "recording_saved").await;
+
+    // The download is made in the relative ./data, and is a playable file.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let download_url = loop {
+        let list =
+            server.call(reqwest::Method::GET, &format!("/api/sessions/{id}/recordings"), Some(&organiser), None).await;
+        match list[0]["download_status"].as_str() {
+            Some("ready") => break list[0]["download_url"].as_str().unwrap().to_string(),
+            Some("failed") => panic!("the download failed with ./data as the data dir: {list}"),
+            _ => assert!(Instant::now() < deadline, "the download was made within 90 s: {list}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(folder.path().join("data/recordings").join(&recording_id).join("download.webm").is_file());
+    let bytes =
+        server.client.get(format!("{}{download_url}", server.url)).bearer_auth(&organiser).send().await.unwrap();
+    assert_eq!(bytes.status(), StatusCode::OK);
+    let path = work.path().join("download.webm");
+    std::fs::write(&path, bytes.bytes().await.unwrap()).unwrap();
+    let (duration, codec, frames) = probe(&path);
+    assert_eq!(codec, "vp8");
+    assert!(frames > 30, "{frames} frames");
+    let duration = duration.expect("the download has a duration");
+    assert!((2.5..=4.5).contains(&duration), "the download lasts {duration} s");
+}

@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { MEDIA_ARGS, ORGANISER, bearer, call, registeredTeacher, serverAndBrowser, shot, signedInPage, sleep } from "../helpers.mjs";
+import { MEDIA_ARGS, ORGANISER, bearer, call, expectError, expectHttpError, registeredTeacher, serverAndBrowser, shot, signedInPage, sleep } from "../helpers.mjs";
 
 let app;
 let browser;
@@ -94,9 +94,11 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await entry.getByLabel("Add a file").setInputFiles({ name: "starter.txt", mimeType: "text/plain", buffer: Buffer.from("Starter: think, pair, share.\n") });
   await entry.getByRole("button", { name: "Upload" }).click();
   await entry.getByRole("link", { name: "starter.txt" }).waitFor();
+  // A program is refused, with the server's 415, and the page says what it takes.
+  expectHttpError(ann, 415, /\/evidence\/file$/);
   await entry.getByLabel("Add a file").setInputFiles({ name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") });
   await entry.getByRole("button", { name: "Upload" }).click();
-  await entry.getByText(/Evidence files must be one of/).waitFor();
+  await expectError(ann, /Evidence files must be one of/);
 
   // Private until she shares it: then her mentor, not signed in, reads it by the link.
   await entry.getByRole("button", { name: "Share this entry" }).click();
@@ -109,6 +111,8 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await shot(mentor, "record-shared-entry");
   await entry.getByRole("button", { name: "Stop sharing" }).click();
   await entry.getByRole("button", { name: "Share this entry" }).waitFor();
+  // The link is gone: the server answers 404, and the page says the link does not work.
+  expectHttpError(mentor, 404, /^\/api\/shared\//);
   await mentor.reload();
   await mentor.getByRole("heading", { name: "This link does not work" }).waitFor();
   await mentor.close();
@@ -138,8 +142,9 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   const forged = [head, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
   await ann.getByLabel("Certificate file", { exact: true }).setInputFiles([]);
   await ann.getByLabel("Or paste the credential").fill(forged);
+  expectHttpError(ann, 422, /^\/api\/certificates\/verify$/);
   await ann.getByRole("button", { name: "Check the signature" }).click();
-  await ann.getByText(/^Not valid:/).waitFor();
+  await expectError(ann, /^Not valid: The signature does not match: the credential has been changed since it was issued\.$/);
   await shot(ann, "certificate-verification");
 
   // Her printable record and her own export carry the reflection.

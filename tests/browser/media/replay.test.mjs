@@ -17,7 +17,9 @@ import {
   ORGANISER,
   bearer,
   call,
+  assertGoodPage,
   createSession,
+  expectHttpError,
   shot,
   signedInPage,
   signUp,
@@ -119,6 +121,8 @@ test("a recorded session replays like being there: the video plays, the chapter 
   await ada.waitForURL(new RegExp(`/replay\\.html\\?id=${recording.id}$`));
   await ada.getByRole("heading", { level: 1, name: session.title }).waitFor();
   await ada.getByText("You have watched 0 s of").waitFor();
+  // The replay page passes the checks every page state passes (pages.test.mjs).
+  await assertGoodPage(ada, "replay-desktop");
 
   // Before it plays: the chapter is listed and marked on the seek bar; the chat message is not there yet.
   const chapter = ada.getByRole("button", { name: new RegExp(CHAPTER) });
@@ -209,6 +213,7 @@ test("a recorded session replays like being there: the video plays, the chapter 
   // A teacher who did not register is told why they cannot watch.
   await signUp(app, "Cy Visitor", "cy@school.test");
   const cy = await signedInPage(app, browser, "cy@school.test", "a-long-password");
+  expectHttpError(cy, 403, /^\/api\/recordings\//);
   await cy.goto(`${app.url}/replay.html?id=${recording.id}`);
   await cy.getByText("Only the session's registered participants can watch this replay.").waitFor();
   assert.equal(await cy.locator("video").count(), 0);
@@ -231,6 +236,7 @@ test("a recorded session replays like being there: the video plays, the chapter 
   await managed.getByRole("button", { name: /^Delete the recording of / }).click();
   await managed.getByText("is deleted").waitFor();
   assert.deepEqual(await call(app, organiserToken, "GET", `/api/sessions/${session.id}/recordings`), []);
+  expectHttpError(ada, 404, /^\/api\/recordings\//);
   await ada.goto(`${app.url}/replay.html?id=${recording.id}`);
   await ada.getByText("This recording does not exist, or it has been deleted.").waitFor();
 

@@ -15,6 +15,7 @@ import {
   bearer as signInToken,
   call,
   createSession,
+  expectHttpError,
   registeredTeacher,
   shot,
   signedInPage as signedIn,
@@ -333,7 +334,8 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
     await page.getByRole("link", { name: "Back to the session page" }).waitFor();
   }
   await shot(first, "ended-desktop");
-  // Coming back later: the room says it has ended.
+  // Coming back later: the room says it has ended (the join is refused with a 409).
+  expectHttpError(first, 409, /^\/api\/sessions\/\d+\/join$/);
   await first.reload();
   await first.getByRole("heading", { name: "This session has ended" }).waitFor();
 
@@ -351,6 +353,7 @@ test("a host removes an attendee without letting them back in", async () => {
   await dee.goto(`${app.url}/room.html?id=${session.id}`);
   await dee.getByRole("heading", { name: "You're in the lobby" }).waitFor();
 
+  expectHttpError(dee, 403, /^\/api\/sessions\/\d+\/join$/);
   await host.getByRole("button", { name: "Remove Dee Teacher" }).click();
   const dialog = host.getByRole("dialog", { name: "Remove Dee Teacher from the session?" });
   await dialog.getByLabel("Don't let them back in").check();
@@ -369,6 +372,7 @@ test("before the room opens, the room page says when it will", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
   const session = await createSession(app, organiserToken, "Later today", { description: "", startsInMs: 3 * 3600000 });
   const page = await signedInPage(ORGANISER.email, ORGANISER.password);
+  expectHttpError(page, 409, /^\/api\/sessions\/\d+\/join$/);
   await page.goto(`${app.url}/room.html?id=${session.id}`);
   await page.getByRole("heading", { name: "The room isn't open yet" }).waitFor();
   await page.getByText("The room opens 30 minutes before the start, at").waitFor();
