@@ -25,7 +25,7 @@ use crate::{
     db::{self, Db},
     http::{
         error::{ApiError, ApiResult},
-        extract::{AuthUser, Json, SESSION_COOKIE},
+        extract::{AuthUser, Json, MaybeUser, SESSION_COOKIE},
     },
     mail::{self, address::EmailAddress, templates},
     AppState,
@@ -78,6 +78,11 @@ pub struct User {
     pub email_verified: bool,
     #[serde(skip)]
     pub session_fingerprint: String,
+    /// Session tokens issued in an older generation are refused (see
+    /// `tokens::Claims::gen`): sign-out, a password reset and removing the
+    /// account raise it.
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 impl User {
@@ -93,7 +98,8 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash";
+const USER_COLUMNS: &str =
+    "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash, token_generation";
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let hash: String = row.try_get("password_hash")?;
@@ -107,6 +113,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         is_organiser: row.try_get::<i64, _>("is_organiser")? != 0,
         email_verified: row.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
         session_fingerprint: fingerprint(&hash),
+        token_generation: row.try_get("token_generation")?,
     })
 }
 
@@ -234,11 +241,11 @@ pub struct SignedIn {
 }
 
 fn session_for(state: &AppState, jar: CookieJar, user: User) -> (CookieJar, Json<SignedIn>) {
-    let token = state.keys.sign(
-        Purpose::Session,
-        &user.id.to_string(),
+    let token = state.keys.sign_session(
+        user.id,
+        user.session_fingerprint.clone(),
+        user.token_generation,
         Duration::days(SESSION_TTL_DAYS),
-        Some(user.session_fingerprint.clone()),
     );
     let cookie = Cookie::build((SESSION_COOKIE, token.clone()))
         .path("/")
@@ -316,10 +323,41 @@ async fn signin(
     Ok(session_for(&state, jar, user))
 }
 
-/// Sign out of the pages (clears the session cookie).
-#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts", responses((status = 204)))]
-async fn signout(jar: CookieJar) -> impl IntoResponse {
-    (StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
+/// Sign out: clears the session cookie and ends every session token of the
+/// account on the server (raising its token generation), so a bearer token
+/// or cookie kept anywhere answers 401 from then on. The generation is per
+/// account rather than per token: signing out on one device signs out on
+/// all of them, which is also what someone who fears a copied token wants.
+/// A token that no longer works only has its cookie cleared; by cookie, the
+/// CSRF header is needed as for any change (a cross-site form must not end
+/// your sessions).
+#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts",
+    responses((status = 204), (status = 403, body = crate::http::error::ErrorBody)))]
+async fn signout(
+    State(state): State<AppState>,
+    signed_in: Result<MaybeUser, ApiError>,
+    jar: CookieJar,
+) -> ApiResult<impl IntoResponse> {
+    match signed_in {
+        Ok(MaybeUser(Some(user))) => {
+            end_sessions(&state.db, user.id).await?;
+            tracing::info!(user = user.id, "signed out: every session token of the account ended");
+        }
+        Ok(MaybeUser(None)) | Err(ApiError::Unauthorized) => {}
+        Err(e) => return Err(e),
+    }
+    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/"))))
+}
+
+/// Voids every session token `user_id` holds (see [`User::token_generation`]).
+async fn end_sessions(db: &Db, user_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("update users set token_generation = token_generation + 1, updated_at = $1 where id = $2")
+        .bind(db::now())
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -417,7 +455,8 @@ async fn confirm_reset(
     let mut tx = state.db.begin().await?;
     // Following the emailed link proves the address too.
     sqlx::query(
-        "update users set password_hash = $1, email_verified_at = coalesce(email_verified_at, $2), updated_at = $2
+        "update users set password_hash = $1, email_verified_at = coalesce(email_verified_at, $2),
+             token_generation = token_generation + 1, updated_at = $2
          where id = $3 and password_hash = $4",
     )
     .bind(&hash)
@@ -524,7 +563,8 @@ async fn remove_me(
     let files = crate::record::forget(&mut tx, user.id).await?;
     sqlx::query(
         "update users set name = 'Removed account', email = $1, school = '', password_hash = '', time_zone = null,
-             is_organiser = 0, email_verified_at = null, updated_at = $2 where id = $3",
+             is_organiser = 0, email_verified_at = null, token_generation = token_generation + 1, updated_at = $2
+         where id = $3",
     )
     .bind(format!("removed-{}@removed.invalid", user.id))
     .bind(db::now())
