@@ -54,6 +54,9 @@ impl App {
         rooms::task::close_unclosed_rooms(&db).await.context("failed to close the rooms an unclean stop left open")?;
         recording::recover(&db, &settings.recordings_dir).await.context("failed to recover unfinished recordings")?;
         let keys = Keys::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
+        record::credential::move_key_out_of_database(&db, &settings.cert_key_file)
+            .await
+            .context("failed to move the certificate signing key out of the database")?;
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("failed to listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();

@@ -97,6 +97,9 @@ pub struct Settings {
     pub recordings_dir: PathBuf,
     /// ffmpeg, for recordings' single-file downloads; `None` (`off`) makes none.
     pub ffmpeg: Option<PathBuf>,
+    /// The certificate signing key (PEM, 0600), kept out of the database so a
+    /// backup of it cannot sign certificates (docs/certificates.md).
+    pub cert_key_file: PathBuf,
 }
 
 /// The shortest `STAFFROOM_JWT_SECRET` accepted: HS256 is only as strong as
@@ -124,6 +127,7 @@ impl std::fmt::Debug for Settings {
             rtc,
             recordings_dir,
             ffmpeg,
+            cert_key_file,
         } = self;
         f.debug_struct("Settings")
             .field("addr", addr)
@@ -143,6 +147,7 @@ impl std::fmt::Debug for Settings {
             .field("rtc", rtc)
             .field("recordings_dir", recordings_dir)
             .field("ffmpeg", ffmpeg)
+            .field("cert_key_file", cert_key_file)
             .finish()
     }
 }
@@ -261,6 +266,9 @@ impl Settings {
                 None => Some(PathBuf::from("ffmpeg")),
             },
             recordings_dir: var("RECORDINGS_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("recordings")),
+            cert_key_file: var("CERT_KEY_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("certificate-key.pem")),
             addr,
             public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
             database_url,
