@@ -38,6 +38,9 @@ pub struct AppState {
     /// Wakes the mail worker after a transaction queued mail.
     pub mail_wake: Arc<Notify>,
     pub throttle: Arc<auth::throttle::SignInThrottle>,
+    /// Limits sign-ups, verification resends and reset requests (the routes
+    /// that mail an address the caller names).
+    pub mail_throttle: Arc<auth::throttle::MailThrottle>,
     /// The live rooms: each owned by its own task.
     pub rooms: Arc<rooms::Rooms>,
 }
@@ -70,6 +73,7 @@ impl App {
             settings.recordings_dir.clone(),
             settings.room_heartbeat,
         ));
+        let mail_throttle = Arc::new(auth::throttle::MailThrottle::new(settings.throttle_ip_per_hour));
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -77,6 +81,7 @@ impl App {
             public_url,
             mail_wake: Arc::new(Notify::new()),
             throttle: Arc::new(auth::throttle::SignInThrottle::default()),
+            mail_throttle,
             rooms,
         };
         Ok(App { listener, state })

@@ -100,6 +100,9 @@ pub struct Settings {
     /// The certificate signing key (PEM, 0600), kept out of the database so a
     /// backup of it cannot sign certificates (docs/certificates.md).
     pub cert_key_file: PathBuf,
+    /// How many sign-ups, verification resends and password-reset requests
+    /// (each) one client IP may make in an hour; one address gets three.
+    pub throttle_ip_per_hour: u32,
 }
 
 /// The shortest `STAFFROOM_JWT_SECRET` accepted: HS256 is only as strong as
@@ -128,6 +131,7 @@ impl std::fmt::Debug for Settings {
             recordings_dir,
             ffmpeg,
             cert_key_file,
+            throttle_ip_per_hour,
         } = self;
         f.debug_struct("Settings")
             .field("addr", addr)
@@ -148,6 +152,7 @@ impl std::fmt::Debug for Settings {
             .field("recordings_dir", recordings_dir)
             .field("ffmpeg", ffmpeg)
             .field("cert_key_file", cert_key_file)
+            .field("throttle_ip_per_hour", throttle_ip_per_hour)
             .finish()
     }
 }
@@ -285,6 +290,10 @@ impl Settings {
             mail_max_attempts: match var("MAIL_MAX_ATTEMPTS") {
                 Some(v) => v.parse().context("STAFFROOM_MAIL_MAX_ATTEMPTS must be a number")?,
                 None => 12,
+            },
+            throttle_ip_per_hour: match var("THROTTLE_IP_PER_HOUR") {
+                Some(v) => v.parse().context("STAFFROOM_THROTTLE_IP_PER_HOUR must be a number")?,
+                None => 60,
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
             room_heartbeat: millis("ROOM_HEARTBEAT_MS", 15_000)?,

@@ -30,6 +30,7 @@ use crate::{
     mail::{self, address::EmailAddress, templates},
     AppState,
 };
+use throttle::MailAction;
 use tokens::{fingerprint, Purpose};
 
 const SESSION_TTL_DAYS: i64 = 14;
@@ -261,16 +262,34 @@ fn time_days(days: i64) -> time::Duration {
     time::Duration::days(days)
 }
 
-/// Create an account; a verification link is emailed.
+/// Refuses a request that would mail `who` once too often, from this
+/// address or this client (see [`throttle::MailThrottle`]).
+fn throttle(state: &AppState, action: MailAction, who: &str, peer: SocketAddr) -> ApiResult<()> {
+    state.mail_throttle.hit(action, who, peer.ip()).map_err(|wait| {
+        tracing::warn!(?action, ip = %peer.ip(), "throttled");
+        let what = match action {
+            MailAction::SignUp => "too many sign-ups for this address or from this network",
+            MailAction::ResendVerification => "the verification email has been sent several times already",
+            MailAction::PasswordReset => "too many password-reset emails for this address or from this network",
+        };
+        ApiError::throttled(what, wait)
+    })
+}
+
+/// Create an account; a verification link is emailed. Sign-ups are limited
+/// per address and per client IP (429 with Retry-After).
 #[utoipa::path(post, path = "/api/auth/signup", tag = "accounts", request_body = SignUp,
-    responses((status = 201, body = SignedIn), (status = 409, body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody)))]
+    responses((status = 201, body = SignedIn), (status = 409, body = crate::http::error::ErrorBody),
+        (status = 422, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
 async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     Json(body): Json<SignUp>,
 ) -> ApiResult<impl IntoResponse> {
     let new = body.parse()?;
     password::check_strength("password", &body.password)?;
+    throttle(&state, MailAction::SignUp, new.email.as_str(), peer)?;
     let hash = password::hash(body.password).await?;
     let mut tx = state.db.begin().await?;
     let id = insert_user(&state, &mut tx, &new, &hash, false).await?;
@@ -300,10 +319,7 @@ async fn signin(
 ) -> ApiResult<impl IntoResponse> {
     let email = body.email.trim().to_lowercase();
     if let Some(wait) = state.throttle.wait(&email, peer.ip()) {
-        return Err(ApiError::TooManyRequests(format!(
-            "too many failed sign-ins; try again in {} seconds",
-            wait.as_secs().max(1)
-        )));
+        return Err(ApiError::throttled("too many failed sign-ins", wait));
     }
     let found = sqlx::query("select id, password_hash from users where email = $1")
         .bind(&email)
@@ -386,12 +402,19 @@ async fn verify(State(state): State<AppState>, Json(body): Json<TokenBody>) -> A
     Ok(Json(load_user(&state.db, id).await?.ok_or_else(bad)?))
 }
 
-/// Send the verification email again.
-#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts", responses((status = 202)))]
-async fn resend_verification(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<StatusCode> {
+/// Send the verification email again: a few times an hour per account and
+/// per client IP (429 with Retry-After).
+#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts",
+    responses((status = 202), (status = 409, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<StatusCode> {
     if user.email_verified {
         return Err(ApiError::conflict("email", "this address is already verified"));
     }
+    throttle(&state, MailAction::ResendVerification, &user.email, peer)?;
     let mut tx = state.db.begin().await?;
     queue_verification(&state, &mut tx, user.id, &user.email, &user.name).await?;
     tx.commit().await?;
@@ -404,11 +427,18 @@ pub struct ResetRequest {
     pub email: String,
 }
 
-/// Ask for a password-reset link. Always 202, whether or not the account exists.
+/// Ask for a password-reset link. Always 202, whether or not the account
+/// exists; limited per address and per client IP alike (429 with
+/// Retry-After), so the limit says nothing about which accounts exist.
 #[utoipa::path(post, path = "/api/auth/password-reset", tag = "accounts", request_body = ResetRequest,
-    responses((status = 202), (status = 422, body = crate::http::error::ErrorBody)))]
-async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
+    responses((status = 202), (status = 422, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
+async fn request_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<StatusCode> {
     let email = EmailAddress::parse("email", &body.email)?;
+    throttle(&state, MailAction::PasswordReset, email.as_str(), peer)?;
     if let Some(user) = find_user_by_email(&state.db, email.as_str()).await? {
         let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
             .bind(user.id)

@@ -282,6 +282,9 @@ fn settings_for(data_dir: &Path, database_url: &str, smtp_port: u16, extra: &Has
         ("MAIL_RETRY_BASE_MS", "200".into()),
         ("MAIL_PER_MINUTE", "60000".into()),
         ("REMINDER_INTERVAL_MS", "200".into()),
+        // Every test client is 127.0.0.1: the per-IP throttle is tested
+        // where it is set lower (tests/api/throttles.rs).
+        ("THROTTLE_IP_PER_HOUR", "100000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("STAFFROOM_{k}"), v))
@@ -365,6 +368,12 @@ impl TestApp {
 
     /// Signs up a participant; returns their bearer token.
     pub async fn sign_up(&self, name: &str, email: &str) -> String {
+        self.sign_up_unverified(name, email).await
+    }
+
+    /// Signs up a participant who has not followed the verification link;
+    /// returns their bearer token.
+    pub async fn sign_up_unverified(&self, name: &str, email: &str) -> String {
         let (status, body) = self
             .post("/api/auth/signup", None, json!({"name": name, "email": email, "password": "correct horse", "school": "Oak Primary", "stage": "ect"}))
             .await;

@@ -15,3 +15,4 @@ mod programme;
 mod record;
 mod record_exports;
 mod registration;
+mod throttles;
