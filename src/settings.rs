@@ -103,6 +103,9 @@ pub struct Settings {
     /// How many sign-ups, verification resends and password-reset requests
     /// (each) one client IP may make in an hour; one address gets three.
     pub throttle_ip_per_hour: u32,
+    /// How many bytes of evidence files one person may keep (a MiB count in
+    /// `STAFFROOM_EVIDENCE_QUOTA_MB`), so nobody can fill the disk.
+    pub evidence_quota_bytes: u64,
 }
 
 /// The shortest `STAFFROOM_JWT_SECRET` accepted: HS256 is only as strong as
@@ -132,6 +135,7 @@ impl std::fmt::Debug for Settings {
             ffmpeg,
             cert_key_file,
             throttle_ip_per_hour,
+            evidence_quota_bytes,
         } = self;
         f.debug_struct("Settings")
             .field("addr", addr)
@@ -153,6 +157,7 @@ impl std::fmt::Debug for Settings {
             .field("ffmpeg", ffmpeg)
             .field("cert_key_file", cert_key_file)
             .field("throttle_ip_per_hour", throttle_ip_per_hour)
+            .field("evidence_quota_bytes", evidence_quota_bytes)
             .finish()
     }
 }
@@ -294,6 +299,10 @@ impl Settings {
             throttle_ip_per_hour: match var("THROTTLE_IP_PER_HOUR") {
                 Some(v) => v.parse().context("STAFFROOM_THROTTLE_IP_PER_HOUR must be a number")?,
                 None => 60,
+            },
+            evidence_quota_bytes: match var("EVIDENCE_QUOTA_MB") {
+                Some(v) => v.parse::<u64>().context("STAFFROOM_EVIDENCE_QUOTA_MB must be a number of MiB")? << 20,
+                None => 200 << 20,
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
             room_heartbeat: millis("ROOM_HEARTBEAT_MS", 15_000)?,

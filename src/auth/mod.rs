@@ -90,6 +90,18 @@ impl User {
     pub fn zone(&self, default: Tz) -> Tz {
         self.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(default)
     }
+    /// Registering, joining a room and adding to the record need a confirmed
+    /// address: an account made with someone else's address (or a made-up
+    /// one) can then neither take places nor fill the disk.
+    pub fn require_verified(&self) -> ApiResult<()> {
+        if self.email_verified {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "verify your email address first: follow the link in the email we sent you (you can ask for it again)",
+            ))
+        }
+    }
     pub fn require_organiser(&self) -> ApiResult<()> {
         if self.is_organiser {
             Ok(())
@@ -218,12 +230,19 @@ fn parse_time_zone(zone: Option<&str>) -> ApiResult<Option<String>> {
     }
 }
 
+/// The school or organisation: free text, bounded like every profile field
+/// (it is printed in organisers' reports and exports).
+fn parse_school(school: &str) -> ApiResult<String> {
+    let school = school.trim();
+    if school.chars().count() > 200 {
+        return Err(ApiError::invalid("school", "school must be at most 200 characters"));
+    }
+    Ok(school.to_string())
+}
+
 impl SignUp {
     fn parse(&self) -> ApiResult<NewAccount> {
-        let school = self.school.trim().to_string();
-        if school.chars().count() > 200 {
-            return Err(ApiError::invalid("school", "school must be at most 200 characters"));
-        }
+        let school = parse_school(&self.school)?;
         Ok(NewAccount {
             email: EmailAddress::parse("email", &self.email)?,
             name: parse_name("name", &self.name)?,
@@ -530,7 +549,10 @@ async fn update_me(
         Some(n) => parse_name("name", n)?,
         None => user.name.clone(),
     };
-    let school = body.school.as_deref().map(str::trim).unwrap_or(&user.school).to_string();
+    let school = match &body.school {
+        Some(s) => parse_school(s)?,
+        None => user.school.clone(),
+    };
     let stage = body.stage.unwrap_or(user.stage);
     let time_zone = match &body.time_zone {
         Some(z) => parse_time_zone(Some(z))?,

@@ -366,9 +366,23 @@ impl TestApp {
         self.request(Method::POST, path, token, Some(body)).await
     }
 
-    /// Signs up a participant; returns their bearer token.
+    /// Signs up a participant and verifies their address as they would:
+    /// following the link in the email the SMTP server received, through
+    /// `POST /api/auth/verify`. Returns their bearer token.
     pub async fn sign_up(&self, name: &str, email: &str) -> String {
-        self.sign_up_unverified(name, email).await
+        let token = self.sign_up_unverified(name, email).await;
+        self.verify_email(&email.to_lowercase()).await;
+        token
+    }
+
+    /// Follows the verification link in the one verification email to `email`.
+    pub async fn verify_email(&self, email: &str) {
+        let mail = self.mail_to(email, "Confirm your email address").await;
+        let link = mail.link(&format!("{}/verify.html?token=", self.url));
+        let token = link.split("token=").nth(1).unwrap();
+        let (status, user) = self.post("/api/auth/verify", None, json!({"token": token})).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["email_verified"], true, "{user}");
     }
 
     /// Signs up a participant who has not followed the verification link;
