@@ -38,6 +38,9 @@ pub struct AppState {
     /// Wakes the mail worker after a transaction queued mail.
     pub mail_wake: Arc<Notify>,
     pub throttle: Arc<auth::throttle::SignInThrottle>,
+    /// Limits sign-ups, verification resends and reset requests (the routes
+    /// that mail an address the caller names).
+    pub mail_throttle: Arc<auth::throttle::MailThrottle>,
     /// The live rooms: each owned by its own task.
     pub rooms: Arc<rooms::Rooms>,
 }
@@ -56,6 +59,9 @@ impl App {
             .context("failed to close the rooms an unclean stop left open")?;
         recording::recover(&db, &settings.recordings_dir).await.context("failed to recover unfinished recordings")?;
         let keys = Keys::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
+        record::credential::move_key_out_of_database(&db, &settings.cert_key_file)
+            .await
+            .context("failed to move the certificate signing key out of the database")?;
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("failed to listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
@@ -70,6 +76,7 @@ impl App {
             settings.room_heartbeat,
             settings.empty_room_end,
         ));
+        let mail_throttle = Arc::new(auth::throttle::MailThrottle::new(settings.throttle_ip_per_hour));
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -77,6 +84,7 @@ impl App {
             public_url,
             mail_wake: Arc::new(Notify::new()),
             throttle: Arc::new(auth::throttle::SignInThrottle::default()),
+            mail_throttle,
             rooms,
         };
         Ok(App { listener, state })

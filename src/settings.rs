@@ -68,7 +68,9 @@ pub struct RtcSettings {
     pub public_ip: Option<IpAddr>,
 }
 
-#[derive(Clone, Debug)]
+/// `Debug` is written out by hand (below) so that the JWT secret, the SMTP
+/// password and the database URL's password never reach a log line.
+#[derive(Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
     pub public_url: Option<String>,
@@ -100,6 +102,92 @@ pub struct Settings {
     pub recordings_dir: PathBuf,
     /// ffmpeg, for recordings' single-file downloads; `None` (`off`) makes none.
     pub ffmpeg: Option<PathBuf>,
+    /// The certificate signing key (PEM, 0600), kept out of the database so a
+    /// backup of it cannot sign certificates (docs/certificates.md).
+    pub cert_key_file: PathBuf,
+    /// How many sign-ups, verification resends and password-reset requests
+    /// (each) one client IP may make in an hour; one address gets three.
+    pub throttle_ip_per_hour: u32,
+    /// How many bytes of evidence files one person may keep (a MiB count in
+    /// `STAFFROOM_EVIDENCE_QUOTA_MB`), so nobody can fill the disk.
+    pub evidence_quota_bytes: u64,
+}
+
+/// The shortest `STAFFROOM_JWT_SECRET` accepted: HS256 is only as strong as
+/// its key, and RFC 7518 §3.2 asks for at least the hash's 256 bits.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be placed here, secret or not.
+        let Settings {
+            addr,
+            public_url,
+            database_url,
+            data_dir,
+            jwt_secret,
+            mail,
+            mail_from,
+            mail_per_minute,
+            mail_poll,
+            mail_retry_base,
+            mail_max_attempts,
+            reminder_interval,
+            room_heartbeat,
+            time_zone,
+            rtc,
+            recordings_dir,
+            ffmpeg,
+            cert_key_file,
+            throttle_ip_per_hour,
+            evidence_quota_bytes,
+        } = self;
+        f.debug_struct("Settings")
+            .field("addr", addr)
+            .field("public_url", public_url)
+            .field("database_url", &redact_url(database_url))
+            .field("data_dir", data_dir)
+            .field("jwt_secret", &jwt_secret.as_ref().map(|_| "***"))
+            .field("mail", mail)
+            .field("mail_from", mail_from)
+            .field("mail_per_minute", mail_per_minute)
+            .field("mail_poll", mail_poll)
+            .field("mail_retry_base", mail_retry_base)
+            .field("mail_max_attempts", mail_max_attempts)
+            .field("reminder_interval", reminder_interval)
+            .field("room_heartbeat", room_heartbeat)
+            .field("time_zone", time_zone)
+            .field("rtc", rtc)
+            .field("recordings_dir", recordings_dir)
+            .field("ffmpeg", ffmpeg)
+            .field("cert_key_file", cert_key_file)
+            .field("throttle_ip_per_hour", throttle_ip_per_hour)
+            .field("evidence_quota_bytes", evidence_quota_bytes)
+            .finish()
+    }
+}
+
+/// A database URL fit for a log: the password (in the authority or as a
+/// `password=` query parameter) replaced by `***`. A URL that does not
+/// parse is not printed at all, since where its password sits is unknown.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "<unparseable database URL>".into();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl Settings {
@@ -175,6 +263,17 @@ impl Settings {
         if rtc.port_min == 0 || rtc.port_min > rtc.port_max {
             bail!("STAFFROOM_RTC_PORT_MIN must be at least 1 and at most STAFFROOM_RTC_PORT_MAX");
         }
+        let jwt_secret = var("JWT_SECRET");
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                bail!(
+                    "STAFFROOM_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (it has {}): make one with \
+                     `openssl rand -hex 32`, or leave it unset and one is generated into {}",
+                    secret.len(),
+                    data_dir.join("jwt-secret").display()
+                );
+            }
+        }
         Ok(Settings {
             ffmpeg: match var("FFMPEG").as_deref() {
                 Some("off") => None,
@@ -182,11 +281,14 @@ impl Settings {
                 None => Some(PathBuf::from("ffmpeg")),
             },
             recordings_dir: var("RECORDINGS_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("recordings")),
+            cert_key_file: var("CERT_KEY_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("certificate-key.pem")),
             addr,
             public_url: var("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
             database_url,
             data_dir,
-            jwt_secret: var("JWT_SECRET"),
+            jwt_secret,
             mail,
             mail_from: var("MAIL_FROM").unwrap_or_else(|| "Staffroom <no-reply@staffroom.localhost>".into()),
             mail_per_minute: match var("MAIL_PER_MINUTE") {
@@ -198,6 +300,14 @@ impl Settings {
             mail_max_attempts: match var("MAIL_MAX_ATTEMPTS") {
                 Some(v) => v.parse().context("STAFFROOM_MAIL_MAX_ATTEMPTS must be a number")?,
                 None => 12,
+            },
+            throttle_ip_per_hour: match var("THROTTLE_IP_PER_HOUR") {
+                Some(v) => v.parse().context("STAFFROOM_THROTTLE_IP_PER_HOUR must be a number")?,
+                None => 60,
+            },
+            evidence_quota_bytes: match var("EVIDENCE_QUOTA_MB") {
+                Some(v) => v.parse::<u64>().context("STAFFROOM_EVIDENCE_QUOTA_MB must be a number of MiB")? << 20,
+                None => 200 << 20,
             },
             reminder_interval: millis("REMINDER_INTERVAL_MS", 60_000)?,
             room_heartbeat: millis("ROOM_HEARTBEAT_MS", 15_000)?,
@@ -236,6 +346,47 @@ mod tests {
         assert_eq!((s.rtc.port_min, s.rtc.port_max), (40000, 40100));
         assert_eq!(s.rtc.public_ip.unwrap().to_string(), "203.0.113.7");
         assert!(Settings::from_lookup(|k| (k == "STAFFROOM_RTC_PORT_MIN").then(|| "70000".into())).is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_the_jwt_secret_the_smtp_password_or_the_database_password() {
+        let s = Settings::from_lookup(|k| match k {
+            "STAFFROOM_JWT_SECRET" => Some("s3cret-s3cret-s3cret-s3cret-s3cret-s3cret".into()),
+            "STAFFROOM_SMTP_HOST" => Some("mail.example.org".into()),
+            "STAFFROOM_SMTP_PASSWORD" => Some("hunter2".into()),
+            "STAFFROOM_DATABASE_URL" => Some("postgres://staffroom:pg-pa55word@db.example.org:5432/staffroom".into()),
+            _ => None,
+        })
+        .unwrap();
+        let printed = format!("{s:?}");
+        for secret in ["s3cret", "hunter2", "pg-pa55word"] {
+            assert!(!printed.contains(secret), "{secret} printed in {printed}");
+        }
+        // What is not secret is still there to debug with.
+        assert!(printed.contains("postgres://staffroom:***@db.example.org:5432/staffroom"), "{printed}");
+        assert!(printed.contains("mail.example.org") && printed.contains(r#"jwt_secret: Some("***")"#), "{printed}");
+    }
+
+    #[test]
+    fn a_database_password_given_as_a_query_parameter_is_redacted_too() {
+        let redacted =
+            redact_url("postgres://db.example.org/staffroom?user=staffroom&password=pg-pa55word&sslmode=require");
+        assert!(!redacted.contains("pg-pa55word"), "{redacted}");
+        assert!(redacted.contains("user=staffroom") && redacted.contains("sslmode=require"), "{redacted}");
+        assert_eq!(redact_url("sqlite://./data/staffroom.db?mode=rwc"), "sqlite://./data/staffroom.db?mode=rwc");
+        assert!(!redact_url("not a url with pg-pa55word").contains("pg-pa55word"));
+    }
+
+    #[test]
+    fn a_jwt_secret_shorter_than_32_bytes_is_refused_at_start_up() {
+        let with =
+            |secret: &'static str| Settings::from_lookup(move |k| (k == "STAFFROOM_JWT_SECRET").then(|| secret.into()));
+        let error = with("too-short-secret").unwrap_err().to_string();
+        assert!(error.contains("at least 32 bytes (it has 16)") && error.contains("openssl rand"), "{error}");
+        assert!(!error.contains("too-short-secret"), "the error does not print the secret: {error}");
+        assert!(with("0123456789abcdef0123456789abcdef").is_ok());
+        // Unset, one is generated on first start (tokens::Keys::load_or_create).
+        assert!(Settings::from_lookup(|_| None).unwrap().jwt_secret.is_none());
     }
 
     #[test]

@@ -44,6 +44,18 @@ fn create_organiser_creates_then_promotes_and_demo_data_fills_only_an_empty_prog
     assert!(!ok, "{text}");
     assert!(text.contains("already has 6 sessions"), "{text}");
     assert!(dir.path().join("staffroom.db").exists());
+
+    // Organisers and demo accounts can run rooms and register at once:
+    // their addresses count as verified.
+    let url = format!("sqlite://{}", dir.path().join("staffroom.db").display());
+    let unverified: i64 = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query_scalar("select count(*) from users where email_verified_at is null")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    });
+    assert_eq!(unverified, 0);
 }
 
 /// A server started on `data_dir` (port 0), stopped when dropped.

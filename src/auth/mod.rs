@@ -25,11 +25,12 @@ use crate::{
     db::{self, Db},
     http::{
         error::{ApiError, ApiResult},
-        extract::{AuthUser, Json, SESSION_COOKIE},
+        extract::{AuthUser, Json, MaybeUser, SESSION_COOKIE},
     },
     mail::{self, address::EmailAddress, templates},
     AppState,
 };
+use throttle::MailAction;
 use tokens::{fingerprint, Purpose};
 
 const SESSION_TTL_DAYS: i64 = 14;
@@ -78,11 +79,28 @@ pub struct User {
     pub email_verified: bool,
     #[serde(skip)]
     pub session_fingerprint: String,
+    /// Session tokens issued in an older generation are refused (see
+    /// `tokens::Claims::gen`): sign-out, a password reset and removing the
+    /// account raise it.
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 impl User {
     pub fn zone(&self, default: Tz) -> Tz {
         self.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(default)
+    }
+    /// Registering, joining a room and adding to the record need a confirmed
+    /// address: an account made with someone else's address (or a made-up
+    /// one) can then neither take places nor fill the disk.
+    pub fn require_verified(&self) -> ApiResult<()> {
+        if self.email_verified {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "verify your email address first: follow the link in the email we sent you (you can ask for it again)",
+            ))
+        }
     }
     pub fn require_organiser(&self) -> ApiResult<()> {
         if self.is_organiser {
@@ -93,7 +111,8 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash";
+const USER_COLUMNS: &str =
+    "id, email, name, school, stage, time_zone, is_organiser, email_verified_at, password_hash, token_generation";
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let hash: String = row.try_get("password_hash")?;
@@ -107,6 +126,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         is_organiser: row.try_get::<i64, _>("is_organiser")? != 0,
         email_verified: row.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
         session_fingerprint: fingerprint(&hash),
+        token_generation: row.try_get("token_generation")?,
     })
 }
 
@@ -210,12 +230,19 @@ fn parse_time_zone(zone: Option<&str>) -> ApiResult<Option<String>> {
     }
 }
 
+/// The school or organisation: free text, bounded like every profile field
+/// (it is printed in organisers' reports and exports).
+fn parse_school(school: &str) -> ApiResult<String> {
+    let school = school.trim();
+    if school.chars().count() > 200 {
+        return Err(ApiError::invalid("school", "school must be at most 200 characters"));
+    }
+    Ok(school.to_string())
+}
+
 impl SignUp {
     fn parse(&self) -> ApiResult<NewAccount> {
-        let school = self.school.trim().to_string();
-        if school.chars().count() > 200 {
-            return Err(ApiError::invalid("school", "school must be at most 200 characters"));
-        }
+        let school = parse_school(&self.school)?;
         Ok(NewAccount {
             email: EmailAddress::parse("email", &self.email)?,
             name: parse_name("name", &self.name)?,
@@ -234,11 +261,11 @@ pub struct SignedIn {
 }
 
 fn session_for(state: &AppState, jar: CookieJar, user: User) -> (CookieJar, Json<SignedIn>) {
-    let token = state.keys.sign(
-        Purpose::Session,
-        &user.id.to_string(),
+    let token = state.keys.sign_session(
+        user.id,
+        user.session_fingerprint.clone(),
+        user.token_generation,
         Duration::days(SESSION_TTL_DAYS),
-        Some(user.session_fingerprint.clone()),
     );
     let cookie = Cookie::build((SESSION_COOKIE, token.clone()))
         .path("/")
@@ -254,16 +281,34 @@ fn time_days(days: i64) -> time::Duration {
     time::Duration::days(days)
 }
 
-/// Create an account; a verification link is emailed.
+/// Refuses a request that would mail `who` once too often, from this
+/// address or this client (see [`throttle::MailThrottle`]).
+fn throttle(state: &AppState, action: MailAction, who: &str, peer: SocketAddr) -> ApiResult<()> {
+    state.mail_throttle.hit(action, who, peer.ip()).map_err(|wait| {
+        tracing::warn!(?action, ip = %peer.ip(), "throttled");
+        let what = match action {
+            MailAction::SignUp => "too many sign-ups for this address or from this network",
+            MailAction::ResendVerification => "the verification email has been sent several times already",
+            MailAction::PasswordReset => "too many password-reset emails for this address or from this network",
+        };
+        ApiError::throttled(what, wait)
+    })
+}
+
+/// Create an account; a verification link is emailed. Sign-ups are limited
+/// per address and per client IP (429 with Retry-After).
 #[utoipa::path(post, path = "/api/auth/signup", tag = "accounts", request_body = SignUp,
-    responses((status = 201, body = SignedIn), (status = 409, body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody)))]
+    responses((status = 201, body = SignedIn), (status = 409, body = crate::http::error::ErrorBody),
+        (status = 422, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
 async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     Json(body): Json<SignUp>,
 ) -> ApiResult<impl IntoResponse> {
     let new = body.parse()?;
     password::check_strength("password", &body.password)?;
+    throttle(&state, MailAction::SignUp, new.email.as_str(), peer)?;
     let hash = password::hash(body.password).await?;
     let mut tx = state.db.begin().await?;
     let id = insert_user(&state, &mut tx, &new, &hash, false).await?;
@@ -293,10 +338,7 @@ async fn signin(
 ) -> ApiResult<impl IntoResponse> {
     let email = body.email.trim().to_lowercase();
     if let Some(wait) = state.throttle.wait(&email, peer.ip()) {
-        return Err(ApiError::TooManyRequests(format!(
-            "too many failed sign-ins; try again in {} seconds",
-            wait.as_secs().max(1)
-        )));
+        return Err(ApiError::throttled("too many failed sign-ins", wait));
     }
     let found = sqlx::query("select id, password_hash from users where email = $1")
         .bind(&email)
@@ -316,10 +358,41 @@ async fn signin(
     Ok(session_for(&state, jar, user))
 }
 
-/// Sign out of the pages (clears the session cookie).
-#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts", responses((status = 204)))]
-async fn signout(jar: CookieJar) -> impl IntoResponse {
-    (StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
+/// Sign out: clears the session cookie and ends every session token of the
+/// account on the server (raising its token generation), so a bearer token
+/// or cookie kept anywhere answers 401 from then on. The generation is per
+/// account rather than per token: signing out on one device signs out on
+/// all of them, which is also what someone who fears a copied token wants.
+/// A token that no longer works only has its cookie cleared; by cookie, the
+/// CSRF header is needed as for any change (a cross-site form must not end
+/// your sessions).
+#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts",
+    responses((status = 204), (status = 403, body = crate::http::error::ErrorBody)))]
+async fn signout(
+    State(state): State<AppState>,
+    signed_in: Result<MaybeUser, ApiError>,
+    jar: CookieJar,
+) -> ApiResult<impl IntoResponse> {
+    match signed_in {
+        Ok(MaybeUser(Some(user))) => {
+            end_sessions(&state.db, user.id).await?;
+            tracing::info!(user = user.id, "signed out: every session token of the account ended");
+        }
+        Ok(MaybeUser(None)) | Err(ApiError::Unauthorized) => {}
+        Err(e) => return Err(e),
+    }
+    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/"))))
+}
+
+/// Voids every session token `user_id` holds (see [`User::token_generation`]).
+async fn end_sessions(db: &Db, user_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("update users set token_generation = token_generation + 1, updated_at = $1 where id = $2")
+        .bind(db::now())
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -348,12 +421,19 @@ async fn verify(State(state): State<AppState>, Json(body): Json<TokenBody>) -> A
     Ok(Json(load_user(&state.db, id).await?.ok_or_else(bad)?))
 }
 
-/// Send the verification email again.
-#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts", responses((status = 202)))]
-async fn resend_verification(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<StatusCode> {
+/// Send the verification email again: a few times an hour per account and
+/// per client IP (429 with Retry-After).
+#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts",
+    responses((status = 202), (status = 409, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<StatusCode> {
     if user.email_verified {
         return Err(ApiError::conflict("email", "this address is already verified"));
     }
+    throttle(&state, MailAction::ResendVerification, &user.email, peer)?;
     let mut tx = state.db.begin().await?;
     queue_verification(&state, &mut tx, user.id, &user.email, &user.name).await?;
     tx.commit().await?;
@@ -366,11 +446,18 @@ pub struct ResetRequest {
     pub email: String,
 }
 
-/// Ask for a password-reset link. Always 202, whether or not the account exists.
+/// Ask for a password-reset link. Always 202, whether or not the account
+/// exists; limited per address and per client IP alike (429 with
+/// Retry-After), so the limit says nothing about which accounts exist.
 #[utoipa::path(post, path = "/api/auth/password-reset", tag = "accounts", request_body = ResetRequest,
-    responses((status = 202), (status = 422, body = crate::http::error::ErrorBody)))]
-async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
+    responses((status = 202), (status = 422, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
+async fn request_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<StatusCode> {
     let email = EmailAddress::parse("email", &body.email)?;
+    throttle(&state, MailAction::PasswordReset, email.as_str(), peer)?;
     if let Some(user) = find_user_by_email(&state.db, email.as_str()).await? {
         let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
             .bind(user.id)
@@ -417,7 +504,8 @@ async fn confirm_reset(
     let mut tx = state.db.begin().await?;
     // Following the emailed link proves the address too.
     sqlx::query(
-        "update users set password_hash = $1, email_verified_at = coalesce(email_verified_at, $2), updated_at = $2
+        "update users set password_hash = $1, email_verified_at = coalesce(email_verified_at, $2),
+             token_generation = token_generation + 1, updated_at = $2
          where id = $3 and password_hash = $4",
     )
     .bind(&hash)
@@ -461,7 +549,10 @@ async fn update_me(
         Some(n) => parse_name("name", n)?,
         None => user.name.clone(),
     };
-    let school = body.school.as_deref().map(str::trim).unwrap_or(&user.school).to_string();
+    let school = match &body.school {
+        Some(s) => parse_school(s)?,
+        None => user.school.clone(),
+    };
     let stage = body.stage.unwrap_or(user.stage);
     let time_zone = match &body.time_zone {
         Some(z) => parse_time_zone(Some(z))?,
@@ -524,7 +615,8 @@ async fn remove_me(
     let files = crate::record::forget(&mut tx, user.id).await?;
     sqlx::query(
         "update users set name = 'Removed account', email = $1, school = '', password_hash = '', time_zone = null,
-             is_organiser = 0, email_verified_at = null, updated_at = $2 where id = $3",
+             is_organiser = 0, email_verified_at = null, token_generation = token_generation + 1, updated_at = $2
+         where id = $3",
     )
     .bind(format!("removed-{}@removed.invalid", user.id))
     .bind(db::now())

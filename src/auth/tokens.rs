@@ -46,6 +46,16 @@ pub struct Claims {
     /// resets and sessions, the address for verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp: Option<String>,
+    /// Session tokens only: the account's token generation when the token was
+    /// issued. Signing out raises the account's generation, so a token still
+    /// held somewhere (a copied bearer token, a stolen cookie) stops working
+    /// at once. Absent means 0, the generation of an account never signed out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gen: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// What a room token lets its holder do once inside.
@@ -115,6 +125,17 @@ impl Keys {
     }
 
     pub fn sign(&self, purpose: Purpose, sub: &str, ttl: chrono::Duration, fp: Option<String>) -> String {
+        self.sign_claims(purpose, sub, ttl, fp, 0)
+    }
+
+    /// Signs a session token for `user_id` in token generation `generation`
+    /// (see [`Claims::gen`]), voided also when `fp` (the password's
+    /// fingerprint) changes.
+    pub fn sign_session(&self, user_id: i64, fp: String, generation: i64, ttl: chrono::Duration) -> String {
+        self.sign_claims(Purpose::Session, &user_id.to_string(), ttl, Some(fp), generation)
+    }
+
+    fn sign_claims(&self, purpose: Purpose, sub: &str, ttl: chrono::Duration, fp: Option<String>, gen: i64) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_string(),
@@ -122,6 +143,7 @@ impl Keys {
             exp: now + ttl.num_seconds(),
             iat: now,
             fp,
+            gen,
         };
         encode(&Header::default(), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
@@ -214,6 +236,16 @@ mod tests {
         assert_eq!(keys.verify_room(&session).unwrap_err(), Refusal::Invalid);
         let old = keys.sign_room(7, 42, "Ann", grants, chrono::Duration::seconds(-5));
         assert_eq!(keys.verify_room(&old).unwrap_err(), Refusal::Expired);
+    }
+
+    #[test]
+    fn a_session_token_carries_its_generation_and_an_older_token_reads_as_generation_zero() {
+        let keys = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = keys.sign_session(7, "fp".into(), 3, chrono::Duration::hours(1));
+        let claims = keys.verify(&t, Purpose::Session).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.fp.as_deref(), claims.gen), ("7", Some("fp"), 3));
+        let old = keys.sign(Purpose::Session, "7", chrono::Duration::hours(1), Some("fp".into()));
+        assert_eq!(keys.verify(&old, Purpose::Session).unwrap().gen, 0);
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum ApiError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Throttled (too many sign-ins, sign-ups or emails asked for): the
+    /// answer carries `Retry-After` so a client knows when to try again.
+    #[error("{message}")]
+    Throttled { message: String, retry_after: std::time::Duration },
     /// The server is overloaded (no database connection came free in time):
     /// nothing was done; the same request may be sent again shortly.
     #[error("the server is busy: try again in a few seconds")]
@@ -76,6 +80,17 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         ApiError::Forbidden(message.into())
     }
+    /// A 429 saying what was refused and, in words and in `Retry-After`,
+    /// when to try again.
+    pub fn throttled(what: &str, retry_after: std::time::Duration) -> Self {
+        let minutes = retry_after.as_secs().div_ceil(60);
+        let when = if retry_after.as_secs() < 60 {
+            format!("{} seconds", retry_after.as_secs().max(1))
+        } else {
+            format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+        };
+        ApiError::Throttled { message: format!("{what}; try again in {when}"), retry_after }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -105,6 +120,16 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             ApiError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, None),
+            ApiError::Throttled { retry_after, .. } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let body = Json(ErrorBody { error: self.to_string(), field: None });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, seconds.max(1).to_string())],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::Busy => {
                 let body = Json(ErrorBody { error: self.to_string(), field: None });
                 return (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "3")], body)

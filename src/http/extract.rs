@@ -97,8 +97,10 @@ impl FromRequestParts<AppState> for MaybeUser {
         };
         let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized)?;
         let user = crate::auth::load_user(&state.db, id).await?.ok_or(ApiError::Unauthorized)?;
-        // A password change voids every older session.
-        if claims.fp.as_deref() != Some(user.session_fingerprint.as_str()) {
+        // A password change voids every older session, and signing out every
+        // token of an older generation: both are read from the row loaded
+        // here anyway, so revocation costs no extra query.
+        if claims.fp.as_deref() != Some(user.session_fingerprint.as_str()) || claims.gen != user.token_generation {
             return Err(ApiError::Unauthorized);
         }
         Ok(MaybeUser(Some(user)))

@@ -178,7 +178,7 @@ async fn issue(
     if let Some(id) = &entry.certificate_id {
         return Ok((StatusCode::OK, Json(issued(&state, &load_held(&state.db, user.id, id).await?))));
     }
-    let key = credential::current_key(&state.db).await?;
+    let key = credential::current_key(&state.db, &state.settings.cert_key_file).await?;
     let id = new_certificate_number();
     let issued_at = db::now();
     let facts = Facts {

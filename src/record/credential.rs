@@ -2,13 +2,16 @@
 //! §8.2): the JWT payload *is* the `OpenBadgeCredential`, signed RS256 (the
 //! one algorithm every OB 3.0 verifier must support) with the issuer key.
 //!
-//! The issuer key is an RSA 2048 key pair made on the first certificate and
-//! kept for ever in `issuer_keys`, so every credential ever issued keeps
-//! verifying. Its `kid` is a URL that serves the public JWK, ending in the
+//! The issuer key is an RSA 2048 key pair made on the first certificate. Its
+//! private half lives in a file readable by the server's user only
+//! (`STAFFROOM_CERT_KEY_FILE`, by default `<data dir>/certificate-key.pem`),
+//! never in the database, so a database backup cannot sign certificates; its
+//! public half is kept for ever in `issuer_keys`, so every credential ever
+//! issued keeps verifying after the key is rotated. Its `kid` is a URL that serves the public JWK, ending in the
 //! key's RFC 7638 thumbprint; the verifier here looks the key up by that
 //! thumbprint and never trusts the `jwk` a token carries in its header.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, path::Path as FsPath};
 
 use anyhow::Context;
 use base64::{
@@ -17,10 +20,14 @@ use base64::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts, RsaPrivateKey};
+use rsa::{
+    pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding},
+    traits::PublicKeyParts,
+    RsaPrivateKey,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::{db::Db, http::error::ApiResult};
 
@@ -35,7 +42,8 @@ pub const CONTEXTS: [&str; 2] =
 pub struct IssuerKey {
     /// The RFC 7638 thumbprint, base64url: the row's id.
     pub thumbprint: String,
-    /// PKCS#1 DER of the private key: never leaves this module's signing.
+    /// PKCS#1 DER of the private key: never leaves this module's signing,
+    /// never stored anywhere but the key file.
     private_der: Vec<u8>,
     /// The public key as a JWK (no `d`, ever).
     pub public_jwk: Value,
@@ -163,58 +171,209 @@ pub fn sign(key: &IssuerKey, public_url: &str, payload: &Value) -> ApiResult<Str
     Ok(jwt)
 }
 
-/// A new RSA 2048 key: (thumbprint, PKCS#1 DER, public JWK). Slow (CPU
-/// bound, around a second), so it runs on a blocking thread.
-fn generate() -> anyhow::Result<(String, Vec<u8>, Value)> {
-    let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).context("failed to generate the issuer key")?;
+/// The issuer key from its private half: the thumbprint and the public JWK
+/// are derived, so a key moved between the database and a file keeps its id.
+fn issuer_key(private: &RsaPrivateKey) -> anyhow::Result<IssuerKey> {
     let der = private.to_pkcs1_der().context("failed to encode the issuer key")?.as_bytes().to_vec();
     let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
     let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
     // RFC 7638: the required members, sorted, no whitespace.
     let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
     let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-    let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": thumbprint, "n": n, "e": e});
-    Ok((thumbprint, der, jwk))
+    let public_jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": thumbprint, "n": n, "e": e});
+    Ok(IssuerKey { thumbprint, private_der: der, public_jwk })
 }
 
-async fn key_in_use(db: &Db) -> ApiResult<Option<IssuerKey>> {
-    let Some(row) = sqlx::query("select id, private_key, public_jwk from issuer_keys where in_use = 1")
-        .fetch_optional(&db.read)
-        .await?
-    else {
-        return Ok(None);
+/// The smallest issuer key accepted from a file (what is generated).
+const MIN_KEY_BITS: usize = 2048;
+
+/// Reads the issuer's private key from `path`, if the file exists: PEM,
+/// PKCS#8 (`BEGIN PRIVATE KEY`, what `openssl genpkey` writes and what is
+/// generated here) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+fn read_key_file(path: &FsPath) -> anyhow::Result<Option<RsaPrivateKey>> {
+    let pem = match std::fs::read_to_string(path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("failed to read {}", path.display()))),
     };
-    let private: String = row.try_get("private_key")?;
-    let jwk: String = row.try_get("public_jwk")?;
-    Ok(Some(IssuerKey {
-        thumbprint: row.try_get("id")?,
-        private_der: STANDARD.decode(private).context("the stored issuer key is not base64")?,
-        public_jwk: serde_json::from_str(&jwk).context("the stored issuer JWK is not JSON")?,
-    }))
+    let private = RsaPrivateKey::from_pkcs8_pem(&pem)
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(&pem))
+        .map_err(|_| anyhow::anyhow!("{} is not an RSA private key in PEM (PKCS#8 or PKCS#1)", path.display()))?;
+    anyhow::ensure!(
+        private.size() * 8 >= MIN_KEY_BITS,
+        "the certificate key in {} has {} bits; it must have at least {MIN_KEY_BITS}",
+        path.display(),
+        private.size() * 8
+    );
+    Ok(Some(private))
 }
 
-/// The key that signs new credentials, made and stored on first use. Two
-/// first certificates at once may both make a key, but the unique `in_use`
-/// index keeps the first stored and both sign with it.
-pub async fn current_key(db: &Db) -> ApiResult<IssuerKey> {
-    if let Some(key) = key_in_use(db).await? {
-        return Ok(key);
+/// Writes `private` to `path` as a PKCS#8 PEM readable by the owner only
+/// (0600), unless a key file appeared there meanwhile (another server on the
+/// same data dir): then that one stands and this one is dropped. The file is
+/// complete or absent, never half written: it is written and synced under a
+/// temporary name and then linked into place, which fails if the name is taken.
+fn write_key_file(path: &FsPath, private: &RsaPrivateKey) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let pem = private.to_pkcs8_pem(LineEnding::LF).context("failed to encode the issuer key as PEM")?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(FsPath::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("certificate-key.pem");
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| {
+        let mut file = options.open(&temporary)?;
+        file.write_all(pem.as_bytes())?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(anyhow::Error::new(e).context(format!("failed to write {}", temporary.display())));
     }
-    let (thumbprint, der, jwk) =
-        tokio::task::spawn_blocking(generate).await.context("the key generation thread failed")??;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("failed to put the key file at {}", path.display()))),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.context("a key file thread failed")?
+}
+
+/// Makes `key` the one the database names as signing new credentials
+/// (`in_use`), storing its public JWK if it is new. Retired keys keep their
+/// rows, so what they signed still verifies.
+async fn register(db: &Db, key: &IssuerKey) -> ApiResult<()> {
+    let in_use: Option<Option<i64>> = sqlx::query_scalar("select in_use from issuer_keys where id = $1")
+        .bind(&key.thumbprint)
+        .fetch_optional(&db.read)
+        .await?;
+    if in_use == Some(Some(1)) {
+        return Ok(());
+    }
     let mut tx = db.begin().await?;
+    sqlx::query("update issuer_keys set in_use = null where in_use = 1 and id <> $1")
+        .bind(&key.thumbprint)
+        .execute(&mut *tx)
+        .await?;
+    // `private_key` is always empty now: the column stays only because SQLite
+    // cannot drop a NOT NULL constraint without rebuilding the table.
     sqlx::query(
-        "insert into issuer_keys (id, private_key, public_jwk, created_at, in_use) values ($1, $2, $3, $4, 1)
-         on conflict do nothing",
+        "insert into issuer_keys (id, private_key, public_jwk, created_at, in_use) values ($1, '', $2, $3, 1)
+         on conflict (id) do update set in_use = 1",
     )
-    .bind(&thumbprint)
-    .bind(STANDARD.encode(&der))
-    .bind(jwk.to_string())
+    .bind(&key.thumbprint)
+    .bind(key.public_jwk.to_string())
     .bind(crate::db::now())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(key_in_use(db).await?.context("the issuer key was stored but cannot be read back")?)
+    tracing::info!(kid = %key.thumbprint, "certificate signing key registered as the one in use");
+    Ok(())
+}
+
+/// One key generation at a time in this process, so two first certificates
+/// at once make one key between them.
+static GENERATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The key that signs new credentials: read from `key_file` (0600, outside
+/// the database, so a database backup cannot sign certificates), made
+/// there on the first certificate. Whatever key the file holds is the one
+/// in use: replacing the file rotates the key (docs/certificates.md).
+pub async fn current_key(db: &Db, key_file: &FsPath) -> ApiResult<IssuerKey> {
+    let path = key_file.to_path_buf();
+    let read = || {
+        let path = path.clone();
+        blocking(move || read_key_file(&path))
+    };
+    let private = match read().await? {
+        Some(private) => private,
+        None => {
+            let _one_at_a_time = GENERATING.lock().await;
+            match read().await? {
+                Some(private) => private,
+                None => {
+                    let target = path.clone();
+                    blocking(move || {
+                        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                            .context("failed to generate the issuer key")?;
+                        if write_key_file(&target, &private)? {
+                            tracing::info!(path = %target.display(), "generated the certificate signing key");
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                    read().await?.context("the certificate key file was written but cannot be read back")?
+                }
+            }
+        }
+    };
+    let key = blocking(move || issuer_key(&private)).await?;
+    register(db, &key).await?;
+    Ok(key)
+}
+
+/// At start-up: moves a signing key that an older version kept in the
+/// database (base64 PKCS#1 DER in `issuer_keys.private_key`) into
+/// `key_file`, once, then empties the column. The file is written and synced
+/// before the database forgets the key, so a crash in between loses nothing
+/// (the next start finds the file and only empties the column). When the file
+/// already exists it is kept and the database's copies are dropped: the file
+/// is what signs. Also warns when the file is readable by others.
+pub async fn move_key_out_of_database(db: &Db, key_file: &FsPath) -> anyhow::Result<()> {
+    let stored: Vec<String> = sqlx::query_scalar(
+        "select private_key from issuer_keys where private_key <> '' order by coalesce(in_use, 0) desc, created_at desc",
+    )
+    .fetch_all(&db.read)
+    .await
+    .context("failed to read the stored issuer keys")?;
+    let path = key_file.to_path_buf();
+    if let Some(newest) = stored.first() {
+        let der = STANDARD.decode(newest).context("the stored issuer key is not base64")?;
+        let target = path.clone();
+        let moved = blocking(move || {
+            if read_key_file(&target)?.is_some() {
+                return Ok(false);
+            }
+            let private = RsaPrivateKey::from_pkcs1_der(&der).context("the stored issuer key is not PKCS#1 DER")?;
+            write_key_file(&target, &private)
+        })
+        .await?;
+        let target = path.clone();
+        let private = blocking(move || read_key_file(&target))
+            .await?
+            .context("the certificate key file cannot be read back after moving the key into it")?;
+        let mut tx = db.begin().await?;
+        sqlx::query("update issuer_keys set private_key = '' where private_key <> ''").execute(&mut *tx).await?;
+        tx.commit().await?;
+        if moved {
+            tracing::info!(path = %path.display(), "moved the certificate signing key out of the database into its file");
+        } else {
+            tracing::info!(path = %path.display(), "the certificate key file already exists: the database's copies of older keys are removed");
+        }
+        let key = blocking(move || issuer_key(&private)).await?;
+        register(db, &key).await.map_err(|e| anyhow::anyhow!("failed to register the certificate key: {e:?}"))?;
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the certificate signing key is readable by other users: chmod 600 it");
+        }
+    }
+    Ok(())
 }
 
 /// The public JWK with this thumbprint, current or retired.

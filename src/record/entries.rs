@@ -308,6 +308,11 @@ pub struct ManualInput {
 
 /// The most a single entry may credit: a fortnight's full-time course.
 const MAX_MINUTES: i64 = 10 * 8 * 60;
+/// Entries one person may add by hand: decades of CPD, but not a way to
+/// fill the database (each entry can also carry evidence).
+pub const MAX_MANUAL_ENTRIES: i64 = 500;
+/// Needs and priorities one entry may be linked to.
+const MAX_GOAL_LINKS: usize = 50;
 
 impl ManualInput {
     fn check(&self) -> ApiResult<()> {
@@ -322,6 +327,12 @@ impl ManualInput {
         }
         check_length("title", self.title.trim(), 200)?;
         check_length("provider", self.provider.trim(), 200)?;
+        if self.goal_ids.len() > MAX_GOAL_LINKS {
+            return Err(ApiError::invalid(
+                "goal_ids",
+                format!("an entry links to at most {MAX_GOAL_LINKS} needs and priorities"),
+            ));
+        }
         if !(1..=MAX_MINUTES).contains(&self.minutes) {
             return Err(ApiError::invalid("minutes", format!("minutes must be from 1 to {MAX_MINUTES}")));
         }
@@ -348,7 +359,18 @@ async fn create(
     AuthUser(user): AuthUser,
     Json(input): Json<ManualInput>,
 ) -> ApiResult<(StatusCode, Json<Entry>)> {
+    user.require_verified()?;
     input.check()?;
+    let added: i64 = sqlx::query_scalar("select count(*) from record_entries where user_id = $1 and kind <> 'session'")
+        .bind(user.id)
+        .fetch_one(&state.db.read)
+        .await?;
+    if added >= MAX_MANUAL_ENTRIES {
+        return Err(ApiError::conflict(
+            "entries",
+            format!("your record holds at most {MAX_MANUAL_ENTRIES} entries added by hand: delete some to add more"),
+        ));
+    }
     let mut tx = state.db.begin().await?;
     let at = db::now();
     let id: i64 = sqlx::query_scalar(

@@ -279,6 +279,7 @@ async fn add_link(
     Path(id): Path<i64>,
     Json(input): Json<LinkInput>,
 ) -> ApiResult<(StatusCode, Json<Evidence>)> {
+    user.require_verified()?;
     entries::owned(&state.db, user.id, id).await?;
     let url = input.url.trim();
     check_length("url", url, 2000)?;
@@ -336,6 +337,7 @@ async fn add_file(
     Query(query): Query<FileQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Evidence>)> {
+    user.require_verified()?;
     entries::owned(&state.db, user.id, id).await?;
     let name = query.name.trim().rsplit(['/', '\\']).next().unwrap_or_default().to_string();
     check_length("name", &name, 200)?;
@@ -347,13 +349,26 @@ async fn add_file(
         )));
     };
     evidence_room(&state.db, id).await?;
+    let quota = state.settings.evidence_quota_bytes;
+    let used = evidence_bytes(&state.db, user.id).await?;
+    let over_quota = || {
+        ApiError::TooLarge(format!(
+            "your evidence files may take {} MiB in all and take {:.1} MiB already: delete some to add this one",
+            quota >> 20,
+            used as f64 / (1 << 20) as f64
+        ))
+    };
+    if used >= quota {
+        return Err(over_quota());
+    }
     let dir = evidence_dir(&state.settings.data_dir);
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| anyhow::anyhow!(e).context("failed to create the evidence folder"))?;
     let stored_as = format!("{}.{ext}", uuid::Uuid::new_v4().simple());
     let path = dir.join(&stored_as);
-    let written = receive(body, &path, magic, ext == "txt").await;
+    let cap = if quota - used < MAX_FILE { Cap { bytes: quota - used, refusal: over_quota() } } else { Cap::file() };
+    let written = receive(body, &path, magic, ext == "txt", cap).await;
     let bytes = match written {
         Ok(b) => b,
         Err(e) => {
@@ -378,9 +393,41 @@ async fn add_file(
     Ok((StatusCode::CREATED, Json(one_evidence(&state.db, user.id, id, evidence).await?)))
 }
 
-/// Streams the body to `path`, stopping at [`MAX_FILE`], and checks that
-/// it starts with `magic` (or, for text, that it is UTF-8 without NULs).
-async fn receive(body: Body, path: &FsPath, magic: &[u8], text: bool) -> ApiResult<u64> {
+/// The bytes of the person's evidence files, against their quota
+/// (`STAFFROOM_EVIDENCE_QUOTA_MB`). Two uploads at once may each fit alone
+/// and pass it together by at most one file (10 MiB): a bound, not an
+/// accounting.
+async fn evidence_bytes(db: &Db, user_id: i64) -> ApiResult<u64> {
+    // PostgreSQL sums bigints as numeric, which `Any` cannot read: cast back.
+    let used: i64 = sqlx::query_scalar(
+        "select cast(coalesce(sum(v.bytes), 0) as bigint) from record_evidence v
+         join record_entries e on e.id = v.entry_id where e.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_one(&db.read)
+    .await?;
+    Ok(used.max(0) as u64)
+}
+
+/// Where an upload stops, and what it is told then.
+struct Cap {
+    bytes: u64,
+    refusal: ApiError,
+}
+
+impl Cap {
+    fn file() -> Cap {
+        Cap {
+            bytes: MAX_FILE,
+            refusal: ApiError::TooLarge(format!("evidence files are at most {} MiB", MAX_FILE >> 20)),
+        }
+    }
+}
+
+/// Streams the body to `path`, stopping at `cap` (at most [`MAX_FILE`]),
+/// and checks that it starts with `magic` (or, for text, that it is UTF-8
+/// without NULs).
+async fn receive(body: Body, path: &FsPath, magic: &[u8], text: bool, cap: Cap) -> ApiResult<u64> {
     let fail = |e: std::io::Error| ApiError::Internal(anyhow::anyhow!(e).context("failed to write an evidence file"));
     let mut file = tokio::fs::File::create(path).await.map_err(fail)?;
     let mut stream = body.into_data_stream();
@@ -390,8 +437,8 @@ async fn receive(body: Body, path: &FsPath, magic: &[u8], text: bool) -> ApiResu
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::Malformed(format!("the upload broke off: {e}")))?;
         total += chunk.len() as u64;
-        if total > MAX_FILE {
-            return Err(ApiError::TooLarge(format!("evidence files are at most {} MiB", MAX_FILE >> 20)));
+        if total > cap.bytes {
+            return Err(cap.refusal);
         }
         if head.len() < 16 {
             head.extend_from_slice(&chunk[..chunk.len().min(16 - head.len())]);

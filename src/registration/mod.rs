@@ -250,6 +250,7 @@ fn reminders_already_due(starts_at: i64, now: i64) -> (Option<i64>, Option<i64>)
 /// Registers `user` for a session, or puts them on the waiting list when it is
 /// full. Registering again is harmless and returns the existing place.
 pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResult<(Mine, bool)> {
+    user.require_verified()?;
     let mut tx = state.db.begin().await?;
     if !lock_session(&mut tx, session_id).await? {
         return Err(ApiError::NotFound("session"));

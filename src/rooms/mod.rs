@@ -75,6 +75,7 @@ async fn join(
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<RoomTicket>> {
+    user.require_verified()?;
     let session = programme::visible(&state.db, id, Some(&user)).await?;
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });

@@ -3,12 +3,12 @@ use serde_json::json;
 
 use crate::{
     both_backends,
-    helpers::{spawn_app, Backend},
+    helpers::{spawn_app, Backend, TestApp},
 };
 
 async fn a_new_teacher_signs_up_verifies_by_email_and_signs_in(backend: Backend) {
     let app = spawn_app(backend).await;
-    let token = app.sign_up("Nia Evans", "Nia@Riverside.sch.uk").await;
+    let token = app.sign_up_unverified("Nia Evans", "Nia@Riverside.sch.uk").await;
     let (_, me) = app.get("/api/me", Some(&token)).await;
     assert_eq!(me["email"], "nia@riverside.sch.uk");
     assert_eq!(me["email_verified"], false);
@@ -91,10 +91,37 @@ async fn a_password_reset_link_works_once_and_ends_old_sessions(backend: Backend
 }
 both_backends!(a_password_reset_link_works_once_and_ends_old_sessions);
 
-async fn a_cookie_session_must_carry_the_csrf_header_to_change_anything(backend: Backend) {
+async fn signing_out_makes_the_same_bearer_token_answer_401_on_every_device(backend: Backend) {
     let app = spawn_app(backend).await;
-    let organiser = app.organiser().await;
-    let id = app.session(&organiser, "Calm classrooms", 10, chrono::Duration::days(3)).await;
+    let first = app.sign_up("Ann", "ann@oak.sch.uk").await;
+    let sign_in = || async {
+        let (status, body) =
+            app.post("/api/auth/signin", None, json!({"email": "ann@oak.sch.uk", "password": "correct horse"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    };
+    let laptop = sign_in().await;
+    let (status, me) = app.get("/api/me", Some(&laptop)).await;
+    assert_eq!((status, me["email"].as_str()), (StatusCode::OK, Some("ann@oak.sch.uk")));
+
+    let (status, _) = app.post("/api/auth/signout", Some(&laptop), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for token in [&laptop, &first] {
+        let (status, body) = app.get("/api/me", Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "sign in first");
+    }
+    // Signing out again with the dead token changes nothing and still answers 204.
+    assert_eq!(app.post("/api/auth/signout", Some(&laptop), json!({})).await.0, StatusCode::NO_CONTENT);
+    // Signing in again gives a token that works.
+    let again = sign_in().await;
+    assert_eq!(app.get("/api/me", Some(&again)).await.0, StatusCode::OK);
+    assert_eq!(app.get("/api/me", Some(&laptop)).await.0, StatusCode::UNAUTHORIZED);
+}
+both_backends!(signing_out_makes_the_same_bearer_token_answer_401_on_every_device);
+
+/// A browser (a client with a cookie jar) that signed Ann up, and the answer.
+async fn browser_signed_up(app: &TestApp) -> (reqwest::Client, reqwest::Response) {
     let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
     let res = browser
         .post(format!("{}/api/auth/signup", app.url))
@@ -102,8 +129,32 @@ async fn a_cookie_session_must_carry_the_csrf_header_to_change_anything(backend:
         .send()
         .await
         .unwrap();
+    (browser, res)
+}
+
+async fn a_cross_site_sign_out_without_the_csrf_header_ends_no_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (browser, res) = browser_signed_up(&app).await;
+    let token = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let forged = browser.post(format!("{}/api/auth/signout", app.url)).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("x-staffroom-csrf"));
+    assert_eq!(app.get("/api/me", Some(&token)).await.0, StatusCode::OK, "the forged sign-out ended nothing");
+    let real =
+        browser.post(format!("{}/api/auth/signout", app.url)).header("x-staffroom-csrf", "1").send().await.unwrap();
+    assert_eq!(real.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/me", Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+}
+both_backends!(a_cross_site_sign_out_without_the_csrf_header_ends_no_session);
+
+async fn a_cookie_session_must_carry_the_csrf_header_to_change_anything(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Calm classrooms", 10, chrono::Duration::days(3)).await;
+    let (browser, res) = browser_signed_up(&app).await;
     let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    app.verify_email("ann@oak.sch.uk").await;
     // Reading with the cookie works.
     let me = browser.get(format!("{}/api/me", app.url)).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);

@@ -15,24 +15,26 @@ use crate::{
 
 const TITLE: &str = "Questioning & <feedback>";
 
-struct Attended {
+pub(crate) struct Attended {
+    /// The session.
+    pub session: i64,
     /// Ann O'Neill: live from 0 to 50 of the hour, attended.
-    ann: String,
-    ann_entry: i64,
+    pub ann: String,
+    pub ann_entry: i64,
     /// Ben: live from 10 to 30, partly.
-    ben: String,
-    ben_entry: i64,
+    pub ben: String,
+    pub ben_entry: i64,
 }
 
 /// The one session entry in `token`'s record.
-async fn session_entry(app: &TestApp, token: &str) -> i64 {
+pub(crate) async fn session_entry(app: &TestApp, token: &str) -> i64 {
     let (status, record) = app.get("/api/me/record", Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{record}");
     record["entries"][0]["id"].as_i64().unwrap_or_else(|| panic!("a session entry in {record}"))
 }
 
 /// An hour's session with a presenter, live from T0 to T0 + 60 min.
-async fn attended_session(app: &TestApp) -> Attended {
+pub(crate) async fn attended_session(app: &TestApp) -> Attended {
     let organiser = app.organiser().await;
     let id = app.session(&organiser, TITLE, 30, chrono::Duration::days(1)).await;
     app.sign_up("Priya Presenter", "priya@staffroom.test").await;
@@ -50,15 +52,15 @@ async fn attended_session(app: &TestApp) -> Attended {
     events(app, id, ben_id, &[("join", None, 10.0), ("leave", Some("left"), 30.0)]).await;
     let ann_entry = session_entry(app, &ann).await;
     let ben_entry = session_entry(app, &ben).await;
-    Attended { ann, ann_entry, ben, ben_entry }
+    Attended { session: id, ann, ann_entry, ben, ben_entry }
 }
 
-async fn issue(app: &TestApp, token: &str, entry: i64) -> (StatusCode, Value) {
+pub(crate) async fn issue(app: &TestApp, token: &str, entry: i64) -> (StatusCode, Value) {
     app.post(&format!("/api/me/record/entries/{entry}/certificate"), Some(token), json!({})).await
 }
 
 /// A download: status, content type, content disposition and body.
-async fn download(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, String, String, String) {
+pub(crate) async fn download(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, String, String, String) {
     let mut req = app.client.get(format!("{}{path}", app.url));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -69,7 +71,7 @@ async fn download(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode
     (res.status(), content_type, disposition, res.text().await.unwrap())
 }
 
-fn part(jwt: &str, i: usize) -> Value {
+pub(crate) fn part(jwt: &str, i: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(i).unwrap()).unwrap()).unwrap()
 }
 
@@ -222,7 +224,7 @@ async fn the_public_page_shows_only_what_the_certificate_prints(backend: Backend
 }
 both_backends!(the_public_page_shows_only_what_the_certificate_prints);
 
-async fn verify(app: &TestApp, credential: &str) -> (StatusCode, Value) {
+pub(crate) async fn verify(app: &TestApp, credential: &str) -> (StatusCode, Value) {
     app.post("/api/certificates/verify", None, json!({"credential": credential})).await
 }
 

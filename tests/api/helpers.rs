@@ -282,6 +282,9 @@ fn settings_for(data_dir: &Path, database_url: &str, smtp_port: u16, extra: &Has
         ("MAIL_RETRY_BASE_MS", "200".into()),
         ("MAIL_PER_MINUTE", "60000".into()),
         ("REMINDER_INTERVAL_MS", "200".into()),
+        // Every test client is 127.0.0.1: the per-IP throttle is tested
+        // where it is set lower (tests/api/throttles.rs).
+        ("THROTTLE_IP_PER_HOUR", "100000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("STAFFROOM_{k}"), v))
@@ -363,8 +366,28 @@ impl TestApp {
         self.request(Method::POST, path, token, Some(body)).await
     }
 
-    /// Signs up a participant; returns their bearer token.
+    /// Signs up a participant and verifies their address as they would:
+    /// following the link in the email the SMTP server received, through
+    /// `POST /api/auth/verify`. Returns their bearer token.
     pub async fn sign_up(&self, name: &str, email: &str) -> String {
+        let token = self.sign_up_unverified(name, email).await;
+        self.verify_email(&email.to_lowercase()).await;
+        token
+    }
+
+    /// Follows the verification link in the one verification email to `email`.
+    pub async fn verify_email(&self, email: &str) {
+        let mail = self.mail_to(email, "Confirm your email address").await;
+        let link = mail.link(&format!("{}/verify.html?token=", self.url));
+        let token = link.split("token=").nth(1).unwrap();
+        let (status, user) = self.post("/api/auth/verify", None, json!({"token": token})).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["email_verified"], true, "{user}");
+    }
+
+    /// Signs up a participant who has not followed the verification link;
+    /// returns their bearer token.
+    pub async fn sign_up_unverified(&self, name: &str, email: &str) -> String {
         let (status, body) = self
             .post("/api/auth/signup", None, json!({"name": name, "email": email, "password": "correct horse", "school": "Oak Primary", "stage": "ect"}))
             .await;

@@ -47,7 +47,13 @@ const MAX_FILE: usize = 10 * 1024 * 1024;
 /// server has already refused. The body is written by its own task, whose
 /// errors (the server hanging up once it has answered) are ignored; the
 /// answer is read meanwhile. Returns the final status and the JSON body.
-async fn raw_post(app: &TestApp, path: &str, token: &str, head: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+pub(crate) async fn raw_post(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    head: &str,
+    body: Option<Vec<u8>>,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.url.trim_start_matches("http://");
     let (mut rx, mut tx) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();

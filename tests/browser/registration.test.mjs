@@ -95,6 +95,8 @@ test("a new teacher signs up, follows the verification link, finds a session by 
   // The session is now full: a second teacher gets a place on the waiting list.
   const second = await newPage(browser);
   await signUp(second, { name: "Ben Second", email: "ben@school.test" });
+  await second.goto(await linkFromEmail(app.outbox, "ben@school.test", "/verify.html?token="));
+  await second.getByText("ben@school.test is confirmed").waitFor();
   await second.goto(`${app.url}/session.html?id=${wanted.id}`);
   await second.getByText("Full: join the waiting list").waitFor();
   await second.getByRole("button", { name: "Join the waiting list" }).click();

@@ -19,6 +19,7 @@ import {
   registeredTeacher,
   shot,
   signedInPage as signedIn,
+  signUp,
   serverAndBrowser,
   sleep,
   waitFor,
@@ -384,12 +385,7 @@ test("before the room opens, the room page says when it will", async () => {
 test("someone not registered is told to register, with a link back to the session", async () => {
   const organiserToken = await bearer(ORGANISER.email, ORGANISER.password);
   const session = await createSession(app, organiserToken, "Retrieval practice", { description: "" });
-  const r = await fetch(`${app.url}/api/auth/signup`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name: "Cy Visitor", email: "cy@school.test", password: "a-long-password", school: "", stage: "teacher" }),
-  });
-  assert.ok(r.ok, await r.text());
+  await signUp(app, "Cy Visitor", "cy@school.test");
   const page = await signedInPage("cy@school.test", "a-long-password");
   await page.goto(`${app.url}/session.html?id=${session.id}`);
   await page.getByRole("button", { name: "Register" }).waitFor();
