@@ -134,6 +134,8 @@ impl std::fmt::Debug for Settings {
             mail_max_attempts,
             reminder_interval,
             room_heartbeat,
+            live_grace,
+            empty_room_end,
             time_zone,
             rtc,
             recordings_dir,
@@ -156,6 +158,8 @@ impl std::fmt::Debug for Settings {
             .field("mail_max_attempts", mail_max_attempts)
             .field("reminder_interval", reminder_interval)
             .field("room_heartbeat", room_heartbeat)
+            .field("live_grace", live_grace)
+            .field("empty_room_end", empty_room_end)
             .field("time_zone", time_zone)
             .field("rtc", rtc)
             .field("recordings_dir", recordings_dir)
