@@ -475,6 +475,23 @@ async fn the_single_file_download_is_made_with_the_default_relative_data_dir() {
     let signup = json!({"name": "Priya Presenter", "email": "priya@staffroom.test", "password": "correct horse", "school": "", "stage": "teacher"});
     let presenter =
         server.call(post.clone(), "/api/auth/signup", None, Some(signup)).await["token"].as_str().unwrap().to_string();
+    // She follows the link in her verification mail, read from the mail files in ./data.
+    let mails = folder.path().join("data").join("outbox-files");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        let found = std::fs::read_dir(&mails).into_iter().flatten().flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok().filter(|t| t.contains("priya@staffroom.test"))?;
+            let at = text.find("/verify.html?token=")? + "/verify.html?token=".len();
+            text[at..].split_whitespace().next().map(str::to_string)
+        });
+        if let Some(token) = found {
+            break token;
+        }
+        assert!(Instant::now() < deadline, "a verification mail file for Priya in {}", mails.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let verified = server.call(post.clone(), "/api/auth/verify", None, Some(json!({"token": token}))).await;
+    assert_eq!(verified["email_verified"], true, "{verified}");
     let starts = chrono::Utc::now() + chrono::Duration::minutes(10);
     let session = json!({
         "title": "Questioning in maths", "kind": "webinar", "series": null, "subject": null, "phase": "all",
