@@ -479,7 +479,9 @@ async fn the_single_file_download_is_made_with_the_default_relative_data_dir() {
     let mails = folder.path().join("data").join("outbox-files");
     let deadline = Instant::now() + Duration::from_secs(20);
     let token = loop {
+        // The decoded `.txt`: the `.eml` beside it is quoted-printable.
         let found = std::fs::read_dir(&mails).into_iter().flatten().flatten().find_map(|e| {
+            e.path().extension().filter(|x| *x == "txt")?;
             let text = std::fs::read_to_string(e.path()).ok().filter(|t| t.contains("priya@staffroom.test"))?;
             let at = text.find("/verify.html?token=")? + "/verify.html?token=".len();
             text[at..].split_whitespace().next().map(str::to_string)
