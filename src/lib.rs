@@ -5,6 +5,7 @@
 //! delivery worker and the reminder scheduler run beside it; live rooms start
 //! as people join them.
 
+pub mod account_removal;
 pub mod attendance;
 pub mod auth;
 pub mod breakout;
@@ -18,6 +19,7 @@ pub mod record;
 pub mod recording;
 pub mod registration;
 pub mod rooms;
+pub mod routes;
 pub mod settings;
 
 use std::{future::Future, sync::Arc};
@@ -111,7 +113,7 @@ impl App {
             stop_rx,
         ));
         let rooms = state.rooms.clone();
-        let router = http::router(state);
+        let router = routes::router(state);
         // Rooms end first: everyone in one is told and recorded as `ended`,
         // and their WebSockets close, so the graceful shutdown can finish.
         let shutdown = async move {

@@ -572,61 +572,21 @@ async fn update_me(
     Ok(Json(load_user(&state.db, user.id).await?.ok_or(ApiError::Unauthorized)?))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveAccount {
-    /// Your password, to confirm.
-    pub password: String,
-}
-
-/// Removes your account (docs/record.md, "Removing an account"): places at
-/// sessions still to come are given up (the waiting list moves up), your
-/// professional record (entries, needs and priorities, reflections,
-/// evidence files, certificates) is deleted, and the account row is
-/// anonymised so organisers' past attendance figures still add up without
-/// naming you. Every session signed in anywhere ends.
-#[utoipa::path(delete, path = "/api/me", tag = "accounts", request_body = RemoveAccount,
-    responses((status = 204), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
-async fn remove_me(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    jar: CookieJar,
-    Json(body): Json<RemoveAccount>,
-) -> ApiResult<impl IntoResponse> {
-    let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
-        .bind(user.id)
-        .fetch_one(&state.db.read)
-        .await?;
-    if !password::verify(body.password, Some(hash)).await? {
-        return Err(ApiError::forbidden("the password is wrong: the account is not removed"));
-    }
-    let upcoming: Vec<i64> = sqlx::query_scalar(
-        "select r.id from registrations r join sessions s on s.id = r.session_id
-         where r.user_id = $1 and r.status in ('confirmed', 'waitlisted') and s.ends_at > $2",
-    )
-    .bind(user.id)
-    .bind(db::now())
-    .fetch_all(&state.db.read)
-    .await?;
-    for registration in upcoming {
-        crate::registration::cancel(&state, registration, &user).await?;
-    }
-    let mut tx = state.db.begin().await?;
-    let files = crate::record::forget(&mut tx, user.id).await?;
+/// Anonymises the account row inside `tx`, as removing an account does:
+/// the row stays so organisers' past attendance figures still add up, it no
+/// longer names the person, and every token it was issued stops working.
+pub async fn anonymise(tx: &mut db::Tx, user_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update users set name = 'Removed account', email = $1, school = '', password_hash = '', time_zone = null,
              is_organiser = 0, email_verified_at = null, token_generation = token_generation + 1, updated_at = $2
          where id = $3",
     )
-    .bind(format!("removed-{}@removed.invalid", user.id))
+    .bind(format!("removed-{user_id}@removed.invalid"))
     .bind(db::now())
-    .bind(user.id)
-    .execute(&mut *tx)
+    .bind(user_id)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
-    crate::record::delete_files(&state.settings.data_dir, files).await;
-    tracing::info!(user = user.id, "account removed");
-    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(SESSION_COOKIE).path("/"))))
+    Ok(())
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -638,5 +598,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resend_verification))
         .routes(routes!(request_reset))
         .routes(routes!(confirm_reset))
-        .routes(routes!(me, update_me, remove_me))
+        .routes(routes!(me, update_me))
 }

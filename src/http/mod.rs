@@ -1,5 +1,8 @@
-//! The HTTP surface: each capability owns its routes; this module merges them,
-//! serves `web/` and the OpenAPI document, and adds the shared layers.
+//! The shared lower layer of the HTTP surface: the error type, extractors,
+//! CSV cells, and [`finish`], which serves `web/` and the OpenAPI document
+//! around the capabilities' routes and adds the shared layers. Each
+//! capability owns its routes; `crate::routes`, one floor up, merges them,
+//! so arrows run one way: capabilities use `http`, never the reverse.
 
 pub mod csv;
 pub mod error;
@@ -22,9 +25,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{
-    attendance, auth, breakout, interaction, mail, programme, record, recording, registration, rooms, AppState,
-};
+use crate::AppState;
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -33,7 +34,7 @@ use error::ApiError;
     modifiers(&Security),
     tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
 )]
-struct ApiDoc;
+pub struct ApiDoc;
 
 struct Security;
 
@@ -59,19 +60,11 @@ fn web_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"))
 }
 
-pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(auth::router())
-        .merge(programme::router())
-        .merge(registration::router())
-        .merge(mail::router())
-        .merge(interaction::polls::router())
-        .merge(rooms::router())
-        .merge(breakout::router())
-        .merge(recording::router())
-        .merge(attendance::router())
-        .merge(record::router())
-        .split_for_parts();
+/// The whole site around `api`, the capabilities' routes merged: the
+/// OpenAPI document, a JSON 404 for unknown API paths, `web/` for the rest,
+/// and the shared layers.
+pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
+    let (api, openapi) = api.split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()
         .route("/healthz", get(healthz))
@@ -96,6 +89,10 @@ pub fn router(state: AppState) -> Router {
 /// Largest request body accepted (a CSV of 20,000 invitations fits).
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// Largest file a streamed upload takes (evidence files): the route streams
+/// it to disk under this cap, and its announced length is checked here.
+pub const MAX_UPLOAD: u64 = 10 * 1024 * 1024;
+
 /// Answers 413 from the headers when `Content-Length` announces more than
 /// the route takes, before a byte of the body is read: a client sending
 /// nothing after such headers gets its answer instead of a wait.
@@ -104,7 +101,7 @@ async fn refuse_announced_oversize(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let streamed = req.uri().path().ends_with("/evidence/file");
-    let limit = if streamed { crate::record::reflections::MAX_FILE } else { MAX_BODY as u64 };
+    let limit = if streamed { MAX_UPLOAD } else { MAX_BODY as u64 };
     let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
         if streamed {

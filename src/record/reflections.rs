@@ -35,7 +35,7 @@ use crate::{
 /// The most any one reflection field may hold.
 pub const MAX_FIELD: usize = 4000;
 /// The largest evidence file.
-pub const MAX_FILE: u64 = 10 * 1024 * 1024;
+pub const MAX_FILE: u64 = crate::http::MAX_UPLOAD;
 /// Evidence items per entry.
 const MAX_EVIDENCE: i64 = 20;
 
