@@ -12,6 +12,7 @@
 pub mod journal;
 pub mod mine;
 pub mod report;
+pub mod settle;
 
 use serde::Serialize;
 use utoipa::ToSchema;
