@@ -8,7 +8,9 @@
 //!
 //! The room's actor only queues facts ([`Journal::write`]) and never waits
 //! on the database, except where the order matters to people: the end is
-//! flushed before the room says goodbye ([`Journal::flush`]).
+//! flushed before the room says goodbye ([`Journal::flush`]). Storing the
+//! end also settles the session's attendance, in the same transaction
+//! (`settle.rs`).
 
 use std::{collections::HashMap, time::Duration};
 
