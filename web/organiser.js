@@ -452,7 +452,25 @@ function attendanceSection(session) {
     for (const p of report.people) counts[p.status] += 1;
     body.replaceChildren(
       el("p", { class: "muted", text: `${counts.attended} attended, ${counts.partly} partly, ${counts.absent} absent; the session is scheduled for ${report.scheduled_minutes} minutes.` }),
+      el("p", {
+        class: "muted small",
+        text: report.settled_at == null
+          ? "The live part has not ended: these figures are as of now."
+          : `Settled ${when(report.settled_at)}: these are the results the participants' records and certificates use.`,
+      }),
     );
+    // Threshold changes are corrections of the settled results, kept and shown (docs/attendance.md).
+    if (report.corrections.length) {
+      body.append(
+        el(
+          "ul",
+          { class: "attendance-corrections small", "aria-label": "Threshold corrections" },
+          ...report.corrections.map((c) =>
+            el("li", { text: `${when(c.at)}: ${c.by_name} changed the threshold from ${c.old_percent} % to ${c.new_percent} %${c.resettled ? ", and the results were settled again" : ""}.` }),
+          ),
+        ),
+      );
+    }
     if (report.timeline.length > 1) body.append(presenceChart(report.timeline));
     if (report.people.length === 0) {
       body.append(el("p", { text: "Nobody has registered or joined yet." }));

@@ -296,6 +296,9 @@ function evidenceBlock(e, status) {
 
 function certificateBlock(e, status) {
   if (e.kind !== "session") return null;
+  if (e.settled === false) {
+    return el("p", { class: "muted small", text: "This session is still running: a certificate of attendance can be issued once it has ended and your attendance is settled." });
+  }
   if (e.status !== "attended") {
     return el("p", { class: "muted small", text: "A certificate of attendance is issued once you have attended the session's required time, live or by replay." });
   }
@@ -308,25 +311,26 @@ function certificateBlock(e, status) {
     );
   if (e.certificate_id) {
     show(e.certificate_id);
-  } else {
-    box.append(
-      el("button", {
-        type: "button",
-        class: "button-secondary button-small",
-        text: "Get my certificate",
-        onclick: async () => {
-          try {
-            const cert = await api(`/api/me/record/entries/${e.id}/certificate`, { method: "POST" });
-            e.certificate_id = cert.id;
-            show(cert.id);
-            say(status, "Your certificate is ready: it carries a link anyone can use to check it.", "success");
-          } catch (err) {
-            say(status, err.message, "error");
-          }
-        },
-      }),
-    );
+    return box;
   }
+  // The holder confirms (or corrects) the name to print: it is signed into
+  // the credential and never changes afterwards (docs/certificates.md).
+  const nameId = `certificate-name-${e.id}`;
+  const form = el(
+    "form",
+    { class: "certificate-form", novalidate: true },
+    el("label", { for: nameId, text: "Name on the certificate" }),
+    el("input", { id: nameId, name: "holder_name", type: "text", required: true, maxlength: 120, autocomplete: "name", value: user?.name || "" }),
+    el("span", { class: "hint", text: "Check it is your name as it should appear: it cannot be changed once the certificate is issued." }),
+    el("button", { type: "submit", class: "button-secondary button-small", text: "Get my certificate" }),
+  );
+  handleSubmit(form, status, async () => {
+    const cert = await api(`/api/me/record/entries/${e.id}/certificate`, { method: "POST", body: { holder_name: formValues(form).holder_name || "" } });
+    e.certificate_id = cert.id;
+    show(cert.id);
+    say(status, `Your certificate is ready, in the name ${cert.holder_name}: it carries a link anyone can use to check it.`, "success");
+  });
+  box.append(form);
   return box;
 }
 

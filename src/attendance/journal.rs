@@ -8,7 +8,9 @@
 //!
 //! The room's actor only queues facts ([`Journal::write`]) and never waits
 //! on the database, except where the order matters to people: the end is
-//! flushed before the room says goodbye ([`Journal::flush`]).
+//! flushed before the room says goodbye ([`Journal::flush`]). Storing the
+//! end also settles the session's attendance, in the same transaction
+//! (`settle.rs`).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -216,9 +218,18 @@ async fn write_fact(tx: &mut Tx, session_id: i64, fact: &Fact) -> Result<(), sql
         Fact::Live { at } => {
             sqlx::query("update sessions set live_at = coalesce(live_at, $1) where id = $2").bind(*at).bind(session_id)
         }
-        Fact::Ended { at } => sqlx::query("update sessions set ended_at = coalesce(ended_at, $1) where id = $2")
-            .bind(*at)
-            .bind(session_id),
+        Fact::Ended { at } => {
+            sqlx::query("update sessions set ended_at = coalesce(ended_at, $1) where id = $2")
+                .bind(*at)
+                .bind(session_id)
+                .execute(&mut **tx)
+                .await?;
+            // The results are stored with the end, in this transaction: every
+            // fact before the end is in (the journal writes in order), and
+            // anything after it lies outside the live window.
+            super::settle::settle_in(tx, session_id, now_ms()).await?;
+            return Ok(());
+        }
         Fact::Bar { user_id, at } => {
             sqlx::query("insert into room_bars (session_id, user_id, at) values ($1, $2, $3) on conflict do nothing")
                 .bind(session_id)
@@ -298,7 +309,8 @@ pub async fn schedule(db: &Db, session_id: i64) -> Result<Option<Schedule>, sqlx
 }
 
 /// Marks the session ended at `at`, outside any room (a room that is not
-/// running cannot do it): only the first mark counts.
+/// running cannot do it): only the first mark counts. Settles the session
+/// in the same transaction, if it is not settled yet.
 pub async fn mark_ended(db: &Db, session_id: i64, at: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     write_fact(&mut tx, session_id, &Fact::Ended { at }).await?;

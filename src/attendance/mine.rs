@@ -1,7 +1,10 @@
 //! A participant's own attendance across the programme: one entry per
 //! session they attended live or by replay, with the CPD minutes credited.
-//! The first piece of the professional record (issue 7); entries are derived
-//! from the durable events each time, so they can never disagree with them.
+//! The first piece of the professional record (issue 7). Read from the
+//! settled results (`settle.rs`) and the person's own replay segments; a
+//! session still running shows the person's live part so far.
+
+use std::collections::HashMap;
 
 use axum::extract::State;
 use serde::Serialize;
@@ -9,7 +12,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{report, How, Status};
+use super::{minutes, settle, How, Status};
 use crate::{
     db::Db,
     http::{
@@ -36,6 +39,9 @@ pub struct Entry {
     pub minutes_credited: i64,
     /// The breakout groups you were in.
     pub groups: Vec<String>,
+    /// Whether the figures are settled (the live part ended); while the
+    /// session runs they are so far, and may still grow.
+    pub settled: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,48 +62,38 @@ async fn mine(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiRes
 /// Every session `user_id` attended live or by replay (not absent), newest
 /// first: what the professional record's session entries are made from.
 pub async fn attended(db: &Db, user_id: i64) -> ApiResult<Vec<Entry>> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "select session_id from room_events where user_id = $1
-         union select r.session_id from replay_segments s join recordings r on r.id = s.recording_id where s.user_id = $1",
+    let now = chrono::Utc::now().timestamp_millis();
+    let results = settle::person_results(db, user_id, now).await?;
+    let mut groups: HashMap<i64, Vec<String>> = HashMap::new();
+    for row in sqlx::query(
+        "select distinct session_id, group_name from breakout_moves
+         where user_id = $1 and group_name is not null order by session_id, group_name",
     )
     .bind(user_id)
     .fetch_all(&db.read)
-    .await?;
-    let now = chrono::Utc::now().timestamp_millis();
+    .await?
+    {
+        groups.entry(row.try_get("session_id")?).or_default().push(row.try_get("group_name")?);
+    }
     let mut entries = vec![];
-    for id in ids {
-        let Some(session) = programme::load(db, id).await? else { continue };
-        let built = report::build(db, &session, now).await?;
-        let Some(me) = built.people.into_iter().find(|p| p.user_id == user_id) else { continue };
-        if me.status == Status::Absent {
-            continue;
-        }
-        let groups: Vec<String> = sqlx::query(
-            "select distinct group_name from breakout_moves
-             where session_id = $1 and user_id = $2 and group_name is not null order by group_name",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_all(&db.read)
-        .await?
-        .iter()
-        .map(|r| r.try_get("group_name"))
-        .collect::<Result<_, _>>()?;
+    for r in results.into_iter().filter(|r| r.status != Status::Absent) {
+        let Some(session) = programme::load(db, r.session_id).await? else { continue };
         entries.push(Entry {
-            session_id: id,
+            session_id: r.session_id,
             title: session.title.clone(),
             presenters: session.presenters.iter().map(|p| p.name.clone()).collect(),
             starts_at: session.starts_at,
-            status: me.status,
-            how: me.how,
-            minutes_live: me.minutes_live,
-            minutes_in_groups: me.minutes_in_groups,
-            minutes_replayed: me.minutes_replayed,
-            minutes_credited: me.minutes_live.max(me.minutes_replayed).min(built.scheduled_minutes),
-            groups,
+            status: r.status,
+            how: r.how,
+            minutes_live: minutes(r.live.live_ms),
+            minutes_in_groups: minutes(r.live.group_ms),
+            minutes_replayed: minutes(r.replayed_ms),
+            minutes_credited: r.minutes_credited(),
+            groups: groups.remove(&r.session_id).unwrap_or_default(),
+            settled: r.settled,
         });
     }
-    entries.sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.starts_at));
     Ok(entries)
 }
 

@@ -5,13 +5,15 @@
 //!
 //! This module is the pure part: merging one person's joins and leaves into
 //! intervals, time in breakout groups, the people-present series, and the
-//! status against the session's threshold. `report.rs` reads the rows and
-//! serves the organiser's report. The rules are written out for schools in
-//! docs/attendance.md.
+//! status against the session's threshold. `settle.rs` applies them once,
+//! when the live part ends, and stores each person's result; `report.rs`
+//! serves the organiser's report from those results. The rules are written
+//! out for schools in docs/attendance.md.
 
 pub mod journal;
 pub mod mine;
 pub mod report;
+pub mod settle;
 
 use serde::Serialize;
 use utoipa::ToSchema;

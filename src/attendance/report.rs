@@ -1,6 +1,8 @@
 //! The organiser's attendance report for a session (JSON and CSV), and the
-//! session's threshold. Reads the durable rows, hands them to the pure
-//! functions in the parent module.
+//! session's threshold. Once a session is settled its rows are the stored
+//! results (`settle.rs`), the ones the record and certificates read; while
+//! it runs they are counted from the durable rows as of now. A threshold
+//! change re-settles and is kept as a correction, listed in the report.
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{group_ms, minutes, presence, status, timeline, Credit, How, Move, RoomEvent, Status, Step, Threshold};
+use super::{minutes, timeline, How, Status, Step, Threshold};
 use crate::{
     auth::User,
     db::Db,
@@ -22,9 +24,7 @@ use crate::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, Path},
     },
-    programme,
-    recording::{union_ms, Segment},
-    AppState,
+    programme, AppState,
 };
 
 /// One person's attendance of a session.
@@ -41,6 +41,10 @@ pub struct PersonAttendance {
     pub minutes_live: i64,
     /// The part of `minutes_live` spent in breakout groups.
     pub minutes_in_groups: i64,
+    /// Live presence in exact ms: the status is decided on these, not on the rounded minutes.
+    pub live_ms: i64,
+    /// The part of `live_ms` spent in breakout groups.
+    pub group_ms: i64,
     /// Unique minutes watched of the session's recordings.
     pub minutes_replayed: i64,
     pub status: Status,
@@ -48,11 +52,29 @@ pub struct PersonAttendance {
     pub how: Option<How>,
 }
 
+/// A change of the session's threshold: who, when, from and to.
+#[derive(Serialize, ToSchema)]
+pub struct Correction {
+    /// When it was made (Unix ms).
+    pub at: i64,
+    pub by_user_id: i64,
+    pub by_name: String,
+    pub old_percent: i64,
+    pub new_percent: i64,
+    /// Whether the session's results were already settled, and so were settled again.
+    pub resettled: bool,
+}
+
 /// The organiser's report (docs/attendance.md states the rules).
 #[derive(Serialize, ToSchema)]
 pub struct AttendanceReport {
     pub threshold_percent: u8,
     pub scheduled_minutes: i64,
+    /// When each person's result was stored (Unix ms), once the live part
+    /// ended; null while the session runs (the rows are then as of now).
+    pub settled_at: Option<i64>,
+    /// Every change of the threshold, oldest first.
+    pub corrections: Vec<Correction>,
     /// Confirmed registrants, and anyone who joined the room or watched a recording, by name.
     pub people: Vec<PersonAttendance>,
     /// People present over time, one point per change.
@@ -79,116 +101,78 @@ async fn require_reader(db: &Db, user: &User, session_id: i64) -> ApiResult<prog
     Ok(session)
 }
 
-async fn threshold_of(db: &Db, session_id: i64) -> ApiResult<Threshold> {
-    let percent: i64 = sqlx::query_scalar("select attendance_threshold from sessions where id = $1")
-        .bind(session_id)
-        .fetch_one(&db.read)
-        .await?;
-    // The column only ever holds what `Threshold::parse` accepted.
-    Ok(Threshold::parse(percent).unwrap_or_default())
-}
-
-/// Builds the report from the session's rows, as of `now` (Unix ms).
+/// Builds the report as of `now` (Unix ms), settling the session first if it is due.
 pub async fn build(db: &Db, session: &programme::Session, now: i64) -> ApiResult<AttendanceReport> {
-    let id = session.id;
-    let threshold = threshold_of(db, id).await?;
-    let window = super::journal::schedule(db, id).await?.ok_or(ApiError::NotFound("session"))?.window(now);
-    let scheduled_ms = (session.ends_at - session.starts_at).num_milliseconds().max(0);
-
-    let mut events: HashMap<i64, Vec<RoomEvent>> = HashMap::new();
-    for row in sqlx::query("select user_id, kind, at from room_events where session_id = $1 order by at, id")
-        .bind(id)
-        .fetch_all(&db.read)
-        .await?
-    {
-        let at: i64 = row.try_get("at")?;
-        let kind: String = row.try_get("kind")?;
-        let event = if kind == "join" { RoomEvent::Join(at) } else { RoomEvent::Leave(at) };
-        events.entry(row.try_get("user_id")?).or_default().push(event);
-    }
-    let mut moves: HashMap<i64, Vec<Move>> = HashMap::new();
-    for row in sqlx::query("select user_id, group_name, at from breakout_moves where session_id = $1 order by at, id")
-        .bind(id)
-        .fetch_all(&db.read)
-        .await?
-    {
-        let group: Option<String> = row.try_get("group_name")?;
-        moves
-            .entry(row.try_get("user_id")?)
-            .or_default()
-            .push(Move { at: row.try_get("at")?, in_group: group.is_some() });
-    }
-    // Only finished recordings have a length to measure against.
-    let durations: Vec<i64> =
-        sqlx::query_scalar("select duration_ms from recordings where session_id = $1 and duration_ms is not null")
-            .bind(id)
-            .fetch_all(&db.read)
-            .await?;
-    let recorded_ms: i64 = durations.iter().fold(0i64, |a, d| a.saturating_add(*d));
-    let mut segments: HashMap<(i64, String), Vec<Segment>> = HashMap::new();
+    let (facts, results, present) =
+        super::settle::session_results(db, session.id, now).await?.ok_or(ApiError::NotFound("session"))?;
+    let mut names: HashMap<i64, (String, String)> = HashMap::new();
     for row in sqlx::query(
-        "select s.user_id, s.recording_id, s.start_ms, s.end_ms, r.duration_ms from replay_segments s
-         join recordings r on r.id = s.recording_id
-         where r.session_id = $1 and r.duration_ms is not null",
+        "select id, name, school from users where id in (
+             select user_id from attendance_results where session_id = $1
+             union select user_id from registrations where session_id = $1
+             union select user_id from room_events where session_id = $1
+             union select s.user_id from replay_segments s join recordings r on r.id = s.recording_id
+                   where r.session_id = $1)",
     )
-    .bind(id)
+    .bind(session.id)
     .fetch_all(&db.read)
     .await?
     {
-        // Only what was watched of what exists counts (docs/attendance.md).
-        let segment = Segment { start_ms: row.try_get("start_ms")?, end_ms: row.try_get("end_ms")? };
-        if let Some(segment) = segment.clip(row.try_get("duration_ms")?) {
-            segments.entry((row.try_get("user_id")?, row.try_get("recording_id")?)).or_default().push(segment);
-        }
+        names.insert(row.try_get("id")?, (row.try_get("name")?, row.try_get("school")?));
     }
-    let mut replayed: HashMap<i64, i64> = HashMap::new();
-    for ((user, _), segs) in segments {
-        let total = replayed.entry(user).or_default();
-        *total = total.saturating_add(union_ms(segs));
-    }
-
-    let people_rows = sqlx::query(
-        "select id, name, school from users where id in (
-             select user_id from registrations where session_id = $1 and status = 'confirmed'
-             union select user_id from room_events where session_id = $1
-             union select s.user_id from replay_segments s join recordings r on r.id = s.recording_id
-                   where r.session_id = $1)
-         order by id",
-    )
-    .bind(id)
-    .fetch_all(&db.read)
-    .await?;
-    let mut people = vec![];
-    let mut present = vec![];
-    for row in people_rows {
-        let user_id: i64 = row.try_get("id")?;
-        let intervals = presence(events.get(&user_id).map(Vec::as_slice).unwrap_or_default(), window);
-        let live_ms = super::total_ms(&intervals);
-        let in_groups = group_ms(moves.get(&user_id).map(Vec::as_slice).unwrap_or_default(), &intervals);
-        let replayed_ms = replayed.get(&user_id).copied().unwrap_or(0);
-        let (status, how) = status(Credit { live_ms, scheduled_ms, replayed_ms, recorded_ms }, threshold);
-        people.push(PersonAttendance {
-            user_id,
-            name: row.try_get("name")?,
-            school: row.try_get("school")?,
-            joined_at: intervals.first().map(|i| i.start),
-            left_at: intervals.last().map(|i| i.end),
-            minutes_live: minutes(live_ms),
-            minutes_in_groups: minutes(in_groups),
-            minutes_replayed: minutes(replayed_ms),
-            status,
-            how,
-        });
-        present.push(intervals);
-    }
+    let mut people: Vec<PersonAttendance> = results
+        .into_iter()
+        .map(|r| {
+            let (name, school) = names.get(&r.user_id).cloned().unwrap_or_default();
+            PersonAttendance {
+                user_id: r.user_id,
+                name,
+                school,
+                joined_at: r.live.joined_at,
+                left_at: r.live.left_at,
+                minutes_live: minutes(r.live.live_ms),
+                minutes_in_groups: minutes(r.live.group_ms),
+                live_ms: r.live.live_ms,
+                group_ms: r.live.group_ms,
+                minutes_replayed: minutes(r.replayed_ms),
+                status: r.status,
+                how: r.how,
+            }
+        })
+        .collect();
     // By name in byte order, the same on every database whatever its collation.
     people.sort_by(|a, b| (&a.name, a.user_id).cmp(&(&b.name, b.user_id)));
     Ok(AttendanceReport {
-        threshold_percent: threshold.percent(),
-        scheduled_minutes: minutes(scheduled_ms),
+        threshold_percent: facts.threshold.percent(),
+        scheduled_minutes: minutes(facts.scheduled_ms),
+        settled_at: facts.settled_at,
+        corrections: corrections(db, session.id).await?,
         people,
         timeline: timeline(&present),
     })
+}
+
+async fn corrections(db: &Db, session_id: i64) -> ApiResult<Vec<Correction>> {
+    let rows = sqlx::query(
+        "select c.at, c.by_user_id, u.name, c.old_percent, c.new_percent, c.resettled
+         from attendance_corrections c join users u on u.id = c.by_user_id
+         where c.session_id = $1 order by c.at, c.id",
+    )
+    .bind(session_id)
+    .fetch_all(&db.read)
+    .await?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(Correction {
+            at: r.try_get("at")?,
+            by_user_id: r.try_get("by_user_id")?,
+            by_name: r.try_get("name")?,
+            old_percent: r.try_get("old_percent")?,
+            new_percent: r.try_get("new_percent")?,
+            resettled: r.try_get::<i64, _>("resettled")? != 0,
+        });
+    }
+    Ok(out)
 }
 
 /// Who attended a session, for how long, and who caught up on the replay
@@ -266,14 +250,44 @@ async fn set_threshold(
     user.require_organiser()?;
     programme::load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     let threshold = Threshold::parse(body.percent).map_err(|m| ApiError::invalid("percent", m))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    // A session due to settle is settled under the old threshold first, so
+    // that the change is a correction of stored results, recorded as such.
+    super::settle::facts(&state.db, id, now).await?;
     let mut tx = state.db.begin().await?;
-    sqlx::query("update sessions set attendance_threshold = $1 where id = $2")
-        .bind(i64::from(threshold.percent()))
+    let old: i64 = sqlx::query_scalar("select attendance_threshold from sessions where id = $1")
         .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if old != i64::from(threshold.percent()) {
+        sqlx::query("update sessions set attendance_threshold = $1 where id = $2")
+            .bind(i64::from(threshold.percent()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let resettled = super::settle::resettle_in(&mut tx, id, now).await?;
+        sqlx::query(
+            "insert into attendance_corrections (session_id, by_user_id, at, old_percent, new_percent, resettled)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(user.id)
+        .bind(now)
+        .bind(old)
+        .bind(i64::from(threshold.percent()))
+        .bind(i64::from(resettled))
         .execute(&mut *tx)
         .await?;
+        tracing::info!(
+            session = id,
+            old,
+            percent = threshold.percent(),
+            by = user.id,
+            resettled,
+            "attendance threshold changed"
+        );
+    }
     tx.commit().await?;
-    tracing::info!(session = id, percent = threshold.percent(), by = user.id, "attendance threshold changed");
     Ok(Json(ThresholdOutput { threshold_percent: threshold.percent() }))
 }
 

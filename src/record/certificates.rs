@@ -26,6 +26,7 @@ use super::{
     entries::{self, Kind},
 };
 use crate::{
+    attendance::{settle, Status},
     db::{self, Db},
     http::{
         error::{ApiError, ApiResult, ErrorBody},
@@ -142,16 +143,59 @@ fn new_certificate_number() -> String {
     rand::thread_rng().gen::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Issues the certificate of attendance for one of your session entries:
-/// 201 the first time, then 200 with the same certificate.
-#[utoipa::path(post, path = "/api/me/record/entries/{id}/certificate", tag = "record",
+/// The name to print on a certificate, as its holder confirms it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueInput {
+    /// Your name as it should appear on the certificate (1 to 120
+    /// characters): your account's name, confirmed or corrected. It is
+    /// signed into the credential and never changes afterwards.
+    pub holder_name: String,
+}
+
+/// The longest name a certificate prints: the same bound as an account's name.
+const MAX_HOLDER_NAME: usize = 120;
+
+impl IssueInput {
+    /// The confirmed name, trimmed, with runs of spaces made one; refused
+    /// when empty, too long, or holding control characters (a name on a
+    /// certificate is one printed line).
+    fn holder_name(&self) -> ApiResult<String> {
+        if self.holder_name.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "holder_name",
+                "the name must be one line of text, without control characters",
+            ));
+        }
+        let name = self.holder_name.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() {
+            return Err(ApiError::invalid("holder_name", "confirm the name to print on the certificate"));
+        }
+        let n = name.chars().count();
+        if n > MAX_HOLDER_NAME {
+            return Err(ApiError::invalid(
+                "holder_name",
+                format!("the name on a certificate must be at most {MAX_HOLDER_NAME} characters (it has {n})"),
+            ));
+        }
+        Ok(name)
+    }
+}
+
+/// Issues the certificate of attendance for one of your session entries,
+/// in the name you confirm: 201 the first time, then 200 with the same
+/// certificate (its name as first issued). Only once the session's
+/// attendance is settled (409 before), from the settled result.
+#[utoipa::path(post, path = "/api/me/record/entries/{id}/certificate", tag = "record", request_body = IssueInput,
     responses((status = 201, body = IssuedCertificate), (status = 200, body = IssuedCertificate),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn issue(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(entry_id): Path<i64>,
+    Json(input): Json<IssueInput>,
 ) -> ApiResult<(StatusCode, Json<IssuedCertificate>)> {
+    let holder_name = input.holder_name()?;
     // Up to date first: a replay watched tonight may have made it attended.
     entries::sync(&state.db, user.id).await?;
     let entry = entries::load_one(&state.db, user.id, entry_id).await?;
@@ -165,30 +209,41 @@ async fn issue(
             ))
         }
     };
-    if entry.status.as_deref() != Some("attended") {
+    if let Some(id) = &entry.certificate_id {
+        return Ok((StatusCode::OK, Json(issued(&state, &load_held(&state.db, user.id, id).await?))));
+    }
+    // The settled result is the authority, not the entry's copy of it.
+    let result = settle::person_result(&state.db, session_id, user.id, chrono::Utc::now().timestamp_millis())
+        .await?
+        .ok_or(ApiError::NotFound("record entry"))?;
+    if !result.settled {
+        return Err(ApiError::conflict(
+            "entry",
+            "this session is still running: a certificate is issued once its attendance is settled, when the live \
+             part ends",
+        ));
+    }
+    if result.status != Status::Attended {
         return Err(ApiError::conflict(
             "entry",
             format!(
                 "you attended part of this session ({} minutes): a certificate needs attendance that meets the \
                  session's threshold, live or by watching the replay",
-                entry.minutes
+                result.minutes_credited()
             ),
         ));
-    }
-    if let Some(id) = &entry.certificate_id {
-        return Ok((StatusCode::OK, Json(issued(&state, &load_held(&state.db, user.id, id).await?))));
     }
     let key = credential::current_key(&state.db, &state.settings.cert_key_file).await?;
     let id = new_certificate_number();
     let issued_at = db::now();
     let facts = Facts {
         id: &id,
-        holder_name: &user.name,
+        holder_name: &holder_name,
         session_id,
         session_title: &entry.title,
         session_starts_at: entry.occurred_at.timestamp(),
         presenters: &entry.provider,
-        minutes: entry.minutes,
+        minutes: result.minutes_credited(),
         issued_at,
     };
     let jwt = credential::sign(&key, &state.public_url, &credential::payload(&state.public_url, &facts))?;

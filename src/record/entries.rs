@@ -3,8 +3,9 @@
 //!
 //! Session entries are stored (not only derived) so that reflections, links
 //! and certificates have something durable to hang on. They are brought up to
-//! date from attendance whenever the record is read: a session attended live
-//! this morning and replayed tonight shows the larger credit. An entry is
+//! date from the settled attendance results whenever the record is read: a
+//! session attended live this morning and replayed tonight shows the larger
+//! credit. An entry is
 //! never removed by that: the record does not lose what it once showed.
 
 use std::collections::HashMap;
@@ -92,11 +93,17 @@ pub struct Entry {
     /// While you share the entry: the token in its public link
     /// (`/shared.html?token=…`).
     pub shared_token: Option<String>,
+    /// For a session entry: whether its attendance is settled (the live
+    /// part ended). Until then its figures are so far, and no certificate
+    /// is issued. Null for an entry added by hand.
+    pub settled: Option<bool>,
 }
 
-/// Brings `user_id`'s session entries up to date with their attendance:
-/// new attended sessions get an entry; changed credit is rewritten. Writes
-/// only what changed, so reading the record is usually read-only.
+/// Brings `user_id`'s session entries up to date with their attendance
+/// (the settled results, their replay credit, and the live part so far of a
+/// session still running): new attended sessions get an entry; changed
+/// credit is rewritten. Writes only what changed, so reading the record is
+/// usually read-only.
 pub async fn sync(db: &Db, user_id: i64) -> ApiResult<()> {
     let attended = attendance::mine::attended(db, user_id).await?;
     let stored: HashMap<i64, (i64, Option<String>, Option<String>, String, i64, i64, i64)> = sqlx::query(
@@ -173,14 +180,15 @@ pub async fn sync(db: &Db, user_id: i64) -> ApiResult<()> {
     Ok(())
 }
 
-const ENTRY_COLUMNS: &str = "id, kind, session_id, title, provider, occurred_at, minutes, how, status,
-    minutes_live, minutes_in_groups, minutes_replayed, groups, shared_as";
+const ENTRY_COLUMNS: &str = "e.id, e.kind, e.session_id, e.title, e.provider, e.occurred_at, e.minutes, e.how,
+    e.status, e.minutes_live, e.minutes_in_groups, e.minutes_replayed, e.groups, e.shared_as, s.settled_at";
 
 /// All of `user_id`'s entries, newest first, with their links, reflections,
 /// evidence and certificates (five queries, whatever the number of entries).
 pub async fn load_all(db: &Db, user_id: i64) -> ApiResult<Vec<Entry>> {
     let rows = sqlx::query(&format!(
-        "select {ENTRY_COLUMNS} from record_entries where user_id = $1 order by occurred_at desc, id desc"
+        "select {ENTRY_COLUMNS} from record_entries e left join sessions s on s.id = e.session_id
+         where e.user_id = $1 order by e.occurred_at desc, e.id desc"
     ))
     .bind(user_id)
     .fetch_all(&db.read)
@@ -254,6 +262,10 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
         evidence: vec![],
         certificate_id: None,
         shared_token: r.try_get("shared_as")?,
+        settled: match r.try_get::<Option<i64>, _>("session_id")? {
+            Some(_) => Some(r.try_get::<Option<i64>, _>("settled_at")?.is_some()),
+            None => None,
+        },
     })
 }
 

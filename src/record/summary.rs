@@ -363,6 +363,7 @@ mod tests {
             evidence: vec![],
             certificate_id: None,
             shared_token: None,
+            settled: (kind == Kind::Session).then_some(true),
         }
     }
 

@@ -18,6 +18,7 @@ const TITLE: &str = "Questioning & <feedback>";
 pub(crate) struct Attended {
     /// The session.
     pub session: i64,
+    pub organiser: String,
     /// Ann O'Neill: live from 0 to 50 of the hour, attended.
     pub ann: String,
     pub ann_entry: i64,
@@ -52,11 +53,20 @@ pub(crate) async fn attended_session(app: &TestApp) -> Attended {
     events(app, id, ben_id, &[("join", None, 10.0), ("leave", Some("left"), 30.0)]).await;
     let ann_entry = session_entry(app, &ann).await;
     let ben_entry = session_entry(app, &ben).await;
-    Attended { session: id, ann, ann_entry, ben, ben_entry }
+    Attended { session: id, organiser, ann, ann_entry, ben, ben_entry }
 }
 
+/// Asks for the certificate as the page does: the holder's name as their
+/// account has it, confirmed.
 pub(crate) async fn issue(app: &TestApp, token: &str, entry: i64) -> (StatusCode, Value) {
-    app.post(&format!("/api/me/record/entries/{entry}/certificate"), Some(token), json!({})).await
+    let (_, me) = app.get("/api/me", Some(token)).await;
+    issue_as(app, token, entry, me["name"].as_str().unwrap_or_default()).await
+}
+
+/// Asks for the certificate in the name `holder_name`.
+pub(crate) async fn issue_as(app: &TestApp, token: &str, entry: i64, holder_name: &str) -> (StatusCode, Value) {
+    app.post(&format!("/api/me/record/entries/{entry}/certificate"), Some(token), json!({"holder_name": holder_name}))
+        .await
 }
 
 /// A download: status, content type, content disposition and body.

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
-    attendance::{events, modelled_session, user_id},
+    attendance::modelled_session,
     both_backends,
     helpers::{spawn_app, Backend, TestApp},
 };
@@ -129,15 +129,22 @@ async fn an_attended_session_becomes_one_entry_that_follows_attendance(backend: 
         (d["minutes"].as_i64(), d["how"].as_str(), d["status"].as_str()),
         (Some(30), Some("replay"), Some("attended"))
     );
-    let first_id = d["id"].clone();
-    // He then turns out to have been in the room for 40 minutes: the same
-    // entry is brought up to date, credited with the larger time.
-    let dan_id = user_id(&app, "dan@oak.sch.uk").await;
-    events(&app, s.id, dan_id, &[("join", None, 5.0), ("leave", Some("left"), 45.0)]).await;
-    let theirs = record(&app, &dan).await;
+    // Cat was in for the last 10 minutes: partly. The organiser lowers the
+    // threshold to 15 %: the session is settled again, and her same entry
+    // follows, now attended.
+    let cat = sign_in(&app, "cat@oak.sch.uk").await;
+    let c = record(&app, &cat).await["entries"][0].clone();
+    assert_eq!((c["status"].as_str(), c["minutes"].as_i64()), (Some("partly"), Some(10)), "{c}");
+    let (status, body) =
+        put(&app, &format!("/api/sessions/{}/attendance-threshold", s.id), &s.organiser, json!({"percent": 15})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let theirs = record(&app, &cat).await;
     assert_eq!(theirs["entries"].as_array().unwrap().len(), 1);
-    let d = &theirs["entries"][0];
-    assert_eq!((&d["id"], d["minutes"].as_i64(), d["minutes_live"].as_i64()), (&first_id, Some(40), Some(40)));
+    let again = &theirs["entries"][0];
+    assert_eq!(
+        (&again["id"], again["status"].as_str(), again["minutes"].as_i64()),
+        (&c["id"], Some("attended"), Some(10))
+    );
 
     // Eve was absent: nothing. Signed out: 401.
     let eve = sign_in(&app, "eve@oak.sch.uk").await;

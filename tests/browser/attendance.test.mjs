@@ -72,6 +72,9 @@ test("the organiser sees who attended, a chart of people present, changes the th
   await section.getByRole("button", { name: "Save" }).click();
   await section.getByText("Attended now means at least 90 % of the session.").waitFor();
   await row("Ann").getByText("Partly").waitFor();
+  // The change is a correction of the settled results, listed with who made it.
+  await section.getByText(/changed the threshold from 75 % to 90 %, and the results were settled again\.$/).waitFor();
+  assert.match(await section.innerText(), /Settled .*: these are the results the participants' records and certificates use\./);
   // The page refuses 0 before it is sent (the API's 422 is tested in tests/api).
   await threshold.fill("0");
   assert.equal(await threshold.evaluate((input) => input.validity.valid), false);

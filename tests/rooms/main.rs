@@ -21,6 +21,7 @@ mod light_viewer;
 mod media;
 mod people;
 mod recording;
+mod settle;
 mod signalling;
 
 use helpers::TestApp;

@@ -393,8 +393,13 @@ async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certifi
     assert_eq!(status, StatusCode::OK, "{record}");
     let entry = record["entries"].as_array().unwrap().iter().find(|e| e["session_id"] == id).cloned().unwrap();
     assert_eq!((entry["status"].as_str(), entry["minutes"].as_i64()), (Some("partly"), Some(0)), "{entry}");
-    let (status, body) =
-        app.post(&format!("/api/me/record/entries/{}/certificate", entry["id"]), Some(&attendees[1]), json!({})).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/me/record/entries/{}/certificate", entry["id"]),
+            Some(&attendees[1]),
+            json!({"holder_name": "Ben"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "no certificate for a forged replay: {body}");
 }
 

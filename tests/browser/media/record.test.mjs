@@ -117,17 +117,28 @@ test("a teacher reflects as she leaves, finds the entry with its minutes in her 
   await mentor.getByRole("heading", { name: "This link does not work" }).waitFor();
   await mentor.close();
 
-  // The certificate: issued on request, downloaded, and verifiable by anyone.
+  // The certificate: once the session has ended and her attendance is
+  // settled, issued in the name she confirms, downloaded, and verifiable by anyone.
+  assert.match(await entry.innerText(), /still running/);
+  await host.getByRole("button", { name: "End session for everyone" }).click();
+  await host.getByRole("dialog", { name: "End the session for everyone?" }).getByRole("button", { name: "End session" }).click();
+  await host.getByRole("heading", { name: "This session has ended" }).waitFor();
+  await ann.reload();
+  await entry.waitFor();
+  const name = entry.getByLabel("Name on the certificate");
+  assert.equal(await name.inputValue(), "Ann Teacher", "her name, prefilled");
+  await name.fill("Ann Teacher-Jones");
   await entry.getByRole("button", { name: "Get my certificate" }).click();
+  await ann.getByText("Your certificate is ready, in the name Ann Teacher-Jones").waitFor();
   const link = entry.getByRole("link", { name: "Download certificate" });
   const [download] = await Promise.all([ann.waitForEvent("download"), link.click()]);
   const svg = readFileSync(await download.path(), "utf8");
-  assert.match(svg, /Ann Teacher/);
+  assert.match(svg, /Ann Teacher-Jones/);
   assert.match(svg, /Questioning that makes pupils think/);
   assert.match(svg, /<openbadges:credential/);
   await shot(ann, "record-entry");
   await entry.getByRole("link", { name: "Verification page" }).click();
-  await ann.getByText("Ann Teacher").first().waitFor();
+  await ann.getByText("Ann Teacher-Jones").first().waitFor();
   assert.match(await ann.locator("main").innerText(), /Questioning that makes pupils think/);
   // The downloaded file checks out; the same file with its minutes changed does not.
   await ann.getByLabel("Certificate file", { exact: true }).setInputFiles(await download.path());
