@@ -8,6 +8,7 @@
 pub mod attendance;
 pub mod auth;
 pub mod breakout;
+pub mod calendar;
 pub mod db;
 pub mod demo;
 pub mod http;

@@ -23,7 +23,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    attendance, auth, breakout, interaction, mail, programme, record, recording, registration, rooms, AppState,
+    attendance, auth, breakout, calendar, interaction, mail, programme, record, recording, registration, rooms,
+    AppState,
 };
 use error::ApiError;
 
@@ -31,7 +32,7 @@ use error::ApiError;
 #[openapi(
     info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations, live rooms."),
     modifiers(&Security),
-    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "calendar"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
 )]
 struct ApiDoc;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(programme::router())
         .merge(registration::router())
+        .merge(calendar::router())
         .merge(mail::router())
         .merge(interaction::polls::router())
         .merge(rooms::router())
