@@ -613,6 +613,7 @@ async fn remove_me(
     }
     let mut tx = state.db.begin().await?;
     let files = crate::record::forget(&mut tx, user.id).await?;
+    crate::calendar::forget(&mut tx, user.id).await?;
     sqlx::query(
         "update users set name = 'Removed account', email = $1, school = '', password_hash = '', time_zone = null,
              is_organiser = 0, email_verified_at = null, token_generation = token_generation + 1, updated_at = $2

@@ -274,6 +274,13 @@ async fn serve(State(state): State<AppState>, Path(file): Path<String>) -> ApiRe
     ))
 }
 
+/// Revokes every feed of a removed account, in the removal's transaction:
+/// their addresses answer 404 from then on.
+pub async fn forget(tx: &mut db::Tx, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from calendar_feeds where user_id = $1").bind(user_id).execute(&mut **tx).await?;
+    Ok(())
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(my_feeds)).routes(routes!(reset)).routes(routes!(serve))
 }

@@ -210,5 +210,12 @@ async fn a_reset_feed_address_answers_404_and_no_token_shows_another_person_s_se
     let series = &feeds[2];
     assert_eq!(series["title"], "Staffroom: Early Career");
     assert_eq!(titles(fetch_feed(&app, series["url"].as_str().unwrap()).await.1), ["Ann's choice", "Ben's choice"]);
+
+    // A removed account's feed is gone with it.
+    let (status, body) =
+        app.request(Method::DELETE, "/api/me", Some(&ben), Some(json!({"password": "correct horse"}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let gone = app.client.get(ben_feed["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
 both_backends!(a_reset_feed_address_answers_404_and_no_token_shows_another_person_s_sessions);
