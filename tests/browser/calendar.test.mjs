@@ -16,7 +16,7 @@ test("My sessions gives a private calendar address with a webcal link, and Reset
     const email = `cal${viewport.width}@school.test`;
     const page = await registeredTeacher(app, browser, "Cal Teacher", email, session.id, { viewport });
     await page.goto(`${app.url}/my.html`);
-    await page.getByRole("heading", { name: "My sessions in your calendar" }).waitFor();
+    await page.getByRole("heading", { name: "Add your sessions to your calendar" }).waitFor();
     const address = page.getByLabel("Staffroom: my sessions");
     const first = await address.inputValue();
     assert.match(first, /\/calendar\/[0-9a-f]{64}\.ics$/);
@@ -39,7 +39,7 @@ test("My sessions gives a private calendar address with a webcal link, and Reset
     assert.equal((await fetch(first)).status, 404);
     assert.equal((await fetch(second)).status, 200);
     await page.reload();
-    await page.getByRole("heading", { name: "My sessions in your calendar" }).waitFor();
+    await page.getByRole("heading", { name: "Add your sessions to your calendar" }).waitFor();
     assert.equal(await page.getByLabel("Staffroom: my sessions").inputValue(), second, "the new address is kept");
   }
 });
