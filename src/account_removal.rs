@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::{self, password},
-    db,
+    calendar, db,
     http::{
         error::{ApiError, ApiResult, ErrorBody},
         extract::{AuthUser, Json, SESSION_COOKIE},
@@ -60,6 +60,7 @@ async fn remove_me(
     }
     let mut tx = state.db.begin().await?;
     let files = record::forget(&mut tx, user.id).await?;
+    calendar::forget(&mut tx, user.id).await?;
     auth::anonymise(&mut tx, user.id).await?;
     tx.commit().await?;
     record::delete_files(&state.settings.data_dir, files).await;

@@ -9,6 +9,7 @@ pub mod account_removal;
 pub mod attendance;
 pub mod auth;
 pub mod breakout;
+pub mod calendar;
 pub mod db;
 pub mod demo;
 pub mod http;

@@ -7,8 +7,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    account_removal, attendance, auth, breakout, http, interaction, mail, programme, record, recording, registration,
-    rooms, AppState,
+    account_removal, attendance, auth, breakout, calendar, http, interaction, mail, programme, record, recording,
+    registration, rooms, AppState,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -17,6 +17,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account_removal::router())
         .merge(programme::router())
         .merge(registration::router())
+        .merge(calendar::router())
         .merge(mail::router())
         .merge(interaction::polls::router())
         .merge(rooms::router())

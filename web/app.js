@@ -393,13 +393,45 @@ export function downloadNote(recording) {
   switch (recording.download_status) {
     case "ready":
       return el("a", { href: recording.download_url, download: "", class: "download-link", text: "Download the recording (WebM)" });
-    case "working":
-      return el("span", { class: "muted", text: `Preparing a download… ${recording.download_progress || 0}%` });
+    case "working": {
+      const percent = recording.download_progress || 0;
+      return el(
+        "span",
+        { class: "muted download-progress" },
+        el("progress", { max: "100", value: String(percent), "aria-label": "Download being prepared" }),
+        ` Preparing a download… ${percent}%`,
+      );
+    }
     case "failed":
       return el("span", { class: "muted", text: "The download could not be made." });
     default:
       return null;
   }
+}
+
+/**
+ * `downloadNote` that keeps itself current: while the download is being
+ * made (or, a few times, before it starts) it asks the server again every
+ * 3 s, so the progress moves on the page by itself.
+ */
+export function liveDownloadNote(recording) {
+  const box = el("span", { class: "download-note" });
+  let waits = 5;
+  const paint = (r) => {
+    box.replaceChildren(...[downloadNote(r)].filter(Boolean));
+    const pending = r.download_status === "working" || (r.status !== "recording" && r.download_status === "none" && waits-- > 0);
+    if (!pending) return;
+    setTimeout(async () => {
+      if (!box.isConnected) return;
+      try {
+        paint(await api(`/api/recordings/${encodeURIComponent(r.id)}`));
+      } catch (e) {
+        console.debug("download progress not refreshed", e);
+      }
+    }, 3000);
+  };
+  paint(recording);
+  return box;
 }
 
 /** The kinds of CPD record entry, as the pages name them. */

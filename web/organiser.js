@@ -7,7 +7,7 @@ import {
   api,
   audienceName,
   dataTable,
-  downloadNote,
+  liveDownloadNote,
   el,
   fillSelect,
   formatInstant,
@@ -353,7 +353,7 @@ function recordingsSection(session) {
         el("td", { "data-label": "Status" }, live ? el("span", { class: "badge badge-wait", text: "Recording now" }) : el("span", { class: "badge badge-ok", text: r.status === "recovered" ? "Recovered" : "Ready" })),
         el("td", { class: "num", "data-label": "Disk space", text: formatBytes(r.bytes || 0) }),
         el("td", { "data-label": "Who can watch" }, audience),
-        el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove, live ? null : downloadNote(r)),
+        el("td", {}, live ? null : el("a", { href: r.replay_url, text: "Watch", "aria-label": `Watch the recording of ${when}` }), " ", live ? null : remove, live ? null : liveDownloadNote(r)),
       );
     });
     body.replaceChildren(

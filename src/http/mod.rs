@@ -32,7 +32,7 @@ use error::ApiError;
 #[openapi(
     info(title = "Staffroom", description = "Professional-learning webinars for teachers: programme, accounts, registration, invitations, live rooms."),
     modifiers(&Security),
-    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
+    tags((name = "accounts"), (name = "programme"), (name = "registration"), (name = "invitations"), (name = "calendar"), (name = "rooms"), (name = "interaction"), (name = "recordings"), (name = "attendance"), (name = "record"))
 )]
 pub struct ApiDoc;
 

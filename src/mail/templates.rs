@@ -218,13 +218,24 @@ pub fn waitlisted(s: &SessionFacts, to: &Recipient, position: i64) -> Email {
     e
 }
 
-pub fn rescheduled(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry) -> Email {
-    let letter = Letter::new(to.name)
-        .para(format!("The time of “{}” has changed.", s.title))
-        .para(format!("New time: {}", when(s, to.zone)))
+/// The session changed after the person registered: its time (`moved`), or
+/// only its title or description. Either way the attached REQUEST carries a
+/// higher SEQUENCE, so calendars replace the event rather than keep the old one.
+pub fn changed(s: &SessionFacts, to: &Recipient, cal: &CalendarEntry, moved: bool) -> Email {
+    let letter = if moved {
+        Letter::new(to.name)
+            .para(format!("The time of “{}” has changed.", s.title))
+            .para(format!("New time: {}", when(s, to.zone)))
+    } else {
+        Letter::new(to.name)
+            .para(format!("The details of “{}” have changed.", s.title))
+            .para(format!("When (unchanged): {}", when(s, to.zone)))
+    };
+    let letter = letter
         .para("The attached invitation updates the event in your calendar.")
         .action("Open the session page", &s.url);
-    let e = email("update", to, format!("New time: {}", s.title), letter);
+    let subject = if moved { format!("New time: {}", s.title) } else { format!("Updated: {}", s.title) };
+    let e = email("update", to, subject, letter);
     with_calendar(e, s, to, cal, ics::Method::Request)
 }
 

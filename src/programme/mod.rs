@@ -473,8 +473,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?)))
 }
 
-/// Replace a session's details (organisers). A change of time sends every
-/// registrant a calendar update with a higher SEQUENCE; more places promote
+/// Replace a session's details (organisers). A change of time, title or
+/// description sends every registrant a calendar update with a higher
+/// SEQUENCE (and shows in the calendar feeds); more places promote
 /// people from the waiting list.
 #[utoipa::path(put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -498,6 +499,9 @@ async fn update(
         Some(s) => s,
     };
     let moved = v.starts_at != before.starts_at.timestamp() || v.ends_at != before.ends_at.timestamp();
+    // What a calendar shows: a change to any of it raises SEQUENCE and sends
+    // an update, so calendars never keep an old time or an old title.
+    let changed = moved || v.title != before.title || v.description != before.description;
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "update sessions set title = $1, description = $2, kind = $3, series = $4, subject = $5, phase = $6,
@@ -514,19 +518,19 @@ async fn update(
     .bind(v.ends_at)
     .bind(v.capacity)
     .bind(status.as_str())
-    .bind(moved as i64)
+    .bind(changed as i64)
     .bind(db::now())
     .bind(id)
     .execute(&mut *tx)
     .await?;
     write_details(&mut tx, id, &v).await?;
-    if moved {
-        registration::session_rescheduled(&state, &mut tx, id).await?;
+    if changed {
+        registration::session_changed(&state, &mut tx, id, moved).await?;
     }
     registration::promote_waitlist(&state, &mut tx, id).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
-    tracing::info!(session = id, moved, "session updated");
+    tracing::info!(session = id, moved, changed, "session updated");
     Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
 }
 

@@ -140,16 +140,18 @@ async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<()
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    // `-progress pipe:1` prints `out_time_us=…` as it goes.
+    // `-progress pipe:1` reports how much of the output is made, about twice
+    // a second; each new whole percent is stored for the pages to show.
     if let Some(out) = child.stdout.take() {
         let mut lines = BufReader::new(out).lines();
-        let mut shown = -1;
+        let mut shown = 0;
         while let Some(line) = lines.next_line().await? {
-            let Some(us) = line.strip_prefix("out_time_us=").and_then(|v| v.parse::<i64>().ok()) else { continue };
-            let percent = (us / 1000 * 100 / total_ms.max(1)).clamp(0, 99);
-            if percent >= shown + 5 {
-                shown = percent;
-                set(db, id, "working", percent).await?;
+            match percent_done(&line, total_ms) {
+                Some(percent) if percent > shown => {
+                    shown = percent;
+                    set(db, id, "working", percent).await?;
+                }
+                _ => {}
             }
         }
     }
@@ -161,6 +163,20 @@ async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<()
     std::fs::rename(&part, dir.join(FILE))?;
     tracing::info!(recording = %id, "download ready");
     Ok(())
+}
+
+/// How far along a `-progress` line says ffmpeg is, as a percentage of the
+/// recording's length `total_ms`: `out_time_us=` (and `out_time_ms=`, which
+/// ffmpeg also gives in microseconds) is the output's time so far, `N/A`
+/// before the first frame. Kept below 100 until the file is renamed into
+/// place, so "100" always means ready.
+fn percent_done(line: &str, total_ms: i64) -> Option<i64> {
+    let (key, value) = line.trim().split_once('=')?;
+    if key != "out_time_us" && key != "out_time_ms" {
+        return None;
+    }
+    let us: i64 = value.parse().ok()?;
+    Some((us / 1000 * 100 / total_ms.max(1)).clamp(0, 99))
 }
 
 /// ffmpeg's arguments (all but the output file): a black 1280×720 canvas as
@@ -231,6 +247,19 @@ mod tests {
 
     fn input(file: &str, kind: &str, participant: i64, start_ms: i64, duration_ms: i64) -> Input {
         Input { file: file.into(), kind: kind.into(), participant, start_ms, duration_ms }
+    }
+
+    #[test]
+    fn progress_is_the_output_time_against_the_recording_s_length_and_never_says_done_early() {
+        let total_ms = 80_000;
+        assert_eq!(percent_done("out_time_us=N/A", total_ms), None);
+        assert_eq!(percent_done("frame=12", total_ms), None);
+        assert_eq!(percent_done("out_time=00:00:20.000000", total_ms), None);
+        assert_eq!(percent_done("out_time_us=20000000", total_ms), Some(25));
+        assert_eq!(percent_done("out_time_ms=40000000\n", total_ms), Some(50));
+        assert_eq!(percent_done("out_time_us=80000000", total_ms), Some(99));
+        assert_eq!(percent_done("out_time_us=-23000", total_ms), Some(0));
+        assert_eq!(percent_done("out_time_us=1000000", 0), Some(99), "an unknown length never divides by zero");
     }
 
     #[test]

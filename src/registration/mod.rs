@@ -443,23 +443,27 @@ pub async fn promote_waitlist(state: &AppState, tx: &mut Tx, session_id: i64) ->
     Ok(())
 }
 
-/// The session's time changed (its SEQUENCE was already raised): send every
-/// confirmed registrant the update, and re-arm their reminders.
-pub async fn session_rescheduled(state: &AppState, tx: &mut Tx, session_id: i64) -> ApiResult<()> {
+/// The session's time (`moved`), title or description changed (its SEQUENCE
+/// was already raised): send every confirmed registrant the update, and
+/// re-arm their reminders when the time moved.
+pub async fn session_changed(state: &AppState, tx: &mut Tx, session_id: i64, moved: bool) -> ApiResult<()> {
     let s = session_mail(tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
-    let (r24, r1) = reminders_already_due(s.starts_at, db::now());
-    sqlx::query("update registrations set reminded_24h_at = $1, reminded_1h_at = $2 where session_id = $3")
-        .bind(r24)
-        .bind(r1)
-        .bind(session_id)
-        .execute(&mut **tx)
-        .await?;
+    if moved {
+        let (r24, r1) = reminders_already_due(s.starts_at, db::now());
+        sqlx::query("update registrations set reminded_24h_at = $1, reminded_1h_at = $2 where session_id = $3")
+            .bind(r24)
+            .bind(r1)
+            .bind(session_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     if s.status != Status::Published.as_str() {
         return Ok(());
     }
     let organiser = sender_address(state);
     for p in people(tx, session_id, "'confirmed'").await? {
-        let email = templates::rescheduled(&s.facts(state), &p.recipient(state), &calendar(&p, s.sequence, &organiser));
+        let email =
+            templates::changed(&s.facts(state), &p.recipient(state), &calendar(&p, s.sequence, &organiser), moved);
         mail::enqueue(tx, &email).await?;
     }
     Ok(())

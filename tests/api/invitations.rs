@@ -154,3 +154,42 @@ async fn five_thousand_invitations_return_at_once_and_report_progress(backend: B
     eprintln!("5,000 invitations accepted in {took:?}");
 }
 both_backends!(five_thousand_invitations_return_at_once_and_report_progress);
+
+async fn an_organiser_reads_the_progress_of_a_batch_while_it_is_delivered_until_all_are_sent(backend: Backend) {
+    // 1,200 a minute gives the bulk lane 16 a second: 60 invitations take a
+    // few seconds, long enough to be read half-way.
+    let app = crate::helpers::spawn_app_with(backend, &[("MAIL_PER_MINUTE", "1200")]).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Progress webinar", 100, Duration::days(7)).await;
+    let text: String = (0..60).map(|i| format!("teacher{i}@school.sch.uk\n")).collect();
+    let (status, batch) =
+        app.post(&format!("/api/sessions/{id}/invitations"), Some(&organiser), json!({"text": text})).await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let batch_id = batch["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut readings: Vec<(i64, i64, i64)> = vec![];
+    let last = loop {
+        let (status, b) = app.get(&format!("/api/invitation-batches/{batch_id}"), Some(&organiser)).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        let p = &b["progress"];
+        let (queued, sent, failed) =
+            (p["queued"].as_i64().unwrap(), p["sent"].as_i64().unwrap(), p["failed"].as_i64().unwrap());
+        assert_eq!(queued + sent + failed, 60, "every invitation is counted once: {b}");
+        if let Some(&(_, before, _)) = readings.last() {
+            assert!(sent >= before, "sent never goes back: {readings:?} then {sent}");
+        }
+        readings.push((queued, sent, failed));
+        if b["done"] == true {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "the batch never finished: {readings:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        readings.iter().any(|&(queued, sent, _)| queued > 0 && sent > 0),
+        "progress was seen part-way, not only at the start and the end: {readings:?}"
+    );
+    assert_eq!(last["progress"], json!({"queued": 0, "sent": 60, "failed": 0}));
+    assert_eq!(app.smtp.messages().iter().filter(|m| m.subject == "Invitation: Progress webinar").count(), 60);
+}
+both_backends!(an_organiser_reads_the_progress_of_a_batch_while_it_is_delivered_until_all_are_sent);

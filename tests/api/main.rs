@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod attendance;
 mod bad_input;
+mod calendar;
 mod certificate_key;
 mod certificates;
 mod interaction;
