@@ -480,7 +480,10 @@ async fn report(
     let tracks = served::tracks(&state.db, &id).await?;
     let dir = state.settings.recordings_dir.join(&id);
     let credit = served::credit(&dir, tracks, &delivered.ranges, exists_ms, duration.is_some()).await;
+    let reported = union_ms(segments.clone());
     let segments = within(&segments, &credit);
+    tracing::debug!(recording = %id, user = user.id, reported_ms = reported, believed_ms = union_ms(segments.clone()),
+        served = ?delivered.ranges, "watch report cut to what was served");
     let mut tx = state.db.begin().await?;
     delivered.save(&mut tx, now).await?;
     for s in &segments {
