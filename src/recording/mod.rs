@@ -660,6 +660,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reported_segment_keeps_only_the_stretches_that_were_served() {
+        let credit = [(0, 3_000), (5_000, 8_000)];
+        assert_eq!(within(&[seg(1_000, 10_000)], &credit), vec![seg(1_000, 3_000), seg(5_000, 8_000)]);
+        assert_eq!(within(&[seg(3_000, 5_000)], &credit), vec![]);
+        assert_eq!(within(&[seg(0, 10_000)], &[]), vec![]);
+        // A patchy delivery cannot turn one report into more rows than a report may send.
+        let patchy: Vec<(i64, i64)> = (0..300).map(|i| (i * 10, i * 10 + 1 + i % 2)).collect();
+        let parts = within(&[seg(0, 3_000)], &patchy);
+        assert_eq!(parts.len(), MAX_SEGMENTS);
+        assert!(parts.iter().all(|s| s.end_ms - s.start_ms == 2), "the longest are kept");
+    }
+
+    #[test]
+    fn a_partial_answer_names_its_first_byte() {
+        assert_eq!(range_start("bytes 0-99/1000"), Some(0));
+        assert_eq!(range_start("bytes 500-999/1000"), Some(500));
+        assert_eq!(range_start("bytes */1000"), None);
+    }
+
+    #[test]
     fn bad_segments_are_refused() {
         assert!(validate_segments(&[seg(-1, 5)], Some(10_000)).is_err());
         assert!(validate_segments(&[seg(5, 5)], Some(10_000)).is_err());
