@@ -10,6 +10,7 @@
 
 pub mod download;
 pub mod recorder;
+pub mod served;
 pub mod track;
 pub mod webm;
 
@@ -310,17 +311,42 @@ async fn file(
             .fetch_optional(&state.db.read)
             .await?;
     let listed = listed.ok_or(ApiError::NotFound("file"))?;
-    let path = state.settings.recordings_dir.join(&id).join(listed);
+    let path = state.settings.recordings_dir.join(&id).join(&listed);
     let served = tower_http::services::ServeFile::new(path) // video/webm, from the extension
         .oneshot(request)
         .await
         .map_err(|e| anyhow::anyhow!("serving a recording failed: {e}"))?;
-    let mut response = served.into_response();
+    // What reaches the person bounds their replay credit: count it.
+    let first_byte = match served.status() {
+        StatusCode::OK => Some(0),
+        StatusCode::PARTIAL_CONTENT => {
+            served.headers().get(axum::http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(range_start)
+        }
+        _ => None,
+    };
+    let mut response = match first_byte {
+        Some(start) => served.map(|body| {
+            axum::body::Body::new(served::Counted::new(
+                state.db.clone(),
+                &id,
+                user.id,
+                &listed,
+                start,
+                axum::body::Body::new(body),
+            ))
+        }),
+        None => served.into_response(),
+    };
     // Media is personal data: never in a shared cache.
     response
         .headers_mut()
         .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, max-age=3600"));
     Ok(response)
+}
+
+/// The first byte of a `Content-Range: bytes a-b/len` answer.
+fn range_start(value: &str) -> Option<u64> {
+    value.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }
 
 /// The recording as one WebM file (presenter view, voices mixed), once made.
@@ -373,7 +399,7 @@ async fn delete(
         return Err(RecordingError::StillRecording.into());
     }
     let mut tx = state.db.begin().await?;
-    for table in ["replay_segments", "recording_tracks"] {
+    for table in ["replay_segments", "replay_served", "recording_tracks"] {
         sqlx::query(&format!("delete from {table} where recording_id = $1")).bind(&id).execute(&mut *tx).await?;
     }
     sqlx::query("delete from recordings where id = $1").bind(&id).execute(&mut *tx).await?;
@@ -406,11 +432,17 @@ pub struct Watched {
     pub watched_ms: i64,
 }
 
+/// Segments in one report.
+const MAX_SEGMENTS: usize = 100;
+
 /// Reports per person and recording in a minute.
 const REPORTS_PER_MINUTE: u32 = 60;
 
+/// Per person and recording: when their minute began, and reports in it.
+type ReportCounts = HashMap<(i64, String), (Instant, u32)>;
+
 fn allow_report(user: i64, recording: &str) -> bool {
-    static LIMITS: OnceLock<Mutex<HashMap<(i64, String), (Instant, u32)>>> = OnceLock::new();
+    static LIMITS: OnceLock<Mutex<ReportCounts>> = OnceLock::new();
     let mut limits = LIMITS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     limits.retain(|_, (since, _)| now.duration_since(*since).as_secs() < 60);
@@ -441,7 +473,19 @@ async fn report(
     let started_at: i64 = row.try_get("started_at")?;
     let exists_ms = duration.unwrap_or_else(|| now.saturating_sub(started_at).max(0));
     let segments: Vec<Segment> = body.segments.iter().filter_map(|s| s.clip(exists_ms)).collect();
+    // And only what the server sent this person can have played: each
+    // segment is cut to the stretches their served bytes hold.
+    let _writing = served::lock(&id, user.id).await;
+    let delivered = served::Delivered::load(&state.db, &id, user.id).await?;
+    let tracks = served::tracks(&state.db, &id).await?;
+    let dir = state.settings.recordings_dir.join(&id);
+    let credit = served::credit(&dir, tracks, &delivered.ranges, exists_ms, duration.is_some()).await;
+    let reported = union_ms(segments.clone());
+    let segments = within(&segments, &credit);
+    tracing::debug!(recording = %id, user = user.id, reported_ms = reported, believed_ms = union_ms(segments.clone()),
+        served = ?delivered.ranges, "watch report cut to what was served");
     let mut tx = state.db.begin().await?;
+    delivered.save(&mut tx, now).await?;
     for s in &segments {
         sqlx::query(
             "insert into replay_segments (recording_id, user_id, start_ms, end_ms, updated_at) values ($1, $2, $3, $4, $5)
@@ -458,11 +502,29 @@ async fn report(
         .await?;
     }
     tx.commit().await?;
+    delivered.forget();
     Ok(Json(Watched { watched_ms: watched(&state.db, &id, user.id).await? }))
 }
 
+/// The parts of `segments` inside `credit` (merged stretches), each stored
+/// under its own start. At most as many as a report may send: if a
+/// patchy delivery cuts them into more, the shortest go (less credit, never
+/// more rows than a report allows).
+fn within(segments: &[Segment], credit: &[(i64, i64)]) -> Vec<Segment> {
+    let mut parts: Vec<Segment> = segments
+        .iter()
+        .flat_map(|s| served::intersect(&[(s.start_ms, s.end_ms)], credit))
+        .map(|(start_ms, end_ms)| Segment { start_ms, end_ms })
+        .collect();
+    if parts.len() > MAX_SEGMENTS {
+        parts.sort_by_key(|s| std::cmp::Reverse(s.end_ms - s.start_ms));
+        parts.truncate(MAX_SEGMENTS);
+    }
+    parts
+}
+
 fn validate_segments(segments: &[Segment], duration: Option<i64>) -> Result<(), RecordingError> {
-    if segments.is_empty() || segments.len() > 100 {
+    if segments.is_empty() || segments.len() > MAX_SEGMENTS {
         return Err(RecordingError::BadSegment("send between 1 and 100 segments".into()));
     }
     // A little slack past the end: players round.
@@ -595,6 +657,26 @@ mod tests {
         assert_eq!(seg(0, i64::MAX).clip(3_000), Some(seg(0, 3_000)));
         assert_eq!(seg(i64::MAX - 1, i64::MAX).clip(3_000), None);
         assert_eq!(seg(2_000, 2_500).clip(10_000), Some(seg(2_000, 2_500)));
+    }
+
+    #[test]
+    fn a_reported_segment_keeps_only_the_stretches_that_were_served() {
+        let credit = [(0, 3_000), (5_000, 8_000)];
+        assert_eq!(within(&[seg(1_000, 10_000)], &credit), vec![seg(1_000, 3_000), seg(5_000, 8_000)]);
+        assert_eq!(within(&[seg(3_000, 5_000)], &credit), vec![]);
+        assert_eq!(within(&[seg(0, 10_000)], &[]), vec![]);
+        // A patchy delivery cannot turn one report into more rows than a report may send.
+        let patchy: Vec<(i64, i64)> = (0..300).map(|i| (i * 10, i * 10 + 1 + i % 2)).collect();
+        let parts = within(&[seg(0, 3_000)], &patchy);
+        assert_eq!(parts.len(), MAX_SEGMENTS);
+        assert!(parts.iter().all(|s| s.end_ms - s.start_ms == 2), "the longest are kept");
+    }
+
+    #[test]
+    fn a_partial_answer_names_its_first_byte() {
+        assert_eq!(range_start("bytes 0-99/1000"), Some(0));
+        assert_eq!(range_start("bytes 500-999/1000"), Some(500));
+        assert_eq!(range_start("bytes */1000"), None);
     }
 
     #[test]

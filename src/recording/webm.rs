@@ -410,6 +410,166 @@ pub fn recover(path: &Path) -> io::Result<Recovered> {
     Ok(Recovered::Repaired { duration_ms, cut })
 }
 
+/// Where one whole cluster sits in a file, and when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterAt {
+    /// The cluster element's bytes, header included: `[start, end)`.
+    pub start: u64,
+    pub end: u64,
+    /// Its Timestamp: ms from the track's start.
+    pub ms: i64,
+}
+
+/// The clusters of one track file, read from their own headers, so that
+/// bytes served can be turned into the media time they hold.
+///
+/// Why not the Cues alone: they point only at clusters that start with a
+/// keyframe, and a camera may send one keyframe in an hour (WebRTC encoders
+/// send them when asked), so one cue point can span the whole file and a
+/// partial fetch could not be placed in time at all. A file still being
+/// written has no Cues yet either. Each cluster's header and Timestamp are
+/// on disk the moment the cluster is (it is written whole), so the same walk
+/// serves a finished file, a file being written, and a recovered one.
+///
+/// The writer only ever appends clusters, so [`ClusterIndex::update`] goes
+/// on from where it stopped when the file has grown.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterIndex {
+    /// Where the first cluster starts: everything before it (EBML header,
+    /// Info, Tracks) must reach a player before any frame can play.
+    pub header_end: Option<u64>,
+    pub clusters: Vec<ClusterAt>,
+    /// The next element to read once the file grows (0: nothing read yet).
+    next: u64,
+    /// The file's length when last read.
+    len: u64,
+    /// No more clusters can follow: the Cues (written on finish) were
+    /// reached, or the file is not one this writer made.
+    done: bool,
+}
+
+impl ClusterIndex {
+    /// Reads the clusters written since the last call. A cluster cut short
+    /// (being written, or torn by a crash) is left for a later call. A file
+    /// that shrank (only `recover` cuts files) is read again from the start.
+    pub fn update(&mut self, path: &Path) -> io::Result<()> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len < self.len {
+            *self = ClusterIndex::default();
+        }
+        self.len = len;
+        if self.next == 0 {
+            let Some(segment_data) = segment_data(&mut file)? else {
+                // No whole header yet (or not WebM): try again when it grows.
+                return Ok(());
+            };
+            self.next = segment_data;
+        }
+        let mut buf = [0u8; 32];
+        while !self.done && self.next < len {
+            file.seek(SeekFrom::Start(self.next))?;
+            let n = read_up_to(&mut file, &mut buf)?;
+            let Some((id, h, size)) = parse_header(&buf[..n]) else { break };
+            if size == UNKNOWN {
+                self.done = true;
+                break;
+            }
+            let end = self.next + h as u64 + size;
+            if end > len {
+                break; // still being written, or torn
+            }
+            match id {
+                CLUSTER => {
+                    // The writer puts the Timestamp first in every cluster.
+                    let timestamp = parse_header(&buf[h..n])
+                        .filter(|(cid, ch, csize)| *cid == CLUSTER_TIMESTAMP && h + ch + *csize as usize <= n)
+                        .map(|(_, ch, csize)| read_uint(&buf[h + ch..h + ch + csize as usize]) as i64);
+                    match timestamp {
+                        Some(ms) => {
+                            self.header_end.get_or_insert(self.next);
+                            self.clusters.push(ClusterAt { start: self.next, end, ms });
+                        }
+                        None => {
+                            // Not our writer's cluster: nothing past here can be placed in time.
+                            self.done = true;
+                            break;
+                        }
+                    }
+                }
+                CUES => self.done = true,
+                _ => {}
+            }
+            self.next = end;
+        }
+        Ok(())
+    }
+
+    /// The file's length when it was last read.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The media time of each whole cluster, with its bytes: from its
+    /// Timestamp to the next cluster's; the last one's to `duration_ms` when
+    /// the file is finished (null while it is written: its end is not known
+    /// yet, so it counts for nothing until the next cluster arrives).
+    pub fn spans(&self, duration_ms: Option<i64>) -> Vec<((i64, i64), ClusterAt)> {
+        let mut out = Vec::with_capacity(self.clusters.len());
+        for (i, c) in self.clusters.iter().enumerate() {
+            let end = match self.clusters.get(i + 1) {
+                Some(next) => next.ms,
+                None => duration_ms.unwrap_or(c.ms),
+            };
+            if end > c.ms {
+                out.push(((c.ms, end), *c));
+            }
+        }
+        out
+    }
+
+    /// The media time, in ms from the track's start, that `served` (byte
+    /// ranges `[start, end)`, merged: sorted, neither overlapping nor
+    /// touching) holds: every cluster lying wholly inside one range, once
+    /// the header before the first cluster was served too.
+    pub fn served_ms(&self, served: &[(u64, u64)], duration_ms: Option<i64>) -> Vec<(i64, i64)> {
+        let within = |start: u64, end: u64| served.iter().any(|&(a, b)| a <= start && end <= b);
+        match self.header_end {
+            Some(header_end) if within(0, header_end) => self.times(duration_ms, |c| within(c.start, c.end)),
+            _ => vec![],
+        }
+    }
+
+    /// The media time the file holds, in ms from the track's start.
+    pub fn covered_ms(&self, duration_ms: Option<i64>) -> Vec<(i64, i64)> {
+        self.times(duration_ms, |_| true)
+    }
+
+    /// The time of the clusters `keep` picks, stretches that follow on joined.
+    fn times(&self, duration_ms: Option<i64>, keep: impl Fn(&ClusterAt) -> bool) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for ((from, to), c) in self.spans(duration_ms) {
+            if !keep(&c) {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.1 >= from => last.1 = last.1.max(to),
+                _ => out.push((from, to)),
+            }
+        }
+        out
+    }
+}
+
+/// Where the Segment's data starts, if the file begins with an EBML header and a Segment.
+fn segment_data(file: &mut File) -> io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(0))?;
+    let Some((EBML, header, size)) = read_header(file)? else { return Ok(None) };
+    file.seek(SeekFrom::Start(header + size))?;
+    let Some((SEGMENT, seg_header, _)) = read_header(file)? else { return Ok(None) };
+    Ok(Some(header + size + seg_header))
+}
+
 fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -537,7 +697,7 @@ mod tests {
     /// A fake VP8 frame: keyframes carry the 3-byte start code and a size.
     fn vp8(key: bool, n: u8) -> Vec<u8> {
         let mut f = vec![if key { 0x10 } else { 0x11 }, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
-        f.extend(std::iter::repeat(n).take(200));
+        f.extend(std::iter::repeat_n(n, 200));
         f
     }
 
@@ -595,6 +755,86 @@ mod tests {
         assert_eq!(duration_ms, 4999);
         assert!(std::fs::metadata(&path).unwrap().len() > len, "cues were added");
         assert_eq!(recover(&path).unwrap(), Recovered::Finished(4999));
+    }
+
+    #[test]
+    fn clusters_read_from_a_finished_file_agree_with_its_cues_and_cover_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.webm");
+        let mut w = write_video(&path, 5);
+        w.flush().unwrap();
+        let (segment_data, cues) = (w.segment_data, w.cues.clone());
+        let (duration, size) = w.finish().unwrap();
+        let mut index = ClusterIndex::default();
+        index.update(&path).unwrap();
+        // A cluster a second (keyframes every 2 s start the even ones), in order, end to end.
+        let times: Vec<i64> = index.clusters.iter().map(|c| c.ms).collect();
+        assert_eq!(times, vec![0, 1000, 2000, 3000, 4000]);
+        assert!(index.clusters.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(index.clusters.last().unwrap().end < size, "the Cues follow the clusters");
+        // Every cue point is a cluster found by the walk, at the same time.
+        assert_eq!(cues.len(), 3);
+        for (ms, position) in cues {
+            assert!(index.clusters.iter().any(|c| c.start == segment_data + position && c.ms == ms), "cue at {ms} ms");
+        }
+        assert_eq!(index.covered_ms(Some(duration)), vec![(0, duration)]);
+        assert_eq!(index.served_ms(&[(0, size)], Some(duration)), vec![(0, duration)]);
+    }
+
+    #[test]
+    fn served_bytes_hold_the_time_of_the_whole_clusters_inside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.webm");
+        let (duration, _) = write_video(&path, 5).finish().unwrap();
+        let mut index = ClusterIndex::default();
+        index.update(&path).unwrap();
+        let c = index.clusters.clone();
+        let header = index.header_end.unwrap();
+        assert_eq!(header, c[0].start);
+        // The header and the first three clusters: the first three seconds.
+        assert_eq!(index.served_ms(&[(0, c[2].end)], Some(duration)), vec![(0, 3000)]);
+        // One byte short of the third cluster: only two.
+        assert_eq!(index.served_ms(&[(0, c[2].end - 1)], Some(duration)), vec![(0, 2000)]);
+        // Clusters without the header that makes them playable: nothing.
+        assert_eq!(index.served_ms(&[(header + 1, c[4].end)], Some(duration)), vec![]);
+        // The header, then a seek to the fourth second: two stretches.
+        let ranges = [(0, c[0].end), (c[3].start, c[4].end)];
+        assert_eq!(index.served_ms(&ranges, Some(duration)), vec![(0, 1000), (3000, duration)]);
+        // A range that starts inside a cluster does not deliver it.
+        assert_eq!(index.served_ms(&[(0, header), (c[1].start + 1, c[2].end)], Some(duration)), vec![(2000, 3000)]);
+    }
+
+    #[test]
+    fn a_file_still_being_written_is_read_as_it_grows_and_its_open_end_counts_for_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.webm");
+        let mut w = Writer::create(&path, Codec::Opus, None).unwrap();
+        let mut index = ClusterIndex::default();
+        index.update(&path).unwrap();
+        assert_eq!((index.header_end, index.clusters.len()), (None, 0), "a header and no cluster yet");
+        for i in 0..150 {
+            w.push(i * 20, false, &[0xFC, i as u8]).unwrap(); // 3 s of 20 ms Opus frames
+        }
+        index.update(&path).unwrap();
+        // Two clusters are on disk (the third is still open in the writer); the last one's end is not known yet.
+        assert_eq!(index.clusters.iter().map(|c| c.ms).collect::<Vec<_>>(), vec![0, 1000]);
+        assert_eq!(index.covered_ms(None), vec![(0, 1000)]);
+        // Half a cluster at the end (a write in progress) is left for later.
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let mut torn = OpenOptions::new().append(true).open(&path).unwrap();
+        torn.write_all(&[0x1F, 0x43, 0xB6, 0x75, 0xA0, 0xE7, 0x81]).unwrap();
+        index.update(&path).unwrap();
+        assert_eq!(index.clusters.len(), 2);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(whole).unwrap();
+        let (duration, size) = w.finish().unwrap();
+        index.update(&path).unwrap();
+        assert_eq!(index.clusters.iter().map(|c| c.ms).collect::<Vec<_>>(), vec![0, 1000, 2000]);
+        assert_eq!(index.covered_ms(Some(duration)), vec![(0, 3000)]);
+        assert_eq!(index.served_ms(&[(0, size)], Some(duration)), vec![(0, 3000)]);
+        // Read again from nothing, the finished file gives the same index.
+        let mut fresh = ClusterIndex::default();
+        fresh.update(&path).unwrap();
+        assert_eq!(fresh.clusters, index.clusters);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
+    both_backends,
     client::{connect, Client, Clip},
     helpers::{spawn_app, Backend, TestApp},
     room_token, session_with_people,
@@ -65,6 +66,54 @@ async fn start_recording(host: &mut Client) -> String {
 /// An organiser's (or anyone's) request to change who may watch.
 async fn open(app: &TestApp, access: &str, token: &str, to: &str) -> (StatusCode, Value) {
     app.request(reqwest::Method::PUT, access, Some(token), Some(json!({ "open_to": to }))).await
+}
+
+/// A recorded file's size, as the organiser's client learns it (a one-byte Range request).
+async fn track_bytes(app: &TestApp, token: &str, url: &str) -> u64 {
+    let response = app
+        .client
+        .get(format!("{}{url}", app.url))
+        .bearer_auth(token)
+        .header("range", "bytes=0-0")
+        .send()
+        .await
+        .unwrap();
+    let range = response.headers()["content-range"].to_str().unwrap().to_string();
+    range.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// A recorded file fetched as a player fetches it: whole, or the bytes
+/// `from..=to` with a Range request.
+async fn fetch(app: &TestApp, token: &str, url: &str, range: Option<(u64, u64)>) -> Vec<u8> {
+    let mut request = app.client.get(format!("{}{url}", app.url)).bearer_auth(token);
+    if let Some((from, to)) = range {
+        request = request.header("range", format!("bytes={from}-{to}"));
+    }
+    let response = request.send().await.unwrap();
+    let expected = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    assert_eq!(response.status(), expected, "{url}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// When the first frame of `stream` (`v` or `a`) of the WebM file `whole`
+/// that is not wholly inside its first `sent` bytes plays, in ms from the
+/// file's start (ffprobe reads each frame's time, position and size).
+fn first_frame_not_sent_ms(whole: &[u8], sent: u64, stream: &str, dir: &Path) -> i64 {
+    let path = dir.join(format!("whole-{stream}.webm"));
+    std::fs::write(&path, whole).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "quiet", "-select_streams", stream, "-show_entries", "packet=pts_time,pos,size", "-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let number = |p: &Value, k: &str| p[k].as_str().and_then(|x| x.parse::<f64>().ok()).unwrap();
+    let packets = v["packets"].as_array().unwrap();
+    let missing = packets
+        .iter()
+        .find(|p| number(p, "pos") + number(p, "size") > sent as f64)
+        .expect("a frame past half the file");
+    (number(missing, "pts_time") * 1000.0).round() as i64
 }
 
 async fn download(app: &TestApp, token: &str, url: &str, to: &Path) {
@@ -353,29 +402,56 @@ async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certifi
     let work = tempfile::tempdir().unwrap();
     let clip = Arc::new(Clip::make(work.path(), 3));
     let (_priya, mut host) = presenter_and_host(&app, id, &presenter, &organiser, clip.clone()).await;
+    let asked = Instant::now();
     let recording_id = start_recording(&mut host).await;
     clip.go.notify_one();
+    let played = Instant::now();
 
-    // Ben never attends: he learns the recording's id and, while its length
-    // is still unknown, claims to have watched for ever.
+    // Ben never attends: he learns the recording's id, fetches what has been
+    // written of its files 2.5 s in and, while its length is still unknown,
+    // claims to have watched for ever.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, running) = app.get(&format!("/api/recordings/{recording_id}"), Some(&attendees[1])).await;
+    assert_eq!(running["status"], "recording", "{running}");
+    let tracks: Vec<String> =
+        running["tracks"].as_array().unwrap().iter().map(|t| t["url"].as_str().unwrap().to_string()).collect();
+    for url in &tracks {
+        fetch(&app, &attendees[1], url, None).await;
+    }
+    let existed = asked.elapsed().as_millis() as i64;
     let watched = format!("/api/recordings/{recording_id}/watched");
     let forge = |segments: Value| app.post(&watched, Some(&attendees[1]), json!({ "segments": segments }));
     let (status, body) = forge(json!([{"start_ms": 0, "end_ms": i64::MAX}])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["watched_ms"].as_i64().unwrap() < 2_000, "only what exists so far can have played: {body}");
+    let credited = body["watched_ms"].as_i64().unwrap();
+    assert!(
+        credited < existed,
+        "only what had been written when he fetched can have played: {credited} of {existed} ms"
+    );
     let (status, body) = forge(json!([{"start_ms": i64::MAX - 1, "end_ms": i64::MAX}])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = forge(json!([{"start_ms": 0, "end_ms": i64::MAX}, {"start_ms": 1, "end_ms": i64::MAX}])).await;
     assert_eq!(status, StatusCode::OK, "overlapping giants neither overflow nor add up: {body}");
-    assert!(body["watched_ms"].as_i64().unwrap() < 3_000, "{body}");
+    assert!(body["watched_ms"].as_i64().unwrap() < existed, "{body}");
 
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_500).saturating_sub(played.elapsed())).await;
     host.send(json!({"v": 1, "type": "record_stop"}));
     host.expect("the replay is ready", |m| m["type"] == "recording_saved").await;
+    // Finished, he fetches the first half of each file and claims the whole again.
     let (_, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(&attendees[1])).await;
+    for track in detail["tracks"].as_array().unwrap() {
+        let half = track_bytes(&app, &organiser, track["url"].as_str().unwrap()).await / 2;
+        fetch(&app, &attendees[1], track["url"].as_str().unwrap(), Some((0, half))).await;
+    }
     let length = detail["duration_ms"].as_i64().unwrap();
     assert!(length >= 3_000, "{detail}");
-    assert!(detail["watched_ms"].as_i64().unwrap() < 3_000, "{detail}");
+    let (status, body) = forge(json!([{"start_ms": 0, "end_ms": length}])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credited = body["watched_ms"].as_i64().unwrap();
+    assert!(
+        credited > 0 && credited * 4 < length * 3,
+        "some seconds, short of the threshold: {credited} of {length} ms"
+    );
 
     // The organiser's report and Ben's own record agree: not attended.
     let (_, report) = app.get(&format!("/api/sessions/{id}/attendance"), Some(&organiser)).await;
@@ -556,3 +632,94 @@ async fn the_single_file_download_is_made_with_the_default_relative_data_dir() {
     let duration = duration.expect("the download has a duration");
     assert!((2.5..=4.5).contains(&duration), "the download lasts {duration} s");
 }
+
+/// Replay credit is what was watched of what the server sent: a player
+/// that reports the whole recording is believed only as far as the bytes it
+/// fetched go (mapped to time through the files' clusters), for every file
+/// on the stage at each moment.
+async fn replay_credit_goes_no_further_than_the_bytes_the_server_sent_to_that_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (id, organiser, presenter, attendees) = session_with_people(&app, &["Ann", "Ben", "Cat"]).await;
+    let (ann, ben, cat) = (&attendees[0], &attendees[1], &attendees[2]);
+    let work = tempfile::tempdir().unwrap();
+    let clip = Arc::new(Clip::make(work.path(), 4));
+    let (_priya, mut host) = presenter_and_host(&app, id, &presenter, &organiser, clip.clone()).await;
+    start_recording(&mut host).await;
+    clip.go.notify_one();
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
+    host.send(json!({"v": 1, "type": "record_stop"}));
+    let saved = host.expect("the replay is ready", |m| m["type"] == "recording_saved").await;
+    let recording_id = saved["recording_id"].as_str().unwrap().to_string();
+
+    let (_, detail) = app.get(&format!("/api/recordings/{recording_id}"), Some(ann)).await;
+    let length = detail["duration_ms"].as_i64().unwrap();
+    assert!(length > 3_500, "{detail}");
+    let tracks = detail["tracks"].as_array().unwrap();
+    let track = |kind: &str| {
+        let track = tracks.iter().find(|t| t["kind"] == kind).unwrap_or_else(|| panic!("a {kind} track: {detail}"));
+        (track["url"].as_str().unwrap().to_string(), track["start_ms"].as_i64().unwrap())
+    };
+    let files = [("v", track("video")), ("a", track("audio"))];
+    let watched = format!("/api/recordings/{recording_id}/watched");
+    let everything = json!({"segments": [{"start_ms": 0, "end_ms": length}]});
+
+    // Ben fetched nothing: reporting the whole recording earns nothing.
+    let (status, body) = app.post(&watched, Some(ben), everything.clone()).await;
+    assert_eq!((status, body["watched_ms"].as_i64()), (StatusCode::OK, Some(0)), "{body}");
+
+    // Cat fetches both files whole (with her bearer header: players fetch
+    // with the session cookie or a header, never a token in the URL), and is
+    // believed in full.
+    let mut wholes = vec![];
+    for (_, (url, _)) in &files {
+        assert!(!url.contains('?'), "{url}");
+        wholes.push(fetch(&app, cat, url, None).await);
+    }
+    let (_, body) = app.post(&watched, Some(cat), everything.clone()).await;
+    assert_eq!(body["watched_ms"].as_i64(), Some(length), "{body}");
+
+    // Ann fetches the first half of each file with a Range request, and
+    // reports the whole recording: she is credited up to the start of the
+    // first cluster (at most a second of media) she was not sent whole, in
+    // whichever file that comes first.
+    let mut sent_to = i64::MAX;
+    for ((stream, (url, start)), whole) in files.iter().zip(&wholes) {
+        let half = whole.len() as u64 / 2;
+        fetch(&app, ann, url, Some((0, half - 1))).await;
+        sent_to = sent_to.min(start + first_frame_not_sent_ms(whole, half, stream, work.path()));
+    }
+    let (status, body) = app.post(&watched, Some(ann), everything.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credited = body["watched_ms"].as_i64().unwrap();
+    eprintln!("Ann was sent half of each file (the first frame she lacks plays at {sent_to} ms): credited {credited} of {length} ms");
+    assert!(
+        credited <= sent_to && credited > sent_to - 1_000,
+        "credit ends at the start of the cluster of the first frame she was not sent: {credited} ms, that frame at {sent_to} ms"
+    );
+    assert!(credited < length - 1_000, "{credited} of {length}");
+
+    // The rest fetched (a seek forward, say), the same report is believed in full.
+    for ((_, (url, _)), whole) in files.iter().zip(&wholes) {
+        let size = whole.len() as u64;
+        fetch(&app, ann, url, Some((size / 2, size - 1))).await;
+    }
+    let (_, body) = app.post(&watched, Some(ann), everything.clone()).await;
+    assert_eq!(body["watched_ms"].as_i64(), Some(length), "{body}");
+
+    // What each was sent is stored, merged, per person and file.
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select s.file, s.start_byte, s.end_byte from replay_served s join users u on u.id = s.user_id
+         where s.recording_id = $1 and u.email = 'ann@oak.sch.uk' order by s.file",
+    )
+    .bind(&recording_id)
+    .fetch_all(&app.state.db.read)
+    .await
+    .unwrap();
+    let mut stored: Vec<u64> = rows.iter().map(|(_, a, b)| (b - a) as u64).collect();
+    assert!(rows.iter().all(|(_, a, _)| *a == 0), "the two halves of each file merged into one range: {rows:?}");
+    let mut sizes: Vec<u64> = wholes.iter().map(|w| w.len() as u64).collect();
+    stored.sort();
+    sizes.sort();
+    assert_eq!(stored, sizes, "{rows:?}");
+}
+both_backends!(replay_credit_goes_no_further_than_the_bytes_the_server_sent_to_that_person);
