@@ -523,24 +523,72 @@ async fn cancel_by_id(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// My sessions: every session I have a place for or am waiting for.
-#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [Session])))]
-async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<Session>>> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "select r.session_id from registrations r join sessions s on s.id = r.session_id
-         where r.user_id = $1 and r.status <> 'cancelled' order by s.starts_at",
+/// A session in My sessions, with the caller's part in it.
+#[derive(Serialize, ToSchema)]
+pub struct MySession {
+    #[serde(flatten)]
+    pub session: Session,
+    /// You present this session.
+    pub presenting: bool,
+    /// Once the session is over, for a confirmed place: whether you were in
+    /// the live room at all (false: you missed it). Null before the end, and
+    /// for presenters.
+    pub attended: Option<bool>,
+    /// Once the session is over: the replay page of its newest finished
+    /// recording, for presenters and confirmed places (who may watch it).
+    pub replay_url: Option<String>,
+}
+
+/// My sessions: every session I present, have a place for or am waiting
+/// for, soonest first, each with where it is in its life.
+#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [MySession])))]
+async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<MySession>>> {
+    let rows = sqlx::query(
+        "select s.id, (select count(*) from session_presenters p where p.session_id = s.id and p.user_id = $1) as presenting
+         from sessions s
+         where exists (select 1 from registrations r where r.session_id = s.id and r.user_id = $1 and r.status <> 'cancelled')
+            or exists (select 1 from session_presenters p where p.session_id = s.id and p.user_id = $1)
+         order by s.starts_at, s.id",
     )
     .bind(user.id)
     .fetch_all(&state.db.read)
     .await?;
-    let mut sessions = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(s) = programme::load(&state.db, id).await? {
+    let mut sessions = Vec::with_capacity(rows.len());
+    let mut presenting = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(s) = programme::load(&state.db, row.try_get("id")?).await? {
             sessions.push(s);
+            presenting.push(row.try_get::<i64, _>("presenting")? > 0);
         }
     }
+    programme::fill_life(&state, &mut sessions).await?;
     fill_mine(&state.db, user.id, &mut sessions).await?;
-    Ok(Json(sessions))
+    let mut out = Vec::with_capacity(sessions.len());
+    for (session, presenting) in sessions.into_iter().zip(presenting) {
+        let confirmed = session.my_registration.as_ref().is_some_and(|m| m.status == RegStatus::Confirmed);
+        let (mut attended, mut replay_url) = (None, None);
+        if session.life.is_over() && (presenting || confirmed) {
+            let recording: Option<String> = sqlx::query_scalar(
+                "select id from recordings where session_id = $1 and status <> 'recording' order by started_at desc limit 1",
+            )
+            .bind(session.id)
+            .fetch_optional(&state.db.read)
+            .await?;
+            replay_url = recording.map(|id| format!("/replay.html?id={id}"));
+            if !presenting {
+                let joins: i64 = sqlx::query_scalar(
+                    "select count(*) from room_events where session_id = $1 and user_id = $2 and kind = 'join'",
+                )
+                .bind(session.id)
+                .bind(user.id)
+                .fetch_one(&state.db.read)
+                .await?;
+                attended = Some(joins > 0);
+            }
+        }
+        out.push(MySession { session, presenting, attended, replay_url });
+    }
+    Ok(Json(out))
 }
 
 /// A registrant, for organisers.
