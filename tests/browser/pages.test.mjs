@@ -124,7 +124,7 @@ const STATES = [
   ["verify", "out", () => "/verify.html", (p) => p.getByRole("heading", { name: "Confirm your email address" })],
   ["session", "out", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("link", { name: "Create an account" })],
   ["session-teacher", "teacher", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("button", { name: "Cancel my place" })],
-  ["session-presenter", "presenter", () => `/session.html?id=${world.open.id}`, (p) => p.getByRole("link", { name: "Join the live session" })],
+  ["session-presenter", "presenter", () => `/session.html?id=${world.open.id}`, (p) => p.getByRole("link", { name: "Enter the room (backstage)" })],
   ["session-organiser", "organiser", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("link", { name: "Manage this session" })],
   ["my-teacher", "teacher", () => "/my.html", (p) => p.locator("#sessions .session-card", { hasText: "Retrieval practice" })],
   ["my-presenter", "presenter", () => "/my.html", (p) => p.getByRole("heading", { name: "My sessions" })],
