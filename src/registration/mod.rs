@@ -128,11 +128,20 @@ struct SessionMail {
     capacity: i64,
     status: String,
     sequence: i64,
+    /// When a host (or the room closing itself) ended the live part, in Unix ms.
+    ended_at: Option<i64>,
+}
+
+impl SessionMail {
+    /// Over by the clock or by a host's end: no place can be taken or given up.
+    fn is_over(&self, now: i64) -> bool {
+        self.ended_at.is_some() || self.ends_at <= now
+    }
 }
 
 async fn session_mail(tx: &mut Tx, session_id: i64) -> Result<Option<SessionMail>, sqlx::Error> {
     let row = sqlx::query(
-        "select id, title, description, starts_at, ends_at, capacity, status, ics_sequence from sessions where id = $1",
+        "select id, title, description, starts_at, ends_at, capacity, status, ics_sequence, ended_at from sessions where id = $1",
     )
     .bind(session_id)
     .fetch_optional(&mut **tx)
@@ -147,6 +156,7 @@ async fn session_mail(tx: &mut Tx, session_id: i64) -> Result<Option<SessionMail
             capacity: r.try_get("capacity")?,
             status: r.try_get("status")?,
             sequence: r.try_get("ics_sequence")?,
+            ended_at: r.try_get("ended_at")?,
         })
     })
     .transpose()
@@ -277,7 +287,7 @@ pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResu
         return Err(ApiError::conflict("session", "this session is not open for registration"));
     }
     let now = db::now();
-    if s.ends_at <= now {
+    if s.is_over(now) {
         return Err(ApiError::conflict("session", "this session has already ended"));
     }
     let confirmed: i64 =
@@ -366,6 +376,11 @@ pub async fn cancel(state: &AppState, registration_id: i64, by: &User) -> ApiRes
     let mut tx = state.db.begin().await?;
     lock_session(&mut tx, session_id).await?;
     let s = session_mail(&mut tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    // Giving up a place afterwards would rewrite who was registered, and hand
+    // the place to someone waiting for a session that is over.
+    if s.is_over(db::now()) {
+        return Err(ApiError::conflict("registration", "this session has ended: its places can no longer change"));
+    }
     let changed = sqlx::query(
         "update registrations set status = 'cancelled', updated_at = $1 where id = $2 and status <> 'cancelled'",
     )

@@ -12,7 +12,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ORGANISER, assertGoodPage, bearer, call, expectError, expectHttpError, serverAndBrowser, signUp, signedInPage, waitFor } from "./helpers.mjs";
+import { MEDIA_ARGS, ORGANISER, assertGoodPage, bearer, call, expectError, expectHttpError, serverAndBrowser, signUp, signedInPage, waitFor } from "./helpers.mjs";
 
 let app;
 let browser;
@@ -20,7 +20,8 @@ let browser;
 // no media, so there is no single-file download to make (the media tests
 // cover downloads). Without ffmpeg the organiser's page offers none.
 process.env.STAFFROOM_FFMPEG = "off";
-serverAndBrowser([], (a, b) => ([app, browser] = [a, b]));
+// The fake camera and microphone: the presenter enters the room backstage.
+serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 
 const SIZES = {
   desktop: { width: 1280, height: 800 },
@@ -135,6 +136,19 @@ test("before the session, the presenter finds it under Presenting with the way b
     await page.getByRole("link", { name: "Enter the room (backstage)" }).waitFor();
     await page.getByRole("button", { name: "Send invitations" }).waitFor();
   });
+  // Backstage, a plain presenter is told a host takes the room live, and has no Go live.
+  const priya = await pageFor("priya", "desktop");
+  const backstage = async (line) => {
+    await priya.goto(`${app.url}/room.html?id=${world.session.id}`);
+    await priya.getByRole("button", { name: "Join with camera and mic" }).click();
+    await priya.getByText(line).waitFor();
+  };
+  await backstage("A host takes the room live; no host is here yet.");
+  assert.equal(await priya.getByRole("button", { name: "Go live" }).isVisible(), false, "a plain presenter cannot go live");
+  await assertGoodPage(priya, "lifecycle-room-presenter-backstage-desktop");
+  await priya.getByRole("button", { name: "Leave" }).click();
+  await priya.getByRole("heading", { name: "You are out of the room" }).waitFor();
+
   // The co-host box changes the grant on the server.
   const page = await pageFor("organiser", "desktop");
   await page.goto(`${app.url}/organiser.html?id=${world.session.id}`);
@@ -143,6 +157,13 @@ test("before the session, the presenter finds it under Presenting with the way b
   const session = await call(app, world.organiser, "GET", `/api/sessions/${world.session.id}`);
   assert.equal(session.presenters[0].cohost, true);
   await assertGoodPage(page, "lifecycle-organiser-cohost-desktop");
+
+  // Back in the room, she is a co-host with the Go live button (not pressed here: the next test's host goes live).
+  await backstage("You are a co-host: you (or a host) take the room live when you are ready.");
+  await priya.getByRole("button", { name: "Go live" }).waitFor();
+  assert.equal(await priya.getByRole("button", { name: "End session for everyone" }).isVisible(), false, "ending stays the host's");
+  await priya.getByRole("button", { name: "Leave" }).click();
+  await priya.getByRole("heading", { name: "You are out of the room" }).waitFor();
 });
 
 test("after a host ends the session, the teacher who attended, the one who missed it, the presenter and the organiser each see it as over", async () => {

@@ -236,7 +236,11 @@ for (const who of ["organiser", "presenter"]) {
       const camera = page.getByRole("button", { name: /^Camera (on|off)$/ });
       await mic.waitFor();
       await camera.waitFor();
-      if (who === "organiser") await page.getByRole("button", { name: "Go live" }).waitFor();
+      if (who === "organiser") {
+        await page.getByRole("button", { name: "Go live" }).waitFor();
+        // Backstage says who takes the room live (a presenter's view: tests/browser/lifecycle.test.mjs).
+        await page.getByText("You take the room live when you are ready.").waitFor();
+      }
       await settled(page);
       if (size === "desktop") {
         assert.ok(await inView(page, mic), `the microphone button is in view at 1280×800: ${JSON.stringify(await mic.boundingBox())}`);

@@ -133,4 +133,13 @@ async fn a_session_a_host_ended_leaves_the_programme_and_shows_who_attended_miss
     assert!(err["error"].as_str().unwrap().contains("has ended"), "{err}");
     let (status, _) = app.post(&format!("/api/sessions/{id}/join"), Some(&people[1]), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // Its places are settled too: none taken, none given up, though the scheduled end is still to come.
+    let cy = app.sign_up("Cy", "cy@oak.sch.uk").await;
+    let (status, err) = app.post(&format!("/api/sessions/{id}/registration"), Some(&cy), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    let (status, err) =
+        app.request(reqwest::Method::DELETE, &format!("/api/sessions/{id}/registration"), Some(&people[1]), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("has ended"), "{err}");
+    assert_eq!(mine(people[1].clone()).await["my_registration"]["status"], "confirmed");
 }
