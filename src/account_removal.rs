@@ -49,7 +49,7 @@ async fn remove_me(
     }
     let upcoming: Vec<i64> = sqlx::query_scalar(
         "select r.id from registrations r join sessions s on s.id = r.session_id
-         where r.user_id = $1 and r.status in ('confirmed', 'waitlisted') and s.ends_at > $2",
+         where r.user_id = $1 and r.status in ('confirmed', 'waitlisted') and s.ends_at > $2 and s.ended_at is null",
     )
     .bind(user.id)
     .bind(db::now())

@@ -511,9 +511,28 @@ export function isoToZoned(iso, zone) {
 
 // ---------------------------------------------------------------- shared pieces
 
-/** "12 places left", "Full: waiting list open", or "Cancelled". */
+/** Whether a session's live part is over (ended, or settled with its recordings finished). */
+export function isOver(session) {
+  return session.life === "ended" || session.life === "settled";
+}
+
+/** A badge for where a session is in its life (the room open, live, ended), or null while upcoming. */
+export function lifeBadge(session) {
+  if (session.status === "cancelled") return null;
+  const badges = {
+    open: ["Room open", "badge-wait"],
+    live: ["Live now", "badge-ok"],
+    ended: ["Ended", "badge-draft"],
+    settled: ["Ended", "badge-draft"],
+  };
+  const badge = badges[session.life];
+  return badge ? el("span", { class: `badge ${badge[1]}`, text: badge[0] }) : null;
+}
+
+/** "12 places left", "Full: waiting list open", "Ended" or "Cancelled". */
 export function seatsText(session) {
   if (session.status === "cancelled") return "Cancelled";
+  if (isOver(session)) return "Ended";
   if (session.seats_left > 0) return `${session.seats_left} ${session.seats_left === 1 ? "place" : "places"} left`;
   return "Full: join the waiting list";
 }

@@ -1,5 +1,6 @@
 // The programme: published sessions that have not ended, with filters that
-// the server applies and that stay in the address so a filtered view can be shared.
+// the server applies and that stay in the address so a filtered view can be
+// shared; below them, the sessions that have ended, with their replays.
 
 import {
   api,
@@ -7,6 +8,7 @@ import {
   el,
   fillSelect,
   kindName,
+  lifeBadge,
   myBadge,
   say,
   seatsText,
@@ -43,7 +45,7 @@ function query() {
   return q;
 }
 
-function card(session) {
+function card(session, past = false) {
   const full = session.seats_left <= 0;
   const facts = [session.series, session.subject, session.phase && `Phase: ${session.phase}`].filter(Boolean);
   return el(
@@ -66,10 +68,25 @@ function card(session) {
     el(
       "div",
       { class: "side" },
-      el("span", { class: full ? "seats seats-full" : "seats", text: seatsText(session) }),
-      myBadge(session.my_registration),
+      ...(past
+        ? [
+            lifeBadge(session),
+            session.replay_ready
+              ? el("a", { class: "button button-small", href: `/session.html?id=${session.id}`, "aria-label": `Replay of ${session.title}`, text: "Replay" })
+              : el("span", { class: "muted small", text: "Not recorded" }),
+          ]
+        : [lifeBadge(session), el("span", { class: full ? "seats seats-full" : "seats", text: seatsText(session) }), myBadge(session.my_registration)]
+      ).filter(Boolean),
     ),
   );
+}
+
+/** The sessions that have ended (the filters apply to them too). */
+async function showPast(q) {
+  const section = document.getElementById("past");
+  const sessions = await api(`/api/sessions?${q}&past=true`);
+  document.getElementById("past-sessions").replaceChildren(...sessions.map((s) => card(s, true)));
+  section.hidden = sessions.length === 0;
 }
 
 async function show() {
@@ -77,8 +94,8 @@ async function show() {
   list.setAttribute("aria-busy", "true");
   try {
     const q = query();
-    const sessions = await api(`/api/sessions?${q}`);
-    list.replaceChildren(...sessions.map(card));
+    const [sessions] = await Promise.all([api(`/api/sessions?${q}`), showPast(q)]);
+    list.replaceChildren(...sessions.map((s) => card(s)));
     const filtered = [...q.keys()].length > 0;
     if (sessions.length === 0) {
       list.append(

@@ -1,4 +1,5 @@
-// My sessions (places and waiting-list spots) and my profile.
+// My sessions, grouped by where each is in its life and the person's part in
+// it: presenting, coming up, attended, missed (with the replay), and my profile.
 
 import {
   api,
@@ -12,7 +13,9 @@ import {
   formatMinutes,
   forgetUser,
   handleSubmit,
+  isOver,
   kindName,
+  lifeBadge,
   myBadge,
   say,
   setupPage,
@@ -22,17 +25,36 @@ import {
   viewerZone,
 } from "/app.js";
 
-const list = document.getElementById("sessions");
 const listStatus = document.getElementById("sessions-status");
 const form = document.getElementById("profile");
 const profileStatus = document.getElementById("profile-status");
 
 let user = null;
 
+/** The groups My sessions shows, in order: [key, heading]. */
+const GROUPS = [
+  ["presenting", "Presenting"],
+  ["upcoming", "Coming up"],
+  ["attended", "Attended"],
+  ["missed", "Missed"],
+  ["presented", "Presented"],
+  ["other", "Cancelled, or no place came free"],
+];
+
+/** Which group a session of mine belongs in. */
+function groupOf(session) {
+  const over = isOver(session);
+  if (session.status === "cancelled") return "other";
+  if (session.presenting) return over ? "presented" : "presenting";
+  if (!over) return "upcoming";
+  if (session.attended === true) return "attended";
+  if (session.attended === false) return "missed";
+  return "other";
+}
+
 function card(session) {
   const zone = viewerZone(user);
-  const ended = new Date(session.ends_at) <= new Date();
-  const cancelled = session.status === "cancelled";
+  const group = groupOf(session);
   const mine = session.my_registration;
   const leave = el("button", {
     type: "button",
@@ -52,6 +74,24 @@ function card(session) {
       }
     },
   });
+  const replay = session.replay_url
+    ? el("a", { class: "button button-small", href: session.replay_url, "aria-label": `Watch the replay of ${session.title}`, text: "Watch the replay" })
+    : null;
+  const side = {
+    presenting: [
+      lifeBadge(session),
+      el("a", { class: "button button-small", href: `/room.html?id=${session.id}`, "aria-label": `Enter the room for ${session.title} (backstage)`, text: "Enter the room" }),
+    ],
+    upcoming: [lifeBadge(session), myBadge(mine), mine && session.status !== "cancelled" ? leave : null],
+    attended: [
+      el("span", { class: "badge badge-ok", text: "Attended" }),
+      el("a", { class: "button button-secondary button-small", href: `/record.html?reflect=${session.id}`, "aria-label": `Reflect on ${session.title}`, text: "Reflect" }),
+      replay,
+    ],
+    missed: [el("span", { class: "badge badge-wait", text: "Missed" }), replay],
+    presented: [el("span", { class: "badge badge-draft", text: "Ended" }), replay],
+    other: [session.status === "cancelled" ? el("span", { class: "badge badge-bad", text: "Cancelled" }) : el("span", { class: "badge badge-draft", text: "Ended" })],
+  }[group];
   return el(
     "li",
     { class: "session-card" },
@@ -59,29 +99,30 @@ function card(session) {
       "div",
       {},
       el("span", { class: "kind", text: kindName(session.kind) }),
-      el("h3", {}, el("a", { href: `/session.html?id=${session.id}`, text: session.title })),
+      el("h4", {}, el("a", { href: `/session.html?id=${session.id}`, text: session.title })),
       el("p", { class: "when" }, timeRange(session.starts_at, session.ends_at, zone)),
       session.presenters.length ? el("p", { class: "meta", text: `With ${session.presenters.map((p) => p.name).join(", ")}` }) : null,
     ),
-    el(
-      "div",
-      { class: "side" },
-      cancelled ? el("span", { class: "badge badge-bad", text: "Cancelled" }) : myBadge(mine),
-      ended ? el("span", { class: "muted small", text: "Ended" }) : null,
-      !ended && !cancelled ? leave : null,
-    ),
+    el("div", { class: "side" }, ...side.filter(Boolean)),
   );
 }
 
 async function loadSessions() {
   try {
     const sessions = await api("/api/me/sessions");
-    const upcoming = sessions.filter((s) => new Date(s.ends_at) > new Date());
-    const past = sessions.filter((s) => new Date(s.ends_at) <= new Date());
-    list.replaceChildren(...upcoming.map(card), ...past.map(card));
+    const box = document.getElementById("sessions");
+    const sections = GROUPS.map(([key, heading]) => {
+      // Coming up soonest first; what is over, most recent first.
+      const mine = sessions.filter((s) => groupOf(s) === key);
+      if (["attended", "missed", "presented", "other"].includes(key)) mine.reverse();
+      if (!mine.length) return null;
+      const id = `sessions-${key}`;
+      return el("section", { "aria-labelledby": id }, el("h3", { id, text: `${heading} (${mine.length})` }), el("ul", { class: "session-list" }, ...mine.map(card)));
+    }).filter(Boolean);
+    box.replaceChildren(...sections);
     if (sessions.length === 0) {
-      list.append(
-        el("li", { class: "card empty" }, "You have not registered for any sessions yet. ", el("a", { href: "/index.html", text: "Browse the programme" }), "."),
+      box.append(
+        el("p", { class: "card empty" }, "You have not registered for any sessions yet. ", el("a", { href: "/index.html", text: "Browse the programme" }), "."),
       );
     }
   } catch (e) {

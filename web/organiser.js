@@ -1,7 +1,8 @@
 // The organiser's dashboard. Three views chosen by the address:
 //   organiser.html          every session, drafts included
 //   organiser.html?new=1    the form for a new session
-//   organiser.html?id=N     one session: edit, publish, cancel, registrants, invitations
+//   organiser.html?id=N     one session: edit, publish, cancel, registrants, invitations;
+//                           once it is over: attendance and recordings first, and nothing to change
 
 import {
   api,
@@ -14,7 +15,9 @@ import {
   formatLength,
   formatTime,
   formValues,
+  FormErrors,
   handleSubmit,
+  isOver,
   isoToZoned,
   KINDS,
   param,
@@ -44,10 +47,35 @@ function takeFlash() {
   return message;
 }
 
-function statusBadge(status) {
-  const kinds = { draft: ["badge-draft", "Draft"], published: ["badge-ok", "Published"], cancelled: ["badge-bad", "Cancelled"] };
-  const [cls, text] = kinds[status] || ["", status];
+/** The session's status as organisers need it: draft, published, cancelled, or where a published one is in its life. */
+function statusBadge(session) {
+  const kinds = {
+    draft: ["badge-draft", "Draft"],
+    published: ["badge-ok", "Published"],
+    cancelled: ["badge-bad", "Cancelled"],
+    open: ["badge-wait", "Room open"],
+    live: ["badge-ok", "Live now"],
+    ended: ["badge-draft", "Ended"],
+    settled: ["badge-draft", "Ended"],
+  };
+  const key = session.status === "published" && session.life !== "upcoming" ? session.life : session.status;
+  const [cls, text] = kinds[key] || ["", key];
   return el("span", { class: `badge ${cls}`, text });
+}
+
+/**
+ * Runs `send(confirmPast)`; when the server refuses because the start has
+ * passed, asks the organiser whether they mean it and sends again with the
+ * confirmation. Resolves to the answer, or null if they said no.
+ */
+async function confirmingPastStart(send) {
+  try {
+    return await send(false);
+  } catch (e) {
+    if (e.field !== "confirm_past") throw e;
+    if (!window.confirm(`${e.message}\n\nPublish it anyway?`)) return null;
+    return send(true);
+  }
 }
 
 function field(name, label, input, hint) {
@@ -83,9 +111,8 @@ async function showList() {
   if (message) say(status, message, "success");
   const sessions = await api("/api/sessions?all=true");
   // Upcoming first (soonest at the top), then past sessions, latest first.
-  const now = new Date();
-  const upcoming = sessions.filter((s) => new Date(s.ends_at) > now);
-  const past = sessions.filter((s) => new Date(s.ends_at) <= now).reverse();
+  const upcoming = sessions.filter((s) => !isOver(s));
+  const past = sessions.filter(isOver).reverse();
   for (const s of [...upcoming, ...past]) {
     tbody.append(
       el(
@@ -93,7 +120,7 @@ async function showList() {
         {},
         el("td", { "data-label": "Session" }, el("a", { href: `/organiser.html?id=${s.id}`, text: s.title })),
         el("td", { "data-label": "When" }, timeRange(s.starts_at, s.ends_at, zone)),
-        el("td", { "data-label": "Status" }, statusBadge(s.status), new Date(s.ends_at) <= now ? el("span", { class: "muted small", text: " ended" }) : null),
+        el("td", { "data-label": "Status" }, statusBadge(s)),
         el("td", { class: "num", "data-label": "Places", text: `${s.registered} / ${s.capacity}` }),
         el("td", { class: "num", "data-label": "Waiting", text: String(s.waitlisted) }),
       ),
@@ -173,10 +200,16 @@ function sessionForm(session, onSaved) {
       if (!Number.isInteger(capacity)) throw Object.assign(new Error("Places must be a whole number."), { field: "capacity" });
       const startsAt = zonedToIso(v.date, v.start_time, zone);
       let endsAt = zonedToIso(v.date, v.end_time, zone);
-      // An end before the start means the session runs past midnight.
-      if (endsAt <= startsAt) {
+      if (endsAt === startsAt) throw new FormErrors("The end is the same as the start.", [["end_time", "Choose an end after the start."]]);
+      // An end before the start means the session runs past midnight, when
+      // that makes a session of at most 12 hours; otherwise it is a slip.
+      if (endsAt < startsAt) {
         const [y, m, d] = v.date.split("-").map(Number);
-        endsAt = zonedToIso(new Date(Date.UTC(y, m - 1, d + 1)).toISOString().slice(0, 10), v.end_time, zone);
+        const overnight = zonedToIso(new Date(Date.UTC(y, m - 1, d + 1)).toISOString().slice(0, 10), v.end_time, zone);
+        if (new Date(overnight) - new Date(startsAt) > 12 * 3600000) {
+          throw new FormErrors(`The end (${v.end_time}) is before the start (${v.start_time}).`, [["end_time", `Ends at ${v.end_time}, before the start at ${v.start_time}: choose an end after the start.`]]);
+        }
+        endsAt = overnight;
       }
       const list = (s) => s.split(/[,;\n]+/).map((x) => x.trim()).filter(Boolean);
       const body = {
@@ -193,12 +226,13 @@ function sessionForm(session, onSaved) {
         capacity,
         record_automatically: record.checked,
       };
-      let saved;
-      if (session) {
-        saved = await api(`/api/sessions/${session.id}`, { method: "PUT", body });
-      } else {
-        body.status = submitter && submitter.value === "published" ? "published" : "draft";
-        saved = await api("/api/sessions", { method: "POST", body });
+      if (!session) body.status = submitter && submitter.value === "published" ? "published" : "draft";
+      const saved = await confirmingPastStart((confirmPast) =>
+        api(session ? `/api/sessions/${session.id}` : "/api/sessions", { method: session ? "PUT" : "POST", body: { ...body, confirm_past: confirmPast } }),
+      );
+      if (!saved) {
+        say(status, "Nothing was saved. Check the date and time.", "info");
+        return;
       }
       await onSaved(saved, status);
     },
@@ -672,6 +706,39 @@ function inviteSection(session) {
   return section;
 }
 
+/** Who presents, and which of them an organiser made co-host (go live, record, run breakouts). */
+function presentersSection(session) {
+  const section = el("section", { class: "card", "aria-labelledby": "presenters-heading" }, el("h2", { id: "presenters-heading", text: "Presenters and co-hosts" }));
+  if (!session.presenters.length) {
+    section.append(el("p", { class: "muted", text: "No presenters yet: add their account addresses under Edit details." }));
+    return section;
+  }
+  const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
+  const changeable = session.status !== "cancelled" && !isOver(session);
+  const rows = session.presenters.map((p) => {
+    const box = el("input", { type: "checkbox", id: `cohost-${p.id}`, disabled: !changeable });
+    box.checked = p.cohost;
+    box.addEventListener("change", async () => {
+      box.disabled = true;
+      try {
+        await api(`/api/sessions/${session.id}/presenters/${p.id}/cohost`, { method: "PUT", body: { cohost: box.checked } });
+        say(status, box.checked ? `${p.name} is a co-host: from their next entry to the room they may take it live, record and run breakout groups.` : `${p.name} is a presenter again.`, "success");
+      } catch (e) {
+        box.checked = !box.checked;
+        say(status, e.message, "error");
+      }
+      box.disabled = false;
+    });
+    return el("li", {}, el("label", { class: "check", for: box.id }, box, ` ${p.name}: co-host`), p.email ? el("span", { class: "muted small", text: ` ${p.email}` }) : null);
+  });
+  section.append(
+    el("p", { class: "muted small", text: "Presenters share their camera, microphone and screen. A co-host may also take the room live, record and run breakout groups; hosts (organisers) also remove people and end the session." }),
+    el("ul", { class: "plain-list" }, ...rows),
+    status,
+  );
+  return section;
+}
+
 async function showSession(id) {
   const session = await api(`/api/sessions/${id}`);
   document.title = `${session.title} · Organiser · Staffroom`;
@@ -696,15 +763,22 @@ async function showSession(id) {
         }
       },
     });
+  const over = isOver(session);
+  if (session.status !== "cancelled" && !over) {
+    actions.prepend(el("a", { class: "button", href: `/room.html?id=${session.id}`, text: "Enter the room (backstage)" }));
+  }
   if (session.status === "draft") {
     actions.append(
       act("Publish", "", null, async () => {
-        await api(`/api/sessions/${session.id}/publish`, { method: "POST" });
+        const published = await confirmingPastStart((confirmPast) =>
+          api(`/api/sessions/${session.id}/publish${confirmPast ? "?confirm_past=true" : ""}`, { method: "POST" }),
+        );
+        if (!published) throw new Error("The session was not published.");
         return "The session is published and open for registration.";
       }),
     );
   }
-  if (session.status !== "cancelled") {
+  if (session.status !== "cancelled" && !over) {
     actions.append(
       act("Cancel session", "button-danger", `Cancel “${session.title}”? Everyone registered gets a cancellation email. This cannot be undone.`, async () => {
         await api(`/api/sessions/${session.id}/cancel`, { method: "POST" });
@@ -713,7 +787,7 @@ async function showSession(id) {
     );
   }
   const editor =
-    session.status === "cancelled"
+    session.status === "cancelled" || over
       ? null
       : el(
           "details",
@@ -731,7 +805,7 @@ async function showSession(id) {
     el(
       "p",
       {},
-      statusBadge(session.status),
+      statusBadge(session),
       " ",
       timeRange(session.starts_at, session.ends_at, zone),
       session.audiences.length ? ` · for ${session.audiences.map(audienceName).join(", ")}` : "",
@@ -739,12 +813,10 @@ async function showSession(id) {
     status,
     actions,
     el("div", { style: "height:1.25rem" }),
-    editor,
-    registrantsSection(session),
-    recordingsSection(session),
-    attendanceSection(session),
-    inviteSection(session),
-    failuresSection(session),
+    // Once it is over, what happened comes first, and there is nothing left to invite people to.
+    ...(over
+      ? [attendanceSection(session), recordingsSection(session), presentersSection(session), registrantsSection(session), failuresSection(session)]
+      : [editor, presentersSection(session), registrantsSection(session), recordingsSection(session), attendanceSection(session), inviteSection(session), failuresSection(session)]),
   );
   if (message) say(status, message, "success");
 }

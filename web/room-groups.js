@@ -29,7 +29,8 @@ export function createGroups({ send, me, participants, nameOf, onChange, alert, 
     speaker: null, // participant id of the active speaker
     warned: false,
   };
-  const isHost = () => Boolean(me()?.grants?.host);
+  // Co-hosts run breakout groups as hosts do.
+  const isHost = () => Boolean(me()?.grants?.host || me()?.grants?.cohost);
   const myId = () => (me() ? String(me().id) : null);
 
   function groups() {

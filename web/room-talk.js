@@ -160,7 +160,7 @@ export function createPanel({ send, me, participants, personActions = () => null
     const focused = peopleList.contains(document.activeElement) ? document.activeElement.dataset.action : null;
     peopleList.replaceChildren(
       ...everyone.map((p) => {
-        const role = p.grants?.host ? "Host" : p.grants?.publish ? "Presenter" : null;
+        const role = p.grants?.host ? "Host" : p.grants?.cohost ? "Co-host" : p.grants?.publish ? "Presenter" : null;
         const muted = new Set(p.muted || []);
         return el(
           "li",

@@ -139,18 +139,21 @@ function buildRoom() {
   ui.panel = ui.talk.node;
 
   // Backstage and the host's go-live and end buttons, above the stage.
+  // Who takes the room live is said plainly: presenters wait for a host.
+  ui.whoGoesLive = el("span", {});
   ui.backstage = el(
     "p",
     { class: "backstage-note" },
     el("strong", { text: "Backstage" }),
-    " — attendees can't see or hear you yet.",
+    " — attendees can't see or hear you yet. ",
+    ui.whoGoesLive,
   );
   ui.liveNote = el("p", { class: "live-note" }, el("strong", { text: "Live" }), " — attendees can see and hear everyone on stage.");
   ui.goLive = el("button", { type: "button", class: "go-live", text: "Go live", onclick: goLive });
   ui.endSession = el("button", { type: "button", class: "button-danger", text: "End session for everyone", onclick: endSession });
   ui.recording = createRecording({
     send,
-    isHost: () => Boolean(room.me?.grants?.host),
+    isHost: runsRoom,
     alert: (text, kind) => showBanner(text, kind),
   });
   ui.phaseBar = el(
@@ -180,6 +183,20 @@ function buildRoom() {
   content.removeAttribute("aria-busy");
 }
 
+/** Whether we may take the room live, record and run breakouts: hosts, and presenters an organiser made co-host. */
+function runsRoom() {
+  return Boolean(room.me?.grants?.host || room.me?.grants?.cohost);
+}
+
+/** The backstage line on who takes the room live: us, the hosts here, or a host still to come. */
+function whoGoesLiveText() {
+  if (room.me?.grants?.host) return "You take the room live when you are ready.";
+  const runners = [...room.participants.values()].filter((p) => p.grants?.host || p.grants?.cohost).map((p) => p.name);
+  if (room.me?.grants?.cohost) return "You are a co-host: you (or a host) take the room live when you are ready.";
+  if (runners.length) return `${runners.join(" or ")} will take the room live: wait here until then.`;
+  return "A host takes the room live; no host is here yet.";
+}
+
 /** Whether we may publish now: a presenter or host, an attendee a host brought on stage, or anyone in a breakout group. */
 function mayPublish() {
   return Boolean(room.me && (room.me.grants?.publish || room.me.on_stage || ui.groups?.myGroup()));
@@ -197,6 +214,7 @@ function renderPhase() {
   if (!ui.lobby) return;
   const connected = Boolean(room.me);
   const host = Boolean(room.me?.grants?.host);
+  const runs = runsRoom();
   const inLobby = connected && room.phase === "lobby" && !mayPublish() && ui.prejoin.hidden;
   ui.lobby.hidden = !inLobby;
   ui.stage.hidden = inLobby;
@@ -208,14 +226,15 @@ function renderPhase() {
   }
   // In a breakout group an attendee may speak, but is not on the main stage: no stage bar for them.
   const backstage = connected && Boolean(room.me.grants?.publish || room.me.on_stage);
-  ui.phaseBar.hidden = !(backstage || (host && connected));
+  ui.phaseBar.hidden = !(backstage || (runs && connected));
   ui.backstage.hidden = room.phase !== "lobby";
+  ui.whoGoesLive.textContent = whoGoesLiveText();
   ui.liveNote.hidden = room.phase !== "live";
-  ui.goLive.hidden = !(host && room.phase === "lobby");
+  ui.goLive.hidden = !(runs && room.phase === "lobby");
   ui.endSession.hidden = !(host && room.phase === "live");
   ui.recording.render();
   ui.phaseBar.dataset.phase = room.phase;
-  ui.talk.setTabVisible("groups", host && room.phase !== "ended");
+  ui.talk.setTabVisible("groups", runs && room.phase !== "ended");
   ui.talk.setChatScope(ui.groups.myGroup());
 }
 

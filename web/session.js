@@ -1,5 +1,6 @@
 // One session: what it is, when (in the viewer's zone), who presents it, and
-// the viewer's place: register, join the waiting list, or cancel.
+// the viewer's place: register, join the waiting list, or cancel; once it is
+// over, what is left: the replay and the reflection, never a way in or out.
 
 import {
   api,
@@ -9,7 +10,9 @@ import {
   formatInstant,
   formatLength,
   here,
+  isOver,
   kindName,
+  lifeBadge,
   param,
   say,
   seatsText,
@@ -25,6 +28,7 @@ const id = Number(param("id"));
 let user = null;
 let zone = "UTC";
 let message = null; // carried across a re-render: [text, kind]
+let part = null; // the viewer's line in My sessions: presenting, attended, replay_url
 
 function fact(term, ...value) {
   return [el("dt", { text: term }), el("dd", {}, ...value)];
@@ -34,16 +38,25 @@ function registerPanel(session) {
   const panel = el("aside", { class: "card register-panel", "aria-labelledby": "place-heading" });
   const status = el("div", { class: "status", role: "status", "aria-live": "polite", hidden: true });
   const mine = session.my_registration;
-  const ended = new Date(session.ends_at) <= new Date();
+  const ended = isOver(session);
   // `append` would print a null as the text "null": what a state leaves out is skipped.
   const add = (...nodes) => panel.append(...nodes.filter(Boolean));
   add(el("h2", { id: "place-heading", tabindex: "-1", text: "Your place" }));
   // The room itself decides whether it is open (or still running past its end):
-  // the way in is always shown to those who may enter.
-  const mayJoin = isParticipant(session);
+  // the way in is shown to those who may enter until the session is over.
+  // Presenters and organisers go in backstage, before the room is live.
+  const backstage = user && (user.is_organiser || session.presenters.some((p) => p.id === user.id));
   const joinLink =
-    mayJoin && session.status !== "cancelled"
-      ? el("p", {}, el("a", { class: "button join-live", href: `/room.html?id=${session.id}`, text: "Join the live session" }))
+    isParticipant(session) && session.status !== "cancelled" && !ended
+      ? el(
+          "p",
+          {},
+          el("a", {
+            class: "button join-live",
+            href: `/room.html?id=${session.id}`,
+            text: backstage && session.life !== "live" ? "Enter the room (backstage)" : "Join the live session",
+          }),
+        )
       : null;
 
   const act = (label, kind, work) =>
@@ -65,16 +78,21 @@ function registerPanel(session) {
 
   if (session.status === "cancelled") {
     add(el("p", { class: "big", text: "This session has been cancelled." }), el("p", { class: "muted", text: "Anyone registered has been told by email." }));
+  } else if (ended) {
+    add(...afterPanel(session));
   } else if (mine && mine.status === "confirmed") {
     add(
       el("p", { class: "big" }, el("span", { class: "badge badge-ok", text: "Registered" })),
       el("p", { text: "You are registered. We have emailed you a calendar invitation and will remind you the day before." }),
-      ended
-        ? null
-        : act("Cancel my place", "button-danger", async () => {
-            await api(`/api/sessions/${session.id}/registration`, { method: "DELETE" });
-            message = ["Your place is cancelled. It has gone to the next person waiting.", "success"];
-          }),
+      act("Cancel my place", "button-danger", async () => {
+        await api(`/api/sessions/${session.id}/registration`, { method: "DELETE" });
+        message = ["Your place is cancelled. It has gone to the next person waiting.", "success"];
+      }),
+    );
+  } else if (backstage && !user.is_organiser) {
+    add(
+      el("p", { class: "big" }, el("span", { class: "badge badge-ok", text: "Presenting" })),
+      el("p", { text: "You present this session. The room opens 30 minutes before the start: you wait backstage with the hosts, and a host takes the room live." }),
     );
   } else if (mine && mine.status === "waitlisted") {
     add(
@@ -85,8 +103,6 @@ function registerPanel(session) {
         message = ["You have left the waiting list.", "success"];
       }),
     );
-  } else if (ended) {
-    add(el("p", { text: "This session has ended." }));
   } else if (session.status !== "published") {
     add(el("p", { text: "Registration opens when this session is published." }));
   } else if (!user) {
@@ -122,6 +138,29 @@ function registerPanel(session) {
     message = null;
   }
   return panel;
+}
+
+/** What is left of a session that is over: whether you came, the replay, your reflection. */
+function afterPanel(session) {
+  const mine = session.my_registration;
+  const replay = part && part.replay_url ? el("a", { class: "button", href: part.replay_url, text: "Watch the replay" }) : null;
+  const reflect = el("a", { class: "button button-secondary", href: `/record.html?reflect=${session.id}`, text: "Write your reflection" });
+  const lines = [el("p", { class: "big", text: "This session has ended." })];
+  if (part && part.presenting) {
+    lines.push(el("p", { text: "You presented it. Thank you." }), replay ? el("div", { class: "actions" }, replay) : null);
+  } else if (mine && mine.status === "confirmed" && part && part.attended) {
+    lines.push(el("p", { text: "You attended. It is in your CPD record: a few lines of reflection make it count." }), el("div", { class: "actions" }, reflect, replay));
+  } else if (mine && mine.status === "confirmed") {
+    lines.push(
+      el("p", { text: replay ? "You missed it live. Watching the replay counts towards your CPD record too." : "You missed it live. If it was recorded, the replay will appear here." }),
+      replay ? el("div", { class: "actions" }, replay) : null,
+    );
+  } else if (mine && mine.status === "waitlisted") {
+    lines.push(el("p", { class: "muted", text: "You were on the waiting list, and no place came free." }));
+  } else if (session.replay_ready) {
+    lines.push(el("p", { class: "muted", text: "If the organisers open its recording to everyone, it appears under Recordings." }));
+  }
+  return lines;
 }
 
 /** Organisers, presenters and the registered: who may join the room and watch its recordings (the server checks again). */
@@ -165,7 +204,7 @@ function recordingsSection(session) {
 
 function render(session) {
   document.title = `${session.title} · Staffroom`;
-  const badges = [];
+  const badges = [lifeBadge(session)].filter(Boolean);
   if (session.status === "draft") badges.push(el("span", { class: "badge badge-draft", text: "Draft: not yet published" }));
   if (session.status === "cancelled") badges.push(el("span", { class: "badge badge-bad", text: "Cancelled" }));
   const details = el(
@@ -204,7 +243,9 @@ function render(session) {
 
 async function load() {
   try {
-    render(await api(`/api/sessions/${id}`));
+    const [session, mine] = await Promise.all([api(`/api/sessions/${id}`), user ? api("/api/me/sessions") : []]);
+    part = mine.find((s) => s.id === id) || null;
+    render(session);
   } catch (e) {
     if (e.status === 404 || e.status === 422) {
       stop(content, "Session not found", "This session does not exist, or it is not published yet.", el("a", { href: "/index.html", text: "See the programme" }));

@@ -65,8 +65,21 @@ pub struct Grants {
     pub publish: bool,
     /// May receive what others publish.
     pub subscribe: bool,
-    /// May run the room (later: stage, mutes, removals).
+    /// May run the room: stage, mutes, removals, and ending it.
     pub host: bool,
+    /// A presenter an organiser made co-host: may take the room live, record
+    /// and run breakout groups, but not remove people or end the session.
+    /// Absent in older tokens, so it defaults to false.
+    #[serde(default)]
+    pub cohost: bool,
+}
+
+impl Grants {
+    /// Whether the holder may take the room live, record and run breakout
+    /// groups: hosts and co-hosts.
+    pub fn runs_room(&self) -> bool {
+        self.host || self.cohost
+    }
 }
 
 /// A room token: short-lived, for one session, carrying who enters and with
@@ -227,7 +240,7 @@ mod tests {
     #[test]
     fn a_room_token_carries_its_session_and_grants_and_nothing_else_accepts_it() {
         let keys = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let grants = Grants { publish: true, subscribe: true, host: false };
+        let grants = Grants { publish: true, subscribe: true, host: false, cohost: false };
         let t = keys.sign_room(7, 42, "Ann", grants, chrono::Duration::minutes(2));
         let claims = keys.verify_room(&t).unwrap();
         assert_eq!((claims.sub.as_str(), claims.sid, claims.name.as_str(), claims.grants), ("7", 42, "Ann", grants));

@@ -2,6 +2,8 @@
 //! their audiences, series and presenters. Organisers create, edit, publish
 //! and cancel; everyone browses what is published.
 
+mod life;
+
 use std::collections::HashMap;
 
 use axum::{extract::State, http::StatusCode};
@@ -20,6 +22,8 @@ use crate::{
     },
     registration, AppState,
 };
+
+pub use life::{fill_life, Life, OPENS_BEFORE_MINUTES};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +74,9 @@ impl Status {
 pub struct Presenter {
     pub id: i64,
     pub name: String,
+    /// An organiser made them co-host: they may take the room live, record
+    /// and run breakout groups.
+    pub cohost: bool,
     /// The account's address: shown to organisers only, so that the edit
     /// form can send the presenters back unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,15 +104,32 @@ pub struct Session {
     pub status: Status,
     /// Recording starts by itself when a host takes the room live.
     pub record_automatically: bool,
+    /// Where the session is in its life: upcoming, open (the room is open),
+    /// live, ended, settled. See [`Life`].
+    pub life: Life,
+    /// A finished recording exists (who may watch it is the recording's own rule).
+    pub replay_ready: bool,
     /// The caller's own registration, when signed in and registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub my_registration: Option<registration::Mine>,
     #[serde(skip)]
     pub ics_sequence: i64,
+    /// The journal's marks (Unix ms), from which `life` is worked out.
+    #[serde(skip)]
+    live_at: Option<i64>,
+    #[serde(skip)]
+    ended_at: Option<i64>,
+    #[serde(skip)]
+    live_grace_ms: i64,
+    #[serde(skip)]
+    recordings_running: i64,
 }
 
 const SESSION_SELECT: &str = "select s.id, s.title, s.description, s.kind, s.series, s.subject, s.phase,
         s.starts_at, s.ends_at, s.capacity, s.status, s.ics_sequence, s.record_automatically,
+        s.live_at, s.ended_at, s.live_grace_ms,
+        (select count(*) from recordings c where c.session_id = s.id and c.status = 'recording') as recordings_running,
+        (select count(*) from recordings c where c.session_id = s.id and c.status <> 'recording') as recordings_ready,
         (select count(*) from registrations r where r.session_id = s.id and r.status = 'confirmed') as registered,
         (select count(*) from registrations r where r.session_id = s.id and r.status = 'waitlisted') as waitlisted
     from sessions s";
@@ -131,8 +155,15 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
         seats_left: (capacity - registered).max(0),
         status: Status::parse(&row.try_get::<String, _>("status")?),
         record_automatically: row.try_get::<i64, _>("record_automatically")? != 0,
+        // Worked out by `fill_life`, which needs the rooms.
+        life: Life::Upcoming,
+        replay_ready: row.try_get::<i64, _>("recordings_ready")? > 0,
         my_registration: None,
         ics_sequence: row.try_get("ics_sequence")?,
+        live_at: row.try_get("live_at")?,
+        ended_at: row.try_get("ended_at")?,
+        live_grace_ms: row.try_get("live_grace_ms")?,
+        recordings_running: row.try_get("recordings_running")?,
     })
 }
 
@@ -158,7 +189,7 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
     }
     let mut presenters: HashMap<i64, Vec<Presenter>> = HashMap::new();
     for row in sqlx::query(&format!(
-        "select p.session_id, u.id, u.name from session_presenters p join users u on u.id = p.user_id
+        "select p.session_id, p.cohost, u.id, u.name from session_presenters p join users u on u.id = p.user_id
          where p.session_id in ({ids}) order by u.name"
     ))
     .fetch_all(&db.read)
@@ -167,6 +198,7 @@ async fn fill_details(db: &Db, sessions: &mut [Session]) -> Result<(), sqlx::Err
         presenters.entry(row.try_get("session_id")?).or_default().push(Presenter {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
+            cohost: row.try_get::<i64, _>("cohost")? != 0,
             email: None,
         });
     }
@@ -186,6 +218,13 @@ pub async fn load(db: &Db, id: i64) -> Result<Option<Session>, sqlx::Error> {
     let mut sessions = vec![session_from_row(&row)?];
     fill_details(db, &mut sessions).await?;
     Ok(sessions.pop())
+}
+
+/// Loads one session with its life worked out, as the API returns it.
+pub async fn load_live(state: &AppState, id: i64) -> ApiResult<Session> {
+    let mut session = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    fill_life(state, std::slice::from_mut(&mut session)).await?;
+    Ok(session)
 }
 
 pub async fn is_presenter(db: &Db, session_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
@@ -226,9 +265,13 @@ pub struct ProgrammeQuery {
     /// Organisers only: include drafts, cancelled and past sessions.
     #[serde(default)]
     pub all: bool,
+    /// Published sessions that are over instead, newest first (at most 50).
+    #[serde(default)]
+    pub past: bool,
 }
 
-/// The programme: published sessions that have not ended, soonest first.
+/// The programme: published sessions that have not ended, soonest first
+/// (with `past`, those that have, newest first).
 #[utoipa::path(get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
     responses((status = 200, body = [Session]), (status = 403, body = ErrorBody)))]
 async fn list(
@@ -242,8 +285,18 @@ async fn list(
     let next = |texts: &Vec<String>, ints: &Vec<i64>| texts.len() + ints.len() + 1;
     if q.all {
         user.as_ref().ok_or(ApiError::Unauthorized)?.require_organiser()?;
+    } else if q.past {
+        // Over early (a host ended it) or started: `fill_life` says which are over.
+        sql.push_str(&format!(
+            " and s.status = 'published' and (s.ended_at is not null or s.starts_at <= {})",
+            db::now()
+        ));
     } else {
-        sql.push_str(&format!(" and s.status = 'published' and s.ends_at > {}", db::now()));
+        // A room running past its scheduled end is still on; one a host ended is not.
+        sql.push_str(&format!(
+            " and s.status = 'published' and s.ended_at is null and (s.ends_at > {} or s.live_at is not null)",
+            db::now()
+        ));
     }
     // Text parameters are bound first, then integers, so numbering stays simple.
     for (col, value) in [("series", &q.series), ("subject", &q.subject)] {
@@ -265,7 +318,11 @@ async fn list(
             ints.push(t.timestamp());
         }
     }
-    sql.push_str(" order by s.starts_at, s.id limit 500");
+    sql.push_str(if q.past {
+        " order by s.starts_at desc, s.id desc limit 200"
+    } else {
+        " order by s.starts_at, s.id limit 500"
+    });
     let mut query = sqlx::query(&sql);
     for t in &texts {
         query = query.bind(t);
@@ -275,11 +332,24 @@ async fn list(
     }
     let rows = query.fetch_all(&state.db.read).await?;
     let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
+    fill_life(&state, &mut sessions).await?;
+    if !q.all {
+        sessions.retain(|s| s.life.is_over() == q.past);
+        sessions.truncate(if q.past { 50 } else { 500 });
+    }
     fill_details(&state.db, &mut sessions).await?;
     if let Some(u) = &user {
         registration::fill_mine(&state.db, u.id, &mut sessions).await?;
     }
     Ok(Json(sessions))
+}
+
+/// Presenters' addresses, for organisers only (the edit form sends them back).
+async fn fill_presenter_emails(db: &Db, session: &mut Session) -> Result<(), sqlx::Error> {
+    for p in &mut session.presenters {
+        p.email = crate::auth::load_user(db, p.id).await?.map(|u| u.email);
+    }
+    Ok(())
 }
 
 /// One session, with the caller's registration if any.
@@ -291,12 +361,11 @@ async fn show(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Session>> {
     let mut session = visible(&state.db, id, user.as_ref()).await?;
+    fill_life(&state, std::slice::from_mut(&mut session)).await?;
     if let Some(u) = &user {
         registration::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
         if u.is_organiser {
-            for p in &mut session.presenters {
-                p.email = crate::auth::load_user(&state.db, p.id).await?.map(|u| u.email);
-            }
+            fill_presenter_emails(&state.db, &mut session).await?;
         }
     }
     Ok(Json(session))
@@ -326,6 +395,11 @@ pub struct SessionInput {
     /// Start recording by itself when a host takes the room live (default false).
     #[serde(default)]
     pub record_automatically: bool,
+    /// Publishing a session whose start has passed is refused (422, field
+    /// `confirm_past`) unless this is true: a date in the past is more often
+    /// a slip than a wish to list a session nobody can attend from the start.
+    #[serde(default)]
+    pub confirm_past: bool,
 }
 
 /// A session input checked against the rules.
@@ -363,12 +437,7 @@ impl SessionInput {
         if self.capacity < 1 || self.capacity > 100_000 {
             return Err(ApiError::invalid("capacity", "capacity must be between 1 and 100,000"));
         }
-        if self.ends_at <= self.starts_at {
-            return Err(ApiError::invalid("ends_at", "the session must end after it starts"));
-        }
-        if self.ends_at - self.starts_at > chrono::Duration::hours(12) {
-            return Err(ApiError::invalid("ends_at", "a session can last at most 12 hours"));
-        }
+        check_times(self.starts_at, self.ends_at)?;
         let mut audiences: Vec<String> =
             self.audiences.iter().map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).collect();
         audiences.sort();
@@ -405,6 +474,56 @@ impl SessionInput {
     }
 }
 
+/// A time as the error messages show it.
+fn shown(t: DateTime<Utc>) -> String {
+    t.format("%H:%M UTC on %-d %B %Y").to_string()
+}
+
+/// The end must come after the start, at most 12 hours later; each message
+/// says which of these is wrong, with the times as they were understood.
+fn check_times(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> ApiResult<()> {
+    if ends_at < starts_at {
+        return Err(ApiError::invalid(
+            "ends_at",
+            format!(
+                "the end ({}) is before the start ({}): choose an end after the start",
+                shown(ends_at),
+                shown(starts_at)
+            ),
+        ));
+    }
+    if ends_at == starts_at {
+        return Err(ApiError::invalid("ends_at", "the end is the same as the start: choose an end after the start"));
+    }
+    let length = ends_at - starts_at;
+    if length > chrono::Duration::hours(12) {
+        let (h, m) = (length.num_hours(), length.num_minutes() % 60);
+        return Err(ApiError::invalid(
+            "ends_at",
+            format!(
+                "a session can last at most 12 hours; this one would last {h} hours{}",
+                if m > 0 { format!(" {m} minutes") } else { String::new() }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Publishing a session that has already started needs the organiser to say
+/// they mean it (see [`SessionInput::confirm_past`]).
+fn check_past_start(starts_at: DateTime<Utc>, confirmed: bool) -> ApiResult<()> {
+    if starts_at < Utc::now() && !confirmed {
+        return Err(ApiError::invalid(
+            "confirm_past",
+            format!(
+                "this session's start ({}) has already passed: check the date, or confirm that you want to publish it anyway",
+                shown(starts_at)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Error> {
     sqlx::query("update sessions set record_automatically = $1 where id = $2")
         .bind(v.record_automatically as i64)
@@ -419,8 +538,19 @@ async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Erro
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("delete from session_presenters where session_id = $1").bind(id).execute(&mut **tx).await?;
-    for p in &v.presenter_ids {
+    // Presenters who stay keep their row, and with it their co-host grant.
+    let before: Vec<i64> = sqlx::query_scalar("select user_id from session_presenters where session_id = $1")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for gone in before.iter().filter(|p| !v.presenter_ids.contains(p)) {
+        sqlx::query("delete from session_presenters where session_id = $1 and user_id = $2")
+            .bind(id)
+            .bind(gone)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for p in v.presenter_ids.iter().filter(|p| !before.contains(p)) {
         sqlx::query("insert into session_presenters (session_id, user_id) values ($1, $2)")
             .bind(id)
             .bind(p)
@@ -445,6 +575,9 @@ async fn create(
         Some(Status::Published) => Status::Published,
         Some(Status::Cancelled) => return Err(ApiError::invalid("status", "a new session cannot start cancelled")),
     };
+    if status == Status::Published {
+        check_past_start(input.starts_at, input.confirm_past)?;
+    }
     let now = db::now();
     let mut tx = state.db.begin().await?;
     let id: i64 = sqlx::query_scalar(
@@ -470,7 +603,7 @@ async fn create(
     write_details(&mut tx, id, &v).await?;
     tx.commit().await?;
     tracing::info!(session = id, organiser = user.id, "session created");
-    Ok((StatusCode::CREATED, Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?)))
+    Ok((StatusCode::CREATED, Json(load_live(&state, id).await?)))
 }
 
 /// Replace a session's details (organisers). A change of time, title or
@@ -502,6 +635,10 @@ async fn update(
     // What a calendar shows: a change to any of it raises SEQUENCE and sends
     // an update, so calendars never keep an old time or an old title.
     let changed = moved || v.title != before.title || v.description != before.description;
+    // Publishing now, or moving a published session, to a start already past.
+    if status == Status::Published && (before.status != Status::Published || moved) {
+        check_past_start(input.starts_at, input.confirm_past)?;
+    }
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "update sessions set title = $1, description = $2, kind = $3, series = $4, subject = $5, phase = $6,
@@ -531,21 +668,33 @@ async fn update(
     tx.commit().await?;
     state.mail_wake.notify_one();
     tracing::info!(session = id, moved, changed, "session updated");
-    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
+    Ok(Json(load_live(&state, id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PublishQuery {
+    /// Publish even though the start has passed (otherwise 422, field `confirm_past`).
+    #[serde(default)]
+    pub confirm_past: bool,
 }
 
 /// Publish a draft (organisers).
-#[utoipa::path(post, path = "/api/sessions/{id}/publish", tag = "programme",
-    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/sessions/{id}/publish", tag = "programme", params(PublishQuery),
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "the start has passed and `confirm_past` was not given")))]
 async fn publish(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
+    Query(q): Query<PublishQuery>,
 ) -> ApiResult<Json<Session>> {
     user.require_organiser()?;
     let session = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     if session.status == Status::Cancelled {
         return Err(ApiError::conflict("status", "a cancelled session cannot be published"));
+    }
+    if session.status != Status::Published {
+        check_past_start(session.starts_at, q.confirm_past)?;
     }
     let mut tx = state.db.begin().await?;
     sqlx::query("update sessions set status = 'published', updated_at = $1 where id = $2")
@@ -554,7 +703,7 @@ async fn publish(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
+    Ok(Json(load_live(&state, id).await?))
 }
 
 /// Cancel a session (organisers): every registrant gets a calendar CANCEL.
@@ -582,7 +731,51 @@ async fn cancel(
     tx.commit().await?;
     state.mail_wake.notify_one();
     tracing::info!(session = id, "session cancelled");
-    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?))
+    Ok(Json(load_live(&state, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CohostInput {
+    /// True: the presenter may take the room live, record and run breakout
+    /// groups. False: a plain presenter again.
+    pub cohost: bool,
+}
+
+/// Make a presenter a co-host, or a plain presenter again (organisers). The
+/// grant goes into the room token they get next; a token already issued
+/// keeps what it said until it expires (two minutes), and a room already
+/// entered keeps it until they rejoin.
+#[utoipa::path(put, path = "/api/sessions/{id}/presenters/{user_id}/cohost", tag = "programme",
+    request_body = CohostInput,
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such session, or that person does not present it"),
+              (status = 409, body = ErrorBody)))]
+async fn set_cohost(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((id, presenter)): Path<(i64, i64)>,
+    Json(input): Json<CohostInput>,
+) -> ApiResult<Json<Session>> {
+    user.require_organiser()?;
+    let session = load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    if session.status == Status::Cancelled {
+        return Err(ApiError::conflict("status", "this session is cancelled and can no longer be changed"));
+    }
+    let mut tx = state.db.begin().await?;
+    let changed = sqlx::query("update session_presenters set cohost = $1 where session_id = $2 and user_id = $3")
+        .bind(input.cohost as i64)
+        .bind(id)
+        .bind(presenter)
+        .execute(&mut *tx)
+        .await?;
+    if changed.rows_affected() == 0 {
+        return Err(ApiError::NotFound("presenter"));
+    }
+    tx.commit().await?;
+    tracing::info!(session = id, presenter, cohost = input.cohost, by = user.id, "co-host grant changed");
+    let mut session = load_live(&state, id).await?;
+    fill_presenter_emails(&state.db, &mut session).await?;
+    Ok(Json(session))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -591,4 +784,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update))
         .routes(routes!(publish))
         .routes(routes!(cancel))
+        .routes(routes!(set_cohost))
 }

@@ -207,9 +207,12 @@ async fn invite(
     Json(input): Json<InviteInput>,
 ) -> ApiResult<(StatusCode, Json<Batch>)> {
     user.require_organiser()?;
-    let session = programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let session = programme::load_live(&state, session_id).await?;
     if session.status == Status::Cancelled {
         return Err(ApiError::conflict("session", "this session is cancelled"));
+    }
+    if session.life.is_over() {
+        return Err(ApiError::conflict("session", "this session has ended: there is nothing left to invite people to"));
     }
     let (invitees, rejected) = parse(&input.text)?;
     if invitees.is_empty() && rejected.is_empty() {
@@ -416,7 +419,7 @@ async fn show_invitation(
     Path(token): Path<String>,
 ) -> ApiResult<Json<InvitationView>> {
     let (_, session_id, email, name, school, accepted) = find_invitation(&state.db, &token).await?;
-    let mut session = programme::load(&state.db, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let mut session = programme::load_live(&state, session_id).await?;
     if let Some(u) = &user {
         super::fill_mine(&state.db, u.id, std::slice::from_mut(&mut session)).await?;
     }

@@ -128,11 +128,20 @@ struct SessionMail {
     capacity: i64,
     status: String,
     sequence: i64,
+    /// When a host (or the room closing itself) ended the live part, in Unix ms.
+    ended_at: Option<i64>,
+}
+
+impl SessionMail {
+    /// Over by the clock or by a host's end: no place can be taken or given up.
+    fn is_over(&self, now: i64) -> bool {
+        self.ended_at.is_some() || self.ends_at <= now
+    }
 }
 
 async fn session_mail(tx: &mut Tx, session_id: i64) -> Result<Option<SessionMail>, sqlx::Error> {
     let row = sqlx::query(
-        "select id, title, description, starts_at, ends_at, capacity, status, ics_sequence from sessions where id = $1",
+        "select id, title, description, starts_at, ends_at, capacity, status, ics_sequence, ended_at from sessions where id = $1",
     )
     .bind(session_id)
     .fetch_optional(&mut **tx)
@@ -147,6 +156,7 @@ async fn session_mail(tx: &mut Tx, session_id: i64) -> Result<Option<SessionMail
             capacity: r.try_get("capacity")?,
             status: r.try_get("status")?,
             sequence: r.try_get("ics_sequence")?,
+            ended_at: r.try_get("ended_at")?,
         })
     })
     .transpose()
@@ -277,7 +287,7 @@ pub async fn register(state: &AppState, session_id: i64, user: &User) -> ApiResu
         return Err(ApiError::conflict("session", "this session is not open for registration"));
     }
     let now = db::now();
-    if s.ends_at <= now {
+    if s.is_over(now) {
         return Err(ApiError::conflict("session", "this session has already ended"));
     }
     let confirmed: i64 =
@@ -366,6 +376,11 @@ pub async fn cancel(state: &AppState, registration_id: i64, by: &User) -> ApiRes
     let mut tx = state.db.begin().await?;
     lock_session(&mut tx, session_id).await?;
     let s = session_mail(&mut tx, session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    // Giving up a place afterwards would rewrite who was registered, and hand
+    // the place to someone waiting for a session that is over.
+    if s.is_over(db::now()) {
+        return Err(ApiError::conflict("registration", "this session has ended: its places can no longer change"));
+    }
     let changed = sqlx::query(
         "update registrations set status = 'cancelled', updated_at = $1 where id = $2 and status <> 'cancelled'",
     )
@@ -527,24 +542,72 @@ async fn cancel_by_id(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// My sessions: every session I have a place for or am waiting for.
-#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [Session])))]
-async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<Session>>> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "select r.session_id from registrations r join sessions s on s.id = r.session_id
-         where r.user_id = $1 and r.status <> 'cancelled' order by s.starts_at",
+/// A session in My sessions, with the caller's part in it.
+#[derive(Serialize, ToSchema)]
+pub struct MySession {
+    #[serde(flatten)]
+    pub session: Session,
+    /// You present this session.
+    pub presenting: bool,
+    /// Once the session is over, for a confirmed place: whether you were in
+    /// the live room at all (false: you missed it). Null before the end, and
+    /// for presenters.
+    pub attended: Option<bool>,
+    /// Once the session is over: the replay page of its newest finished
+    /// recording, for presenters and confirmed places (who may watch it).
+    pub replay_url: Option<String>,
+}
+
+/// My sessions: every session I present, have a place for or am waiting
+/// for, soonest first, each with where it is in its life.
+#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [MySession])))]
+async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<MySession>>> {
+    let rows = sqlx::query(
+        "select s.id, (select count(*) from session_presenters p where p.session_id = s.id and p.user_id = $1) as presenting
+         from sessions s
+         where exists (select 1 from registrations r where r.session_id = s.id and r.user_id = $1 and r.status <> 'cancelled')
+            or exists (select 1 from session_presenters p where p.session_id = s.id and p.user_id = $1)
+         order by s.starts_at, s.id",
     )
     .bind(user.id)
     .fetch_all(&state.db.read)
     .await?;
-    let mut sessions = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(s) = programme::load(&state.db, id).await? {
+    let mut sessions = Vec::with_capacity(rows.len());
+    let mut presenting = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(s) = programme::load(&state.db, row.try_get("id")?).await? {
             sessions.push(s);
+            presenting.push(row.try_get::<i64, _>("presenting")? > 0);
         }
     }
+    programme::fill_life(&state, &mut sessions).await?;
     fill_mine(&state.db, user.id, &mut sessions).await?;
-    Ok(Json(sessions))
+    let mut out = Vec::with_capacity(sessions.len());
+    for (session, presenting) in sessions.into_iter().zip(presenting) {
+        let confirmed = session.my_registration.as_ref().is_some_and(|m| m.status == RegStatus::Confirmed);
+        let (mut attended, mut replay_url) = (None, None);
+        if session.life.is_over() && (presenting || confirmed) {
+            let recording: Option<String> = sqlx::query_scalar(
+                "select id from recordings where session_id = $1 and status <> 'recording' order by started_at desc limit 1",
+            )
+            .bind(session.id)
+            .fetch_optional(&state.db.read)
+            .await?;
+            replay_url = recording.map(|id| format!("/replay.html?id={id}"));
+            if !presenting {
+                let joins: i64 = sqlx::query_scalar(
+                    "select count(*) from room_events where session_id = $1 and user_id = $2 and kind = 'join'",
+                )
+                .bind(session.id)
+                .bind(user.id)
+                .fetch_one(&state.db.read)
+                .await?;
+                attended = Some(joins > 0);
+            }
+        }
+        out.push(MySession { session, presenting, attended, replay_url });
+    }
+    Ok(Json(out))
 }
 
 /// A registrant, for organisers.

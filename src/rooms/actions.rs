@@ -43,6 +43,8 @@ impl RoomTask {
     pub(super) async fn act(&mut self, who: ParticipantId, action: Action) {
         let Some(identity) = self.state.identity(who).cloned() else { return };
         let host = identity.grants.host;
+        // Co-hosts may go live, record and run breakouts, as hosts do.
+        let runs = identity.grants.runs_room();
         let db = self.rooms.db.clone();
         let sid = self.session_id;
         let all = |message| Effect::Broadcast { except: None, message };
@@ -165,7 +167,7 @@ impl RoomTask {
                 self.apply(fx).await;
             }
             Action::BreakoutOpenSaved => {
-                if !host {
+                if !runs {
                     return self.refuse(who, InteractionError::NotHost("open breakout groups"));
                 }
                 let room = self.tx.clone();
@@ -209,7 +211,7 @@ impl RoomTask {
             }
             Action::RecordStart => self.start_recording(who),
             Action::RecordStop => {
-                if !host {
+                if !runs {
                     return self.refuse(who, InteractionError::NotHost("stop recording"));
                 }
                 if !matches!(self.recording, Recording::On { .. }) {
@@ -218,7 +220,7 @@ impl RoomTask {
                 self.stop_recording(Some(who)).await;
             }
             Action::Chapter { title } => {
-                if !host {
+                if !runs {
                     return self.refuse(who, InteractionError::NotHost("mark chapters"));
                 }
                 let title = match crate::interaction::clean_text("title", &title, 120) {

@@ -13,9 +13,9 @@ use super::{
 use crate::{interaction::InteractionError, recording::Recorder};
 
 impl RoomTask {
-    /// A host asked to record: the row and directory are made off the room task.
+    /// A host or co-host asked to record: the row and directory are made off the room task.
     pub(super) fn start_recording(&mut self, who: ParticipantId) {
-        if !self.state.identity(who).is_some_and(|i| i.grants.host) {
+        if !self.state.identity(who).is_some_and(|i| i.grants.runs_room()) {
             return self.refuse(who, InteractionError::NotHost("start recording"));
         }
         if !matches!(self.recording, Recording::Off) {

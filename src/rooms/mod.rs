@@ -44,8 +44,7 @@ use crate::{
     AppState,
 };
 
-/// Presenters go backstage, and attendees into the lobby, this long before the start.
-pub const OPENS_BEFORE_MINUTES: i64 = 30;
+pub use crate::programme::OPENS_BEFORE_MINUTES;
 
 /// How long a room token may wait before it is used to connect.
 pub const TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(2);
@@ -64,7 +63,8 @@ pub struct RoomTicket {
 }
 
 /// A room token for this session, if you may enter: confirmed registrants
-/// receive, presenters also publish, organisers also host.
+/// receive, presenters also publish (co-hosts also go live, record and run
+/// breakouts), organisers also host.
 #[utoipa::path(post, path = "/api/sessions/{id}/join", tag = "rooms",
     responses((status = 200, body = RoomTicket),
               (status = 401, body = ErrorBody, description = "sign in first"),
@@ -98,9 +98,9 @@ async fn join(
         return Err(ApiError::forbidden("a host removed you from this session"));
     }
     let grants = if user.is_organiser {
-        Grants { publish: true, subscribe: true, host: true }
-    } else if session.presenters.iter().any(|p| p.id == user.id) {
-        Grants { publish: true, subscribe: true, host: false }
+        Grants { publish: true, subscribe: true, host: true, cohost: false }
+    } else if let Some(presenter) = session.presenters.iter().find(|p| p.id == user.id) {
+        Grants { publish: true, subscribe: true, host: false, cohost: presenter.cohost }
     } else {
         let status: Option<String> =
             sqlx::query_scalar("select status from registrations where session_id = $1 and user_id = $2")
@@ -109,7 +109,7 @@ async fn join(
                 .fetch_optional(&state.db.read)
                 .await?;
         match status.as_deref() {
-            Some("confirmed") => Grants { publish: false, subscribe: true, host: false },
+            Some("confirmed") => Grants { publish: false, subscribe: true, host: false, cohost: false },
             Some("waitlisted") => {
                 return Err(ApiError::forbidden("you are on the waiting list: only confirmed places can join"))
             }

@@ -335,6 +335,15 @@ impl RoomState {
         }
     }
 
+    /// The member `by` if they may run the session (a host or a co-host: go
+    /// live, record, breakout groups); otherwise the refusal to send them.
+    fn runner(&self, by: ParticipantId, what: &str) -> Result<(), Vec<Effect>> {
+        match self.members.get(&by) {
+            Some(m) if m.identity.grants.runs_room() => Ok(()),
+            _ => Err(refusal(by, ErrorCode::NotHost, &format!("only hosts and co-hosts can {what}"))),
+        }
+    }
+
     fn updated(&self, participant: ParticipantId) -> Vec<Effect> {
         match self.members.get(&participant) {
             Some(m) => vec![Effect::Broadcast {
@@ -641,7 +650,7 @@ impl RoomState {
 
     /// A host opens breakout groups: attendees are placed by the plan.
     pub fn breakout_open(&mut self, by: ParticipantId, plan: &Plan, now_ms: i64) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "open breakout groups") {
+        if let Err(fx) = self.runner(by, "open breakout groups") {
             return fx;
         }
         let attendees: Vec<ParticipantId> =
@@ -659,7 +668,7 @@ impl RoomState {
         group: Option<GroupId>,
         now_ms: i64,
     ) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "move people between groups") {
+        if let Err(fx) = self.runner(by, "move people between groups") {
             return fx;
         }
         if !self.members.contains_key(&target) {
@@ -681,7 +690,7 @@ impl RoomState {
     }
 
     pub fn breakout_extend(&mut self, by: ParticipantId, minutes: f64, now_ms: i64) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "change the breakout timer") {
+        if let Err(fx) = self.runner(by, "change the breakout timer") {
             return fx;
         }
         let extended = self.breakouts.extend(minutes, now_ms);
@@ -690,7 +699,7 @@ impl RoomState {
 
     /// A host closes the groups: everyone sees the return countdown.
     pub fn breakout_close(&mut self, by: ParticipantId, now_ms: i64) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "close breakout groups") {
+        if let Err(fx) = self.runner(by, "close breakout groups") {
             return fx;
         }
         let closed = self.breakouts.close(now_ms);
@@ -699,7 +708,7 @@ impl RoomState {
 
     /// A host's text to every group (and the main room).
     pub fn breakout_broadcast(&mut self, by: ParticipantId, text: &str) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "broadcast to groups") {
+        if let Err(fx) = self.runner(by, "broadcast to groups") {
             return fx;
         }
         let text = text.trim();
@@ -752,7 +761,7 @@ impl RoomState {
     /// stage, each person only what their space sees (groups opened in the
     /// lobby stay apart).
     pub fn go_live(&mut self, by: ParticipantId, now_ms: i64) -> Vec<Effect> {
-        if let Err(fx) = self.host(by, "take the room live") {
+        if let Err(fx) = self.runner(by, "take the room live") {
             return fx;
         }
         if self.phase == Phase::Live {
@@ -1023,7 +1032,11 @@ mod tests {
     use super::*;
 
     fn person(id: i64, publish: bool) -> Identity {
-        Identity { user_id: id, name: format!("P{id}"), grants: Grants { publish, subscribe: true, host: false } }
+        Identity {
+            user_id: id,
+            name: format!("P{id}"),
+            grants: Grants { publish, subscribe: true, host: false, cohost: false },
+        }
     }
 
     fn subscribes(fx: &[Effect]) -> Vec<(ParticipantId, String)> {

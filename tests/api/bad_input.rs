@@ -57,7 +57,7 @@ async fn bad_input_gets_a_json_error_naming_the_problem_and_nothing_stored_is_lo
     let (status, e) = app.post("/api/sessions", Some(&organiser), session_body(2, -1, 10)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["field"], "ends_at");
-    assert!(e["error"].as_str().unwrap().contains("end after it starts"));
+    assert!(e["error"].as_str().unwrap().contains("is before the start"));
 
     let mut bad_time = session_body(2, 1, 10);
     bad_time["starts_at"] = json!("next tuesday");

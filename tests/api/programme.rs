@@ -97,3 +97,125 @@ async fn the_programme_filters_by_audience_subject_series_and_dates(backend: Bac
     assert_eq!(titles(app.get(&format!("/api/sessions?to={to}"), None).await.1), ["ECT maths", "Leaders maths"]);
 }
 both_backends!(the_programme_filters_by_audience_subject_series_and_dates);
+
+async fn put(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    app.request(reqwest::Method::PUT, path, Some(token), Some(body)).await
+}
+
+/// A session body starting `starts_in` from now and lasting `length`.
+fn timed(title: &str, starts_in: Duration, length: Duration, status: &str) -> serde_json::Value {
+    let start = chrono::Utc::now() + starts_in;
+    json!({"title": title, "kind": "webinar", "capacity": 20, "status": status,
+           "starts_at": start.to_rfc3339(), "ends_at": (start + length).to_rfc3339()})
+}
+
+async fn publishing_a_session_whose_start_has_passed_needs_an_explicit_confirmation(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let past = Duration::days(-2000);
+
+    // Created published: refused, saying why and how to go ahead; nothing is stored.
+    let (status, err) =
+        app.post("/api/sessions", Some(&organiser), timed("Old", past, Duration::hours(1), "published")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["field"], "confirm_past");
+    assert!(err["error"].as_str().unwrap().contains("has already passed"), "{err}");
+    assert_eq!(app.get("/api/sessions?all=true", Some(&organiser)).await.1, json!([]));
+    let mut confirmed = timed("Old, on purpose", past, Duration::hours(1), "published");
+    confirmed["confirm_past"] = json!(true);
+    let (status, body) = app.post("/api/sessions", Some(&organiser), confirmed).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "published");
+
+    // A draft in the past is fine; publishing it needs the confirmation.
+    let (status, draft) =
+        app.post("/api/sessions", Some(&organiser), timed("Draft", past, Duration::hours(1), "draft")).await;
+    assert_eq!(status, StatusCode::CREATED, "{draft}");
+    let id = draft["id"].as_i64().unwrap();
+    let (status, err) = app.post(&format!("/api/sessions/{id}/publish"), Some(&organiser), json!({})).await;
+    assert_eq!((status, err["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("confirm_past")), "{err}");
+    let (status, err) =
+        put(&app, &format!("/api/sessions/{id}"), &organiser, timed("Draft", past, Duration::hours(1), "published"))
+            .await;
+    assert_eq!((status, err["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("confirm_past")), "{err}");
+    let (status, body) =
+        app.post(&format!("/api/sessions/{id}/publish?confirm_past=true"), Some(&organiser), json!({})).await;
+    assert_eq!((status, body["status"].clone()), (StatusCode::OK, json!("published")), "{body}");
+
+    // A future session publishes with no question asked.
+    let (status, body) = app
+        .post("/api/sessions", Some(&organiser), timed("Next week", Duration::days(7), Duration::hours(1), "published"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["life"], "upcoming");
+}
+both_backends!(publishing_a_session_whose_start_has_passed_needs_an_explicit_confirmation);
+
+async fn session_times_are_checked_with_messages_that_say_what_is_wrong(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let soon = Duration::days(3);
+    for (length, says) in [
+        (Duration::hours(-7), "is before the start"),
+        (Duration::zero(), "is the same as the start"),
+        (Duration::hours(17), "this one would last 17 hours"),
+        (Duration::minutes(12 * 60 + 30), "this one would last 12 hours 30 minutes"),
+    ] {
+        let (status, err) = app.post("/api/sessions", Some(&organiser), timed("Times", soon, length, "draft")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert_eq!(err["field"], "ends_at");
+        let message = err["error"].as_str().unwrap();
+        assert!(message.contains(says), "{length}: {message}");
+        if length < Duration::zero() {
+            assert!(!message.contains("12 hours"), "an end before the start is not called too long: {message}");
+        }
+    }
+    let (status, body) =
+        app.post("/api/sessions", Some(&organiser), timed("Times", soon, Duration::hours(12), "draft")).await;
+    assert_eq!(status, StatusCode::CREATED, "twelve hours exactly is allowed: {body}");
+}
+both_backends!(session_times_are_checked_with_messages_that_say_what_is_wrong);
+
+async fn an_organiser_makes_a_presenter_a_co_host_whose_room_token_carries_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let presenter = app.sign_up("Priya Presenter", "priya@hillside.sch.uk").await;
+    let teacher = app.sign_up("Ann Teacher", "ann@hillside.sch.uk").await;
+    let mut body = timed("Co-hosted", Duration::minutes(10), Duration::hours(1), "published");
+    body["presenters"] = json!(["priya@hillside.sch.uk"]);
+    let (status, session) = app.post("/api/sessions", Some(&organiser), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let (id, priya) = (session["id"].as_i64().unwrap(), session["presenters"][0]["id"].as_i64().unwrap());
+    assert_eq!(session["presenters"][0]["cohost"], false);
+    let path = format!("/api/sessions/{id}/presenters/{priya}/cohost");
+
+    // Only organisers grant it, and only to the session's presenters.
+    assert_eq!(put(&app, &path, &teacher, json!({"cohost": true})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(put(&app, &path, &presenter, json!({"cohost": true})).await.0, StatusCode::FORBIDDEN);
+    let (_, me) = app.get("/api/me", Some(&teacher)).await;
+    let stranger = format!("/api/sessions/{id}/presenters/{}/cohost", me["id"]);
+    assert_eq!(put(&app, &stranger, &organiser, json!({"cohost": true})).await.0, StatusCode::NOT_FOUND);
+
+    let (status, updated) = put(&app, &path, &organiser, json!({"cohost": true})).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["presenters"][0]["cohost"], true);
+    assert_eq!(app.get(&format!("/api/sessions/{id}"), None).await.1["presenters"][0]["cohost"], true);
+    let (status, ticket) = app.post(&format!("/api/sessions/{id}/join"), Some(&presenter), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{ticket}");
+    assert_eq!(ticket["grants"], json!({"publish": true, "subscribe": true, "host": false, "cohost": true}));
+
+    // Editing the session keeps the grant; taking it back removes it from the next token.
+    body["title"] = json!("Co-hosted, renamed");
+    let (status, edited) = put(&app, &format!("/api/sessions/{id}"), &organiser, body).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["presenters"][0]["cohost"], true);
+    assert_eq!(put(&app, &path, &organiser, json!({"cohost": false})).await.0, StatusCode::OK);
+    let (_, ticket) = app.post(&format!("/api/sessions/{id}/join"), Some(&presenter), json!({})).await;
+    assert_eq!(ticket["grants"]["cohost"], false);
+}
+both_backends!(an_organiser_makes_a_presenter_a_co_host_whose_room_token_carries_it);

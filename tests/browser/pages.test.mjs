@@ -124,7 +124,7 @@ const STATES = [
   ["verify", "out", () => "/verify.html", (p) => p.getByRole("heading", { name: "Confirm your email address" })],
   ["session", "out", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("link", { name: "Create an account" })],
   ["session-teacher", "teacher", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("button", { name: "Cancel my place" })],
-  ["session-presenter", "presenter", () => `/session.html?id=${world.open.id}`, (p) => p.getByRole("link", { name: "Join the live session" })],
+  ["session-presenter", "presenter", () => `/session.html?id=${world.open.id}`, (p) => p.getByRole("link", { name: "Enter the room (backstage)" })],
   ["session-organiser", "organiser", () => `/session.html?id=${world.upcoming.id}`, (p) => p.getByRole("link", { name: "Manage this session" })],
   ["my-teacher", "teacher", () => "/my.html", (p) => p.locator("#sessions .session-card", { hasText: "Retrieval practice" })],
   ["my-presenter", "presenter", () => "/my.html", (p) => p.getByRole("heading", { name: "My sessions" })],
@@ -236,7 +236,11 @@ for (const who of ["organiser", "presenter"]) {
       const camera = page.getByRole("button", { name: /^Camera (on|off)$/ });
       await mic.waitFor();
       await camera.waitFor();
-      if (who === "organiser") await page.getByRole("button", { name: "Go live" }).waitFor();
+      if (who === "organiser") {
+        await page.getByRole("button", { name: "Go live" }).waitFor();
+        // Backstage says who takes the room live (a presenter's view: tests/browser/lifecycle.test.mjs).
+        await page.getByText("You take the room live when you are ready.").waitFor();
+      }
       await settled(page);
       if (size === "desktop") {
         assert.ok(await inView(page, mic), `the microphone button is in view at 1280×800: ${JSON.stringify(await mic.boundingBox())}`);

@@ -214,7 +214,7 @@ async fn someone_left_in_the_room_past_the_scheduled_end_and_the_grace_is_closed
             Some(&organiser),
             json!({"title": "Running over", "description": "", "kind": "masterclass", "capacity": 10,
                    "starts_at": (now - chrono::Duration::minutes(10)).to_rfc3339(), "ends_at": ends.to_rfc3339(),
-                   "status": "published"}),
+                   "status": "published", "confirm_past": true}),
         )
         .await;
     assert_eq!(status, 201, "{body}");

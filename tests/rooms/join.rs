@@ -21,7 +21,7 @@ async fn registrants_presenters_and_organisers_get_room_tokens_with_their_grants
     assert_eq!(status, StatusCode::OK, "{ann}");
     assert_eq!(grants(ann["token"].as_str().unwrap()), (false, true, false));
     assert_eq!(ann["ws_path"], format!("/api/rooms/{id}/ws"));
-    assert_eq!(ann["grants"], json!({"publish": false, "subscribe": true, "host": false}));
+    assert_eq!(ann["grants"], json!({"publish": false, "subscribe": true, "host": false, "cohost": false}));
     let expires = chrono::DateTime::parse_from_rfc3339(ann["expires_at"].as_str().unwrap()).unwrap();
     let ttl = expires.signed_duration_since(chrono::Utc::now());
     assert!(ttl > chrono::Duration::seconds(60) && ttl <= chrono::Duration::seconds(121), "{ttl}");

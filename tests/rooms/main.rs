@@ -15,6 +15,7 @@ mod controls;
 mod generator;
 mod interaction;
 mod join;
+mod lifecycle;
 #[allow(dead_code)] // The bench uses all of it, the tests some.
 #[path = "../../benches/support/light_viewer.rs"]
 mod light_viewer;

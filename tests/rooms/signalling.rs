@@ -25,7 +25,7 @@ async fn a_missing_forged_expired_or_foreign_token_is_refused_with_a_close_code(
     let (code, _) = connect(&app.url, id, Some(&attendees[0])).await.closed().await;
     assert_eq!(code, 4001);
 
-    let grants = Grants { publish: false, subscribe: true, host: false };
+    let grants = Grants { publish: false, subscribe: true, host: false, cohost: false };
     let expired = app.state.keys.sign_room(1, id, "Ann", grants, chrono::Duration::seconds(-1));
     let (code, reason) = connect(&app.url, id, Some(&expired)).await.closed().await;
     assert_eq!(code, 4001);

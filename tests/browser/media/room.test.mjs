@@ -78,7 +78,7 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
   // The organiser presents: picks devices, sees the preview, joins.
   const presenter = await signedInPage(ORGANISER.email, ORGANISER.password);
   await presenter.goto(`${app.url}/session.html?id=${session.id}`);
-  await presenter.getByRole("link", { name: "Join the live session" }).click();
+  await presenter.getByRole("link", { name: "Enter the room (backstage)" }).click();
   await presenter.waitForURL(new RegExp(`/room\\.html\\?id=${session.id}$`));
   const joinWithMedia = presenter.getByRole("button", { name: "Join with camera and mic" });
   await joinWithMedia.waitFor();

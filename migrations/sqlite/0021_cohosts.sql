@@ -1,0 +1,3 @@
+-- An organiser can make a presenter a co-host: they may take the room live,
+-- record and run breakout groups (the grant travels in their room token).
+alter table session_presenters add column cohost integer not null default 0;
