@@ -21,6 +21,7 @@ use crate::{
 
 /// One attended session in your record.
 #[derive(Serialize, ToSchema)]
+#[schema(as = AttendedSession)]
 pub struct Entry {
     pub session_id: i64,
     pub title: String,

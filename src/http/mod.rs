@@ -4,6 +4,8 @@
 pub mod csv;
 pub mod error;
 pub mod extract;
+#[cfg(test)]
+mod schema_names;
 
 use std::path::PathBuf;
 
@@ -59,8 +61,10 @@ fn web_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"))
 }
 
-pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes and the OpenAPI document describing them, built together
+/// so that every route is in the document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(programme::router())
         .merge(registration::router())
@@ -71,7 +75,17 @@ pub fn router(state: AppState) -> Router {
         .merge(recording::router())
         .merge(attendance::router())
         .merge(record::router())
-        .split_for_parts();
+        .split_for_parts()
+}
+
+/// The OpenAPI document served at `/api/openapi.json`; the API tests check
+/// every response they receive against it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()
         .route("/healthz", get(healthz))

@@ -23,6 +23,7 @@ use crate::{
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SessionKind)]
 pub enum Kind {
     Masterclass,
     Webinar,
@@ -43,6 +44,7 @@ impl Kind {
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SessionStatus)]
 pub enum Status {
     Draft,
     Published,

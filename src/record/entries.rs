@@ -30,6 +30,7 @@ use crate::{
 /// What kind of learning an entry records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EntryKind)]
 pub enum Kind {
     /// A programme session attended live or by replay (made by the server).
     Session,
@@ -63,6 +64,7 @@ impl Kind {
 
 /// One entry in your professional record.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = RecordEntry)]
 pub struct Entry {
     pub id: i64,
     pub kind: Kind,
