@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod error;
 pub mod extract;
+mod openapi;
 #[cfg(test)]
 mod schema_names;
 
@@ -43,11 +44,11 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            openapi::BEARER_SCHEME,
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
-            "cookie",
+            openapi::COOKIE_SCHEME,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
         );
     }
@@ -64,7 +65,7 @@ fn web_dir() -> PathBuf {
 /// The API's routes and the OpenAPI document describing them, built together
 /// so that every route is in the document.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(programme::router())
         .merge(registration::router())
@@ -74,8 +75,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(breakout::router())
         .merge(recording::router())
         .merge(attendance::router())
-        .merge(record::router())
-        .split_for_parts()
+        .merge(record::router());
+    let (router, document) = api.split_for_parts();
+    (router, openapi::add_shared_responses(document))
 }
 
 /// The OpenAPI document served at `/api/openapi.json`; the API tests check

@@ -231,7 +231,7 @@ pub struct ProgrammeQuery {
 }
 
 /// The programme: published sessions that have not ended, soonest first.
-#[utoipa::path(get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
     responses((status = 200, body = [Session]), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -285,7 +285,7 @@ async fn list(
 }
 
 /// One session, with the caller's registration if any.
-#[utoipa::path(get, path = "/api/sessions/{id}", tag = "programme",
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}", tag = "programme",
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
@@ -433,7 +433,7 @@ async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Erro
 }
 
 /// Create a session (organisers).
-#[utoipa::path(post, path = "/api/sessions", tag = "programme", request_body = SessionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions", tag = "programme", request_body = SessionInput,
     responses((status = 201, body = Session), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
@@ -478,7 +478,7 @@ async fn create(
 /// Replace a session's details (organisers). A change of time sends every
 /// registrant a calendar update with a higher SEQUENCE; more places promote
 /// people from the waiting list.
-#[utoipa::path(put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
@@ -533,7 +533,7 @@ async fn update(
 }
 
 /// Publish a draft (organisers).
-#[utoipa::path(post, path = "/api/sessions/{id}/publish", tag = "programme",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/publish", tag = "programme",
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn publish(
     State(state): State<AppState>,
@@ -556,7 +556,7 @@ async fn publish(
 }
 
 /// Cancel a session (organisers): every registrant gets a calendar CANCEL.
-#[utoipa::path(post, path = "/api/sessions/{id}/cancel", tag = "programme",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/cancel", tag = "programme",
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,

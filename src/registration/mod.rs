@@ -479,8 +479,9 @@ pub async fn session_cancelled(state: &AppState, tx: &mut Tx, session_id: i64) -
 }
 
 /// Register for a session; when it is full, join the waiting list.
-#[utoipa::path(post, path = "/api/sessions/{id}/registration", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/registration", tag = "registration",
     responses((status = 201, body = Mine), (status = 200, body = Mine, description = "already registered"),
+              (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn register_me(
     State(state): State<AppState>,
@@ -493,7 +494,7 @@ async fn register_me(
 }
 
 /// Cancel my place (or my spot on the waiting list) for a session.
-#[utoipa::path(delete, path = "/api/sessions/{id}/registration", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/sessions/{id}/registration", tag = "registration",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn cancel_mine(
     State(state): State<AppState>,
@@ -512,7 +513,7 @@ async fn cancel_mine(
 }
 
 /// Cancel a registration by id: your own, or any (organisers).
-#[utoipa::path(delete, path = "/api/registrations/{id}", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/registrations/{id}", tag = "registration",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_by_id(
     State(state): State<AppState>,
@@ -524,7 +525,7 @@ async fn cancel_by_id(
 }
 
 /// My sessions: every session I have a place for or am waiting for.
-#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [Session])))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [Session])))]
 async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<Session>>> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "select r.session_id from registrations r join sessions s on s.id = r.session_id
@@ -596,7 +597,7 @@ async fn require_organiser_of(state: &AppState, user: &User, session_id: i64) ->
 }
 
 /// Registrants and the waiting list of a session (organisers).
-#[utoipa::path(get, path = "/api/sessions/{id}/registrations", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/registrations", tag = "registration",
     responses((status = 200, body = [Registrant]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_registrants(
     State(state): State<AppState>,
@@ -608,7 +609,7 @@ async fn list_registrants(
 }
 
 /// The same list as CSV (organisers).
-#[utoipa::path(get, path = "/api/sessions/{id}/registrations.csv", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/registrations.csv", tag = "registration",
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody)))]
 async fn registrants_csv(
     State(state): State<AppState>,
