@@ -32,7 +32,7 @@ pub struct RemoveAccount {
 /// evidence files, certificates) is deleted, and the account row is
 /// anonymised so organisers' past attendance figures still add up without
 /// naming you. Every session signed in anywhere ends.
-#[utoipa::path(delete, path = "/api/me", tag = "accounts", request_body = RemoveAccount,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me", tag = "accounts", request_body = RemoveAccount,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn remove_me(
     State(state): State<AppState>,

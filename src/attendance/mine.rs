@@ -24,6 +24,7 @@ use crate::{
 
 /// One attended session in your record.
 #[derive(Serialize, ToSchema)]
+#[schema(as = AttendedSession)]
 pub struct Entry {
     pub session_id: i64,
     pub title: String,
@@ -52,7 +53,7 @@ pub struct MyAttendance {
 }
 
 /// Your attended sessions (live or by replay) and the CPD minutes credited.
-#[utoipa::path(get, path = "/api/me/attendance", tag = "attendance",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/attendance", tag = "attendance",
     responses((status = 200, body = MyAttendance), (status = 401, body = ErrorBody)))]
 async fn mine(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<MyAttendance>> {
     let entries = attended(&state.db, user.id).await?;

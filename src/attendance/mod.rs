@@ -231,6 +231,7 @@ pub fn timeline(people: &[Vec<Interval>]) -> Vec<Step> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AttendanceStatus)]
 pub enum Status {
     Attended,
     Partly,

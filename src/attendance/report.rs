@@ -177,7 +177,7 @@ async fn corrections(db: &Db, session_id: i64) -> ApiResult<Vec<Correction>> {
 
 /// Who attended a session, for how long, and who caught up on the replay
 /// (organisers and the session's presenters).
-#[utoipa::path(get, path = "/api/sessions/{id}/attendance", tag = "attendance",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/attendance", tag = "attendance",
     responses((status = 200, body = AttendanceReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
@@ -193,7 +193,7 @@ fn rfc3339(ms: Option<i64>) -> String {
 }
 
 /// The same rows as CSV, times in RFC 3339 (organisers and the session's presenters).
-#[utoipa::path(get, path = "/api/sessions/{id}/attendance.csv", tag = "attendance",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/attendance.csv", tag = "attendance",
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn show_csv(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Response> {
@@ -238,7 +238,7 @@ async fn show_csv(State(state): State<AppState>, AuthUser(user): AuthUser, Path(
 }
 
 /// Set the share of the scheduled time that counts as attended (organisers).
-#[utoipa::path(put, path = "/api/sessions/{id}/attendance-threshold", tag = "attendance", request_body = ThresholdInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/sessions/{id}/attendance-threshold", tag = "attendance", request_body = ThresholdInput,
     responses((status = 200, body = ThresholdOutput), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 async fn set_threshold(

@@ -366,7 +366,7 @@ async fn signin(
 /// A token that no longer works only has its cookie cleared; by cookie, the
 /// CSRF header is needed as for any change (a cross-site form must not end
 /// your sessions).
-#[utoipa::path(post, path = "/api/auth/signout", tag = "accounts",
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), post, path = "/api/auth/signout", tag = "accounts",
     responses((status = 204), (status = 403, body = crate::http::error::ErrorBody)))]
 async fn signout(
     State(state): State<AppState>,
@@ -423,7 +423,7 @@ async fn verify(State(state): State<AppState>, Json(body): Json<TokenBody>) -> A
 
 /// Send the verification email again: a few times an hour per account and
 /// per client IP (429 with Retry-After).
-#[utoipa::path(post, path = "/api/auth/verify/resend", tag = "accounts",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/auth/verify/resend", tag = "accounts",
     responses((status = 202), (status = 409, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody)))]
 async fn resend_verification(
     State(state): State<AppState>,
@@ -523,7 +523,7 @@ async fn confirm_reset(
 }
 
 /// The signed-in person.
-#[utoipa::path(get, path = "/api/me", tag = "accounts", responses((status = 200, body = User), (status = 401, body = crate::http::error::ErrorBody)))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me", tag = "accounts", responses((status = 200, body = User), (status = 401, body = crate::http::error::ErrorBody)))]
 async fn me(AuthUser(user): AuthUser) -> Json<User> {
     Json(user)
 }
@@ -538,7 +538,7 @@ pub struct ProfileUpdate {
 }
 
 /// Change name, school, stage or time zone.
-#[utoipa::path(patch, path = "/api/me", tag = "accounts", request_body = ProfileUpdate,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), patch, path = "/api/me", tag = "accounts", request_body = ProfileUpdate,
     responses((status = 200, body = User), (status = 422, body = crate::http::error::ErrorBody)))]
 async fn update_me(
     State(state): State<AppState>,

@@ -407,7 +407,7 @@ async fn require_runner(state: &AppState, user: &crate::auth::User, session_id: 
 
 /// Save the breakout plan for a session ahead of time (organisers and the
 /// session's presenters); a host opens it in the room with `breakout_open_saved`.
-#[utoipa::path(put, path = "/api/sessions/{id}/breakout-plan", tag = "rooms", request_body = Plan,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/sessions/{id}/breakout-plan", tag = "rooms", request_body = Plan,
     responses((status = 200, body = Plan), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn save(
     State(state): State<AppState>,
@@ -435,7 +435,7 @@ async fn save(
 }
 
 /// The saved breakout plan of a session.
-#[utoipa::path(get, path = "/api/sessions/{id}/breakout-plan", tag = "rooms",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/breakout-plan", tag = "rooms",
     responses((status = 200, body = Plan), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Plan>> {
     require_runner(&state, &user, id).await?;

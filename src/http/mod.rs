@@ -7,6 +7,7 @@
 pub mod csv;
 pub mod error;
 pub mod extract;
+mod openapi;
 
 use std::path::PathBuf;
 
@@ -42,11 +43,11 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            openapi::BEARER_SCHEME,
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
-            "cookie",
+            openapi::COOKIE_SCHEME,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
         );
     }
@@ -60,11 +61,18 @@ fn web_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"))
 }
 
+/// Splits the merged routes from their OpenAPI document, adding to the
+/// document the answers every operation can give (see `openapi.rs`).
+pub fn document(api: OpenApiRouter<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, document) = api.split_for_parts();
+    (router, openapi::add_shared_responses(document))
+}
+
 /// The whole site around `api`, the capabilities' routes merged: the
 /// OpenAPI document, a JSON 404 for unknown API paths, `web/` for the rest,
 /// and the shared layers.
 pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
-    let (api, openapi) = api.split_for_parts();
+    let (api, openapi) = document(api);
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     Router::new()
         .route("/healthz", get(healthz))

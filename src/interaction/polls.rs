@@ -302,7 +302,7 @@ async fn require_runner(state: &AppState, user: &User, session_id: i64) -> ApiRe
 }
 
 /// Prepare a poll before the session (organisers and the session's presenters).
-#[utoipa::path(post, path = "/api/sessions/{id}/polls", tag = "interaction", request_body = PollInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/polls", tag = "interaction", request_body = PollInput,
     responses((status = 201, body = Poll), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn prepare(
     State(state): State<AppState>,
@@ -315,7 +315,7 @@ async fn prepare(
 }
 
 /// The session's polls (organisers and the session's presenters).
-#[utoipa::path(get, path = "/api/sessions/{id}/polls", tag = "interaction",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/polls", tag = "interaction",
     responses((status = 200, body = [Poll]), (status = 403, body = ErrorBody)))]
 async fn index(
     State(state): State<AppState>,
@@ -327,7 +327,7 @@ async fn index(
 }
 
 /// A poll's results as CSV: the counts, then (unless anonymous) each ballot.
-#[utoipa::path(get, path = "/api/sessions/{id}/polls/{poll_id}/results.csv", tag = "interaction",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/polls/{poll_id}/results.csv", tag = "interaction",
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn export(
     State(state): State<AppState>,

@@ -202,7 +202,7 @@ pub async fn session_failures(db: &Db, session_id: i64) -> Result<Vec<FailedMess
 
 /// Emails about a session that could not be delivered (organisers): bounced
 /// for good, or out of retries.
-#[utoipa::path(get, path = "/api/sessions/{id}/mail-failures", tag = "invitations",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/mail-failures", tag = "invitations",
     responses((status = 200, body = [FailedMessage]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn failures(
     State(state): State<AppState>,

@@ -27,6 +27,7 @@ pub use life::{fill_life, Life, OPENS_BEFORE_MINUTES};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SessionKind)]
 pub enum Kind {
     Masterclass,
     Webinar,
@@ -47,6 +48,7 @@ impl Kind {
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SessionStatus)]
 pub enum Status {
     Draft,
     Published,
@@ -272,7 +274,7 @@ pub struct ProgrammeQuery {
 
 /// The programme: published sessions that have not ended, soonest first
 /// (with `past`, those that have, newest first).
-#[utoipa::path(get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), get, path = "/api/sessions", tag = "programme", params(ProgrammeQuery),
     responses((status = 200, body = [Session]), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -353,7 +355,7 @@ async fn fill_presenter_emails(db: &Db, session: &mut Session) -> Result<(), sql
 }
 
 /// One session, with the caller's registration if any.
-#[utoipa::path(get, path = "/api/sessions/{id}", tag = "programme",
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}", tag = "programme",
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
@@ -561,7 +563,7 @@ async fn write_details(tx: &mut Tx, id: i64, v: &Valid) -> Result<(), sqlx::Erro
 }
 
 /// Create a session (organisers).
-#[utoipa::path(post, path = "/api/sessions", tag = "programme", request_body = SessionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions", tag = "programme", request_body = SessionInput,
     responses((status = 201, body = Session), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
@@ -610,7 +612,7 @@ async fn create(
 /// description sends every registrant a calendar update with a higher
 /// SEQUENCE (and shows in the calendar feeds); more places promote
 /// people from the waiting list.
-#[utoipa::path(put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
@@ -679,7 +681,7 @@ pub struct PublishQuery {
 }
 
 /// Publish a draft (organisers).
-#[utoipa::path(post, path = "/api/sessions/{id}/publish", tag = "programme", params(PublishQuery),
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/publish", tag = "programme", params(PublishQuery),
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "the start has passed and `confirm_past` was not given")))]
 async fn publish(
@@ -707,7 +709,7 @@ async fn publish(
 }
 
 /// Cancel a session (organisers): every registrant gets a calendar CANCEL.
-#[utoipa::path(post, path = "/api/sessions/{id}/cancel", tag = "programme",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/cancel", tag = "programme",
     responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,

@@ -186,7 +186,7 @@ impl IssueInput {
 /// in the name you confirm: 201 the first time, then 200 with the same
 /// certificate (its name as first issued). Only once the session's
 /// attendance is settled (409 before), from the settled result.
-#[utoipa::path(post, path = "/api/me/record/entries/{id}/certificate", tag = "record", request_body = IssueInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/record/entries/{id}/certificate", tag = "record", request_body = IssueInput,
     responses((status = 201, body = IssuedCertificate), (status = 200, body = IssuedCertificate),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn issue(
@@ -294,7 +294,7 @@ fn attachment(content_type: &'static str, file_name: String, body: String) -> ax
 
 /// Your printable certificate (A4 landscape SVG) with the signed credential
 /// baked in, so the file itself can be verified.
-#[utoipa::path(get, path = "/api/me/certificates/{id}/certificate.svg", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/certificates/{id}/certificate.svg", tag = "record",
     responses((status = 200, content_type = "image/svg+xml", body = String), (status = 404, body = ErrorBody)))]
 async fn svg(
     State(state): State<AppState>,
@@ -320,7 +320,7 @@ async fn svg(
 
 /// Your credential on its own: the compact JWS (VC-JWT) that wallets and
 /// Open Badges verifiers read (OB 3.0 asks for text/plain and `.jwt`).
-#[utoipa::path(get, path = "/api/me/certificates/{id}/credential.jwt", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/certificates/{id}/credential.jwt", tag = "record",
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
 async fn jwt(
     State(state): State<AppState>,

@@ -31,6 +31,7 @@ use crate::{
 /// What kind of learning an entry records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EntryKind)]
 pub enum Kind {
     /// A programme session attended live or by replay (made by the server).
     Session,
@@ -64,6 +65,7 @@ impl Kind {
 
 /// One entry in your professional record.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = RecordEntry)]
 pub struct Entry {
     pub id: i64,
     pub kind: Kind,
@@ -283,7 +285,7 @@ pub struct Record {
 
 /// Your professional record: every entry (attended sessions and your own),
 /// with links, reflections and evidence, and your needs and priorities.
-#[utoipa::path(get, path = "/api/me/record", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record", tag = "record",
     responses((status = 200, body = Record), (status = 401, body = ErrorBody)))]
 async fn record(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Record>> {
     sync(&state.db, user.id).await?;
@@ -295,7 +297,7 @@ async fn record(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiR
 }
 
 /// One entry of your record.
-#[utoipa::path(get, path = "/api/me/record/entries/{id}", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record/entries/{id}", tag = "record",
     responses((status = 200, body = Entry), (status = 404, body = ErrorBody)))]
 async fn entry(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Entry>> {
     Ok(Json(load_one(&state.db, user.id, id).await?))
@@ -364,8 +366,11 @@ impl ManualInput {
 }
 
 /// Adds other CPD (a course, reading, coaching) to your record.
-#[utoipa::path(post, path = "/api/me/record/entries", tag = "record", request_body = ManualInput,
-    responses((status = 201, body = Entry), (status = 422, body = ErrorBody)))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/record/entries", tag = "record", request_body = ManualInput,
+    responses((status = 201, body = Entry),
+              (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
+              (status = 409, body = ErrorBody, description = "the record already holds the most entries added by hand"),
+              (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -404,7 +409,7 @@ async fn create(
 }
 
 /// Changes an entry you added by hand (session entries follow attendance).
-#[utoipa::path(put, path = "/api/me/record/entries/{id}", tag = "record", request_body = ManualInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/me/record/entries/{id}", tag = "record", request_body = ManualInput,
     responses((status = 200, body = Entry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
@@ -437,7 +442,7 @@ async fn update(
 }
 
 /// Deletes an entry you added by hand, with its reflection and evidence.
-#[utoipa::path(delete, path = "/api/me/record/entries/{id}", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me/record/entries/{id}", tag = "record",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn remove(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     if owned(&state.db, user.id, id).await? == Kind::Session {

@@ -140,7 +140,7 @@ fn csv_row(e: &Entry, goals: &[Goal], zone: Tz, public_url: &str) -> Vec<String>
 /// Your record as a spreadsheet: one row per entry, newest first, dates in
 /// your time zone. Cells that a spreadsheet would run as a formula are
 /// prefixed with an apostrophe.
-#[utoipa::path(get, path = "/api/me/record.csv", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record.csv", tag = "record",
     responses((status = 200, content_type = "text/csv", body = String), (status = 401, body = ErrorBody)))]
 async fn record_csv(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Response> {
     let loaded = load(&state, &user).await?;
@@ -200,7 +200,7 @@ pub struct RecordExport {
 /// Your whole record as one JSON document: profile, needs and priorities,
 /// every entry with its reflection and evidence, certificates and the
 /// summary. Evidence files are listed, not included: each `url` downloads one.
-#[utoipa::path(get, path = "/api/me/record.json", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record.json", tag = "record",
     responses((status = 200, body = RecordExport), (status = 401, body = ErrorBody)))]
 async fn record_json(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Response> {
     let Loaded { mut entries, goals, zone } = load(&state, &user).await?;
@@ -505,7 +505,7 @@ async fn thresholds(db: &Db, session_ids: &[i64]) -> ApiResult<HashMap<i64, u8>>
 /// record store: `attended` for live attendance, Video Profile `terminated`
 /// for each recording watched, `completed` for CPD added by hand. Ids are
 /// stable, so sending the file again adds nothing twice.
-#[utoipa::path(get, path = "/api/me/record/xapi.json", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record/xapi.json", tag = "record",
     responses((status = 200, body = [Object]), (status = 401, body = ErrorBody)))]
 async fn record_xapi(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Response> {
     let loaded = load(&state, &user).await?;

@@ -116,13 +116,13 @@ fn clean_title(title: &str) -> ApiResult<String> {
 const MAX_GOALS: i64 = 100;
 
 /// Your development needs and your school's priorities.
-#[utoipa::path(get, path = "/api/me/goals", tag = "record", responses((status = 200, body = [Goal])))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/goals", tag = "record", responses((status = 200, body = [Goal])))]
 async fn list(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<Goal>>> {
     Ok(Json(load(&state.db, user.id).await?))
 }
 
 /// Adds a development need or a school priority.
-#[utoipa::path(post, path = "/api/me/goals", tag = "record", request_body = GoalInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/goals", tag = "record", request_body = GoalInput,
     responses((status = 201, body = Goal), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ async fn create(
 }
 
 /// Renames a need or priority (its links stay).
-#[utoipa::path(patch, path = "/api/me/goals/{id}", tag = "record", request_body = GoalRename,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), patch, path = "/api/me/goals/{id}", tag = "record", request_body = GoalRename,
     responses((status = 200, body = Goal), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rename(
     State(state): State<AppState>,
@@ -198,7 +198,7 @@ async fn rename(
 }
 
 /// Deletes a need or priority; entries linked to it stay, unlinked.
-#[utoipa::path(delete, path = "/api/me/goals/{id}", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me/goals/{id}", tag = "record",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn remove(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -224,7 +224,7 @@ pub struct Links {
 }
 
 /// Links an entry of yours to your needs and priorities.
-#[utoipa::path(put, path = "/api/me/record/entries/{id}/goals", tag = "record", request_body = Links,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/me/record/entries/{id}/goals", tag = "record", request_body = Links,
     responses((status = 200, body = entries::Entry), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn link(
     State(state): State<AppState>,

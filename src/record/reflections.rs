@@ -196,7 +196,7 @@ async fn save_reflection(db: &Db, entry_id: i64, input: &ReflectionInput) -> Api
 }
 
 /// Writes (or adds to) your reflection on an entry.
-#[utoipa::path(put, path = "/api/me/record/entries/{id}/reflection", tag = "record", request_body = ReflectionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/me/record/entries/{id}/reflection", tag = "record", request_body = ReflectionInput,
     responses((status = 200, body = entries::Entry), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reflect(
     State(state): State<AppState>,
@@ -211,7 +211,7 @@ async fn reflect(
 
 /// Reflects on a session you have just left or replayed: its entry is made
 /// from your attendance first, so the prompt works the moment you leave.
-#[utoipa::path(put, path = "/api/me/record/sessions/{id}/reflection", tag = "record", request_body = ReflectionInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/me/record/sessions/{id}/reflection", tag = "record", request_body = ReflectionInput,
     responses((status = 200, body = entries::Entry), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reflect_on_session(
     State(state): State<AppState>,
@@ -231,7 +231,7 @@ async fn reflect_on_session(
 }
 
 /// Deletes your reflection on an entry (the entry stays).
-#[utoipa::path(delete, path = "/api/me/record/entries/{id}/reflection", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me/record/entries/{id}/reflection", tag = "record",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn forget(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     entries::owned(&state.db, user.id, id).await?;
@@ -271,8 +271,10 @@ async fn one_evidence(db: &Db, user_id: i64, entry_id: i64, id: i64) -> ApiResul
 }
 
 /// Adds a link as evidence (a blog post, a shared document, a video).
-#[utoipa::path(post, path = "/api/me/record/entries/{id}/evidence", tag = "record", request_body = LinkInput,
-    responses((status = 201, body = Evidence), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/record/entries/{id}/evidence", tag = "record", request_body = LinkInput,
+    responses((status = 201, body = Evidence),
+              (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_link(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -302,7 +304,8 @@ async fn add_link(
 }
 
 /// The file types evidence may be, by extension, with the first bytes a file
-/// of that type starts with (a renamed program is refused).
+/// of that type starts with (a renamed program is refused). The download
+/// operations list the same types in the OpenAPI document: keep them in step.
 const TYPES: &[(&str, &str, &[u8])] = &[
     ("pdf", "application/pdf", b"%PDF-"),
     ("png", "image/png", b"\x89PNG\r\n\x1a\n"),
@@ -326,10 +329,11 @@ pub struct FileQuery {
 
 /// Uploads a file as evidence: the request body is the file itself. PDF,
 /// PNG, JPEG, Word, PowerPoint, Excel or plain text, at most 10 MiB.
-#[utoipa::path(post, path = "/api/me/record/entries/{id}/evidence/file", tag = "record", params(FileQuery),
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/record/entries/{id}/evidence/file", tag = "record", params(FileQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = Evidence), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody)))]
+    responses((status = 201, body = Evidence),
+        (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn add_file(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -464,8 +468,13 @@ async fn receive(body: Body, path: &FsPath, magic: &[u8], text: bool, cap: Cap) 
 }
 
 /// Downloads a file you attached as evidence.
-#[utoipa::path(get, path = "/api/me/record/evidence/{id}", tag = "record",
-    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record/evidence/{id}", tag = "record",
+    responses((status = 200, description = "the file, as the type it was uploaded as", content(
+        (Vec<u8> = "application/pdf"), (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (String = "text/plain"))), (status = 404, body = ErrorBody)))]
 async fn download(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Response> {
     serve_file(&state, id, Reader::Owner(user.id)).await
 }
@@ -502,7 +511,7 @@ pub(crate) async fn serve_file(state: &AppState, id: i64, reader: Reader) -> Api
 }
 
 /// Deletes a piece of evidence (and its file).
-#[utoipa::path(delete, path = "/api/me/record/evidence/{id}", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me/record/evidence/{id}", tag = "record",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn remove(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     let stored: Option<Option<String>> = sqlx::query_scalar(

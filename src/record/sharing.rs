@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Starts sharing an entry of yours (the same link again if it is shared).
-#[utoipa::path(post, path = "/api/me/record/entries/{id}/share", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/me/record/entries/{id}/share", tag = "record",
     responses((status = 200, body = Entry), (status = 404, body = ErrorBody)))]
 async fn share(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Entry>> {
     entries::owned(&state.db, user.id, id).await?;
@@ -42,7 +42,7 @@ async fn share(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id)
 }
 
 /// Stops sharing an entry: its link stops working.
-#[utoipa::path(delete, path = "/api/me/record/entries/{id}/share", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/me/record/entries/{id}/share", tag = "record",
     responses((status = 200, body = Entry), (status = 404, body = ErrorBody)))]
 async fn unshare(
     State(state): State<AppState>,
@@ -131,7 +131,12 @@ async fn shared(State(state): State<AppState>, Path(token): Path<String>) -> Api
 
 /// A file of a shared entry's evidence.
 #[utoipa::path(get, path = "/api/shared/{token}/evidence/{id}", tag = "record",
-    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the file, as the type it was uploaded as", content(
+        (Vec<u8> = "application/pdf"), (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (String = "text/plain"))), (status = 404, body = ErrorBody)))]
 async fn shared_file(State(state): State<AppState>, Path((token, id)): Path<(String, i64)>) -> ApiResult<Response> {
     serve_file(&state, id, Reader::Share(token)).await
 }

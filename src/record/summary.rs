@@ -324,7 +324,7 @@ pub fn today(zone: Tz) -> NaiveDate {
 
 /// Your record added up: by need, by priority, by term, by kind, and month
 /// by month over the last year. Brought up to date with attendance first.
-#[utoipa::path(get, path = "/api/me/record/summary", tag = "record",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/record/summary", tag = "record",
     responses((status = 200, body = Summary), (status = 401, body = ErrorBody)))]
 async fn summary(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Summary>> {
     entries::sync(&state.db, user.id).await?;

@@ -190,7 +190,7 @@ async fn load(db: &Db, user: &User, id: &str) -> ApiResult<(sqlx::any::AnyRow, b
 
 /// A session's recordings, newest first: all of them for its participants,
 /// those opened to everyone for anyone else signed in.
-#[utoipa::path(get, path = "/api/sessions/{id}/recordings", tag = "recordings",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/recordings", tag = "recordings",
     responses((status = 200, body = Vec<RecordingSummary>), (status = 404, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -218,7 +218,7 @@ pub struct Access {
 }
 
 /// Open a recording to everyone signed in, or back to the session's participants (organisers).
-#[utoipa::path(put, path = "/api/recordings/{id}/access", tag = "recordings", request_body = Access,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/recordings/{id}/access", tag = "recordings", request_body = Access,
     responses((status = 200, body = RecordingSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 async fn set_access(
@@ -247,7 +247,7 @@ async fn set_access(
 }
 
 /// A recording: its tracks, its timeline, and how much of it you watched.
-#[utoipa::path(get, path = "/api/recordings/{id}", tag = "recordings",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/recordings/{id}", tag = "recordings",
     responses((status = 200, body = RecordingDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn detail(
     State(state): State<AppState>,
@@ -292,11 +292,11 @@ pub fn read_timeline(dir: &FsPath) -> Vec<Value> {
 
 /// One recorded file, with range requests (seeking). Only files the
 /// recording lists are served, to people who may watch it.
-#[utoipa::path(get, path = "/api/recordings/{id}/files/{file}", tag = "recordings",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/recordings/{id}/files/{file}", tag = "recordings",
     responses((status = 200, description = "the WebM file", content_type = "video/webm"),
-              (status = 206, description = "the requested range"),
+              (status = 206, description = "the requested range", content_type = "video/webm"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 416, description = "the range is outside the file")))]
+              (status = 416, body = ErrorBody, description = "the range is outside the file")))]
 async fn file(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -350,7 +350,7 @@ fn range_start(value: &str) -> Option<u64> {
 }
 
 /// The recording as one WebM file (presenter view, voices mixed), once made.
-#[utoipa::path(get, path = "/api/recordings/{id}/download", tag = "recordings",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/recordings/{id}/download", tag = "recordings",
     responses((status = 200, description = "the WebM file, as an attachment", content_type = "video/webm"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown, or not made yet")))]
 async fn download_file(
@@ -383,7 +383,7 @@ async fn download_file(
 }
 
 /// Delete a finished recording and its files (organisers).
-#[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/recordings/{id}", tag = "recordings",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
@@ -452,7 +452,7 @@ fn allow_report(user: i64, recording: &str) -> bool {
 }
 
 /// Report what played. Idempotent: the same segments again change nothing.
-#[utoipa::path(post, path = "/api/recordings/{id}/watched", tag = "recordings", request_body = WatchReport,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/recordings/{id}/watched", tag = "recordings", request_body = WatchReport,
     responses((status = 200, body = Watched), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn report(

@@ -198,7 +198,7 @@ async fn opted_out_among(tx: &mut db::Tx, invitees: &[Invitee]) -> Result<HashSe
 
 /// Invite people to a session (organisers). Returns at once; the emails go out
 /// in the background, and the batch shows progress.
-#[utoipa::path(post, path = "/api/sessions/{id}/invitations", tag = "invitations", request_body = InviteInput,
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/invitations", tag = "invitations", request_body = InviteInput,
     responses((status = 201, body = Batch), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn invite(
     State(state): State<AppState>,
@@ -354,7 +354,7 @@ async fn load_batch(db: &Db, id: i64) -> Result<Option<Batch>, sqlx::Error> {
 }
 
 /// The invitation batches of a session, newest first (organisers).
-#[utoipa::path(get, path = "/api/sessions/{id}/invitations", tag = "invitations",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/invitations", tag = "invitations",
     responses((status = 200, body = [Batch]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn batches(
     State(state): State<AppState>,
@@ -375,7 +375,7 @@ async fn batches(
 }
 
 /// One batch with its sending progress (organisers).
-#[utoipa::path(get, path = "/api/invitation-batches/{id}", tag = "invitations",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/invitation-batches/{id}", tag = "invitations",
     responses((status = 200, body = Batch), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn batch(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<i64>) -> ApiResult<Json<Batch>> {
     user.require_organiser()?;
@@ -411,7 +411,7 @@ async fn find_invitation(db: &Db, token: &str) -> ApiResult<(i64, i64, String, S
 }
 
 /// The invitation behind a personal link.
-#[utoipa::path(get, path = "/api/invitations/{token}", tag = "invitations",
+#[utoipa::path(security((), ("bearer" = []), ("cookie" = [])), get, path = "/api/invitations/{token}", tag = "invitations",
     responses((status = 200, body = InvitationView), (status = 404, body = ErrorBody)))]
 async fn show_invitation(
     State(state): State<AppState>,
@@ -428,8 +428,10 @@ async fn show_invitation(
 }
 
 /// Accept an invitation: registers the signed-in person in one click.
-#[utoipa::path(post, path = "/api/invitations/{token}/accept", tag = "invitations",
-    responses((status = 200, body = Mine), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/invitations/{token}/accept", tag = "invitations",
+    responses((status = 200, body = Mine), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn accept(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

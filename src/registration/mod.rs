@@ -498,8 +498,9 @@ pub async fn session_cancelled(state: &AppState, tx: &mut Tx, session_id: i64) -
 }
 
 /// Register for a session; when it is full, join the waiting list.
-#[utoipa::path(post, path = "/api/sessions/{id}/registration", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/registration", tag = "registration",
     responses((status = 201, body = Mine), (status = 200, body = Mine, description = "already registered"),
+              (status = 403, body = ErrorBody, description = "the email address is not verified yet"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn register_me(
     State(state): State<AppState>,
@@ -512,7 +513,7 @@ async fn register_me(
 }
 
 /// Cancel my place (or my spot on the waiting list) for a session.
-#[utoipa::path(delete, path = "/api/sessions/{id}/registration", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/sessions/{id}/registration", tag = "registration",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn cancel_mine(
     State(state): State<AppState>,
@@ -531,7 +532,7 @@ async fn cancel_mine(
 }
 
 /// Cancel a registration by id: your own, or any (organisers).
-#[utoipa::path(delete, path = "/api/registrations/{id}", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/registrations/{id}", tag = "registration",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_by_id(
     State(state): State<AppState>,
@@ -560,7 +561,7 @@ pub struct MySession {
 
 /// My sessions: every session I present, have a place for or am waiting
 /// for, soonest first, each with where it is in its life.
-#[utoipa::path(get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [MySession])))]
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/me/sessions", tag = "registration", responses((status = 200, body = [MySession])))]
 async fn my_sessions(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Vec<MySession>>> {
     let rows = sqlx::query(
         "select s.id, (select count(*) from session_presenters p where p.session_id = s.id and p.user_id = $1) as presenting
@@ -663,7 +664,7 @@ async fn require_organiser_of(state: &AppState, user: &User, session_id: i64) ->
 }
 
 /// Registrants and the waiting list of a session (organisers).
-#[utoipa::path(get, path = "/api/sessions/{id}/registrations", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/registrations", tag = "registration",
     responses((status = 200, body = [Registrant]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_registrants(
     State(state): State<AppState>,
@@ -675,7 +676,7 @@ async fn list_registrants(
 }
 
 /// The same list as CSV (organisers).
-#[utoipa::path(get, path = "/api/sessions/{id}/registrations.csv", tag = "registration",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), get, path = "/api/sessions/{id}/registrations.csv", tag = "registration",
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody)))]
 async fn registrants_csv(
     State(state): State<AppState>,

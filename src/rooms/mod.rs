@@ -65,10 +65,10 @@ pub struct RoomTicket {
 /// A room token for this session, if you may enter: confirmed registrants
 /// receive, presenters also publish (co-hosts also go live, record and run
 /// breakouts), organisers also host.
-#[utoipa::path(post, path = "/api/sessions/{id}/join", tag = "rooms",
+#[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/join", tag = "rooms",
     responses((status = 200, body = RoomTicket),
               (status = 401, body = ErrorBody, description = "sign in first"),
-              (status = 403, body = ErrorBody, description = "not registered (the error says why)"),
+              (status = 403, body = ErrorBody, description = "not registered, or the email address is not verified yet (the error says why)"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session was cancelled")))]
 async fn join(
     State(state): State<AppState>,

@@ -3,7 +3,7 @@ use serde_json::json;
 
 use crate::{
     both_backends,
-    helpers::{spawn_app, Backend, TestApp},
+    helpers::{spawn_app, Backend, CheckedClient, TestApp},
 };
 
 async fn a_new_teacher_signs_up_verifies_by_email_and_signs_in(backend: Backend) {
@@ -121,8 +121,8 @@ async fn signing_out_makes_the_same_bearer_token_answer_401_on_every_device(back
 both_backends!(signing_out_makes_the_same_bearer_token_answer_401_on_every_device);
 
 /// A browser (a client with a cookie jar) that signed Ann up, and the answer.
-async fn browser_signed_up(app: &TestApp) -> (reqwest::Client, reqwest::Response) {
-    let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+async fn browser_signed_up(app: &TestApp) -> (CheckedClient, reqwest::Response) {
+    let browser = CheckedClient::new(reqwest::Client::builder().cookie_store(true).build().unwrap());
     let res = browser
         .post(format!("{}/api/auth/signup", app.url))
         .json(&json!({"name": "Ann", "email": "ann@oak.sch.uk", "password": "correct horse", "stage": "ect"}))

@@ -234,7 +234,8 @@ pub struct TestApp {
     pub url: String,
     pub state: AppState,
     pub smtp: SmtpServer,
-    pub client: reqwest::Client,
+    /// Every answer it gets is checked against the OpenAPI document.
+    pub client: CheckedClient,
     pub data_dir: TempDir,
     database_url: String,
     extra: HashMap<String, String>,
@@ -259,7 +260,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         url,
         state,
         smtp,
-        client: reqwest::Client::new(),
+        client: CheckedClient::default(),
         data_dir,
         database_url: database_url.clone(),
         extra,
@@ -489,5 +490,318 @@ impl TestApp {
             assert!(Instant::now() < deadline, "{pending} emails still unsent");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A `reqwest::Client` whose every answer is checked against the OpenAPI
+/// document before the test sees it (see [`contract`]). It offers the
+/// request-building calls the tests use; the answer is an ordinary
+/// `reqwest::Response`, rebuilt from the body the check read.
+#[derive(Clone, Default)]
+pub struct CheckedClient(reqwest::Client);
+
+impl CheckedClient {
+    /// Wraps a client built with other options (a cookie jar).
+    pub fn new(client: reqwest::Client) -> CheckedClient {
+        CheckedClient(client)
+    }
+
+    pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> CheckedRequest {
+        CheckedRequest(self.0.request(method, url))
+    }
+
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> CheckedRequest {
+        self.request(Method::GET, url)
+    }
+
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> CheckedRequest {
+        self.request(Method::POST, url)
+    }
+}
+
+pub struct CheckedRequest(reqwest::RequestBuilder);
+
+impl CheckedRequest {
+    pub fn bearer_auth(self, token: impl std::fmt::Display) -> CheckedRequest {
+        CheckedRequest(self.0.bearer_auth(token))
+    }
+
+    pub fn header<K, V>(self, key: K, value: V) -> CheckedRequest
+    where
+        reqwest::header::HeaderName: TryFrom<K>,
+        <reqwest::header::HeaderName as TryFrom<K>>::Error: Into<http::Error>,
+        reqwest::header::HeaderValue: TryFrom<V>,
+        <reqwest::header::HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+    {
+        CheckedRequest(self.0.header(key, value))
+    }
+
+    pub fn json<T: serde::Serialize + ?Sized>(self, json: &T) -> CheckedRequest {
+        CheckedRequest(self.0.json(json))
+    }
+
+    pub fn body(self, body: impl Into<reqwest::Body>) -> CheckedRequest {
+        CheckedRequest(self.0.body(body))
+    }
+
+    /// Sends the request; the answer is checked against the document (a
+    /// mismatch fails the test) and handed back whole.
+    pub async fn send(self) -> reqwest::Result<reqwest::Response> {
+        let (client, request) = self.0.build_split();
+        let request = request?;
+        let method = request.method().clone();
+        let res = client.execute(request).await?;
+        let (status, version, headers) = (res.status(), res.version(), res.headers().clone());
+        let path = res.url().path().to_string();
+        let body = res.bytes().await?;
+        let content_type = headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        contract::check(&method, &path, status.as_u16(), content_type, &body);
+        let mut rebuilt = http::Response::new(body);
+        *rebuilt.status_mut() = status;
+        *rebuilt.version_mut() = version;
+        *rebuilt.headers_mut() = headers;
+        Ok(reqwest::Response::from(rebuilt))
+    }
+}
+
+/// The OpenAPI document (`staffroom::routes::openapi()`, what
+/// `/api/openapi.json` serves) as the judge of every answer the tests get:
+/// the answer's status must be one the document declares for that path and
+/// method, its content type one declared for that status, and a JSON body
+/// must match the declared schema (JSON Schema 2020-12, `$ref`s resolved
+/// into the components). A route the document does not know must be the
+/// catch-all's 404 or the router's 405, each with the JSON error body.
+/// Files, CSV, calendars and pages are checked for status and content type
+/// only. There is no list of exceptions: a new route is checked as soon as
+/// a test calls it.
+///
+/// The document says nothing of properties it does not list, so JSON Schema
+/// alone would let the server send fields the document never mentions; the
+/// check closes every object that lists its properties (see [`close`]).
+///
+/// With `STAFFROOM_OPENAPI_TALLY=<file>` each checked answer appends a line
+/// `METHOD path-template status` to that file, to count what a run covered.
+pub mod contract {
+    use std::{
+        collections::HashMap,
+        io::Write,
+        sync::{Arc, Mutex, OnceLock},
+    };
+
+    use reqwest::Method;
+    use serde_json::{json, Map, Value};
+
+    struct Contract {
+        document: Value,
+        /// Each path template with its segments (`None` for a `{parameter}`).
+        templates: Vec<(String, Vec<Option<String>>)>,
+        /// The components, closed (and an open copy of each, `Name.open`).
+        schemas: Value,
+        validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    }
+
+    fn contract() -> &'static Contract {
+        static CONTRACT: OnceLock<Contract> = OnceLock::new();
+        CONTRACT.get_or_init(|| {
+            let document = serde_json::to_value(staffroom::routes::openapi()).expect("the document serialises");
+            let templates = document["paths"]
+                .as_object()
+                .expect("the document has paths")
+                .keys()
+                .map(|t| {
+                    let segments = t
+                        .split('/')
+                        .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_string()))
+                        .collect();
+                    (t.clone(), segments)
+                })
+                .collect();
+            let mut schemas = Map::new();
+            for (name, schema) in document["components"]["schemas"].as_object().into_iter().flatten() {
+                let (mut closed, mut open) = (schema.clone(), schema.clone());
+                close(&mut closed, false);
+                close(&mut open, true);
+                schemas.insert(name.clone(), closed);
+                schemas.insert(format!("{name}.open"), open);
+            }
+            Contract { document, templates, schemas: Value::Object(schemas), validators: Mutex::default() }
+        })
+    }
+
+    /// Closes `schema` and what it contains against properties it does not
+    /// list (`unevaluatedProperties: false`). A part of an `allOf` (how a
+    /// flattened struct is written) stays open, and its `$ref` points at the
+    /// open copy of the component: the `allOf` as a whole is closed instead,
+    /// seeing every part's properties.
+    fn close(schema: &mut Value, part: bool) {
+        let Some(object) = schema.as_object_mut() else { return };
+        if let Some(Value::Array(parts)) = object.get_mut("allOf") {
+            for p in parts.iter_mut() {
+                if let Some(Value::String(target)) = p.get_mut("$ref") {
+                    if target.starts_with("#/components/schemas/") && !target.ends_with(".open") {
+                        target.push_str(".open");
+                    }
+                }
+                close(p, true);
+            }
+        }
+        for key in ["oneOf", "anyOf", "prefixItems"] {
+            if let Some(Value::Array(alternatives)) = object.get_mut(key) {
+                alternatives.iter_mut().for_each(|a| close(a, false));
+            }
+        }
+        if let Some(Value::Object(properties)) = object.get_mut("properties") {
+            properties.values_mut().for_each(|p| close(p, false));
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = object.get_mut(key) {
+                close(inner, false);
+            }
+        }
+        let lists = object.contains_key("properties") || object.contains_key("allOf");
+        let says = object.contains_key("additionalProperties") || object.contains_key("unevaluatedProperties");
+        if lists && !says && !part {
+            object.insert("unevaluatedProperties".into(), Value::Bool(false));
+        }
+    }
+
+    /// The document's template for `path` (the one with the most fixed segments).
+    fn template<'a>(c: &'a Contract, path: &str) -> Option<&'a str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        c.templates
+            .iter()
+            .filter(|(_, t)| {
+                t.len() == segments.len()
+                    && t.iter().zip(&segments).all(|(t, s)| match t {
+                        Some(fixed) => fixed == s,
+                        None => !s.is_empty(),
+                    })
+            })
+            .max_by_key(|(_, t)| t.iter().filter(|s| s.is_some()).count())
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn validator(c: &Contract, schema: &Value) -> Arc<jsonschema::Validator> {
+        let key = schema.to_string();
+        if let Some(v) = c.validators.lock().unwrap().get(&key) {
+            return v.clone();
+        }
+        let mut root = schema.clone();
+        close(&mut root, false);
+        let root = match root {
+            Value::Object(mut o) => {
+                o.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+                o.insert("components".into(), json!({ "schemas": c.schemas }));
+                Value::Object(o)
+            }
+            other => panic!("OpenAPI: a response schema that is not an object: {other}"),
+        };
+        let v = Arc::new(
+            jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("OpenAPI: the schema {schema} does not compile: {e}")),
+        );
+        c.validators.lock().unwrap().insert(key, v.clone());
+        v
+    }
+
+    fn shown(body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(body);
+        let mut cut: String = text.chars().take(600).collect();
+        if cut.len() < text.len() {
+            cut.push('…');
+        }
+        cut
+    }
+
+    /// Validates `body` against `schema` (a response schema from the document).
+    fn matches(c: &Contract, operation: &str, status: u16, schema: &Value, body: &[u8]) {
+        let value: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!(
+                "OpenAPI: {operation} answered {status} as application/json, but the body is not JSON ({e}): {}",
+                shown(body)
+            )
+        });
+        let errors: Vec<String> = validator(c, schema)
+            .iter_errors(&value)
+            .take(8)
+            .map(|e| format!("  at '{}': {e}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "OpenAPI: {operation} answered {status} with a body that does not match the document's schema {schema}:\n{}\nbody: {}",
+            errors.join("\n"),
+            shown(body)
+        );
+    }
+
+    fn tally(operation: &str, status: u16) {
+        let Some(file) = std::env::var_os("STAFFROOM_OPENAPI_TALLY") else { return };
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).expect("the tally file opens");
+        f.write_all(format!("{operation} {status}\n").as_bytes()).expect("the tally is written");
+    }
+
+    /// Checks one answer; panics (failing the test) on a mismatch, naming the
+    /// operation, the status and what is wrong.
+    pub fn check(method: &Method, path: &str, status: u16, content_type: Option<&str>, body: &[u8]) {
+        let path = path.split('?').next().unwrap_or(path);
+        // Pages and files outside the API, and the document itself.
+        if !path.starts_with("/api/") || path == "/api/openapi.json" {
+            return;
+        }
+        let c = contract();
+        let media = content_type.map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase());
+        let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+        let Some(template) = template(c, path) else {
+            let operation = format!("{method} {path} (no such route)");
+            assert_eq!(status, 404, "OpenAPI: {operation} answered {status}; only the catch-all's 404 is expected");
+            matches(c, &operation, status, &error_body, body);
+            return tally(&format!("{method} (no route)"), status);
+        };
+        let operation = format!("{method} {template}");
+        let declared = &c.document["paths"][template][method.as_str().to_ascii_lowercase()];
+        if declared.is_null() {
+            assert_eq!(status, 405, "OpenAPI: {operation} is not in the document, yet it answered {status}");
+            matches(c, &operation, status, &error_body, body);
+            return tally(&format!("{operation} (no such method)"), status);
+        }
+        let responses = &declared["responses"];
+        let Some(response) = responses.get(status.to_string()).or_else(|| responses.get("default")) else {
+            let known: Vec<&String> = responses.as_object().into_iter().flat_map(|r| r.keys()).collect();
+            panic!(
+                "OpenAPI: {operation} answered {status}, a status the document does not declare for it (it declares {known:?}); body: {}",
+                shown(body)
+            );
+        };
+        let content = response.get("content").and_then(Value::as_object).filter(|c| !c.is_empty());
+        match (content, media) {
+            (None, None) => {}
+            (None, Some(media)) => assert!(
+                body.is_empty(),
+                "OpenAPI: {operation} answered {status} with a {media} body, but the document declares no body for it: {}",
+                shown(body)
+            ),
+            (Some(content), None) => assert!(
+                body.is_empty() && status == 304,
+                "OpenAPI: {operation} answered {status} without a content type; the document declares {:?}",
+                content.keys().collect::<Vec<_>>()
+            ),
+            (Some(content), Some(media)) => {
+                let Some(declared) = content.get(&media) else {
+                    panic!(
+                        "OpenAPI: {operation} answered {status} as {media}; the document declares {:?}",
+                        content.keys().collect::<Vec<_>>()
+                    );
+                };
+                if media == "application/json" || media.ends_with("+json") {
+                    let schema = declared.get("schema").unwrap_or_else(|| {
+                        panic!("OpenAPI: {operation} {status} is declared as JSON without a schema")
+                    });
+                    matches(c, &operation, status, schema, body);
+                }
+            }
+        }
+        tally(&operation, status);
     }
 }

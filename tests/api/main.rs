@@ -13,6 +13,7 @@ mod interaction;
 mod invitations;
 mod limits;
 mod mail_delivery;
+mod openapi;
 mod programme;
 mod record;
 mod record_exports;

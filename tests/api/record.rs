@@ -87,7 +87,12 @@ pub(crate) async fn raw_post(
                     })
                     .expect("a content-length on the answer");
                 if buf.len() >= end + 4 + length {
-                    return (status, serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap_or(Value::Null));
+                    let body = &buf[end + 4..end + 4 + length];
+                    let content_type = text[..end].lines().find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string())
+                    });
+                    crate::helpers::contract::check(&Method::POST, path, status, content_type.as_deref(), body);
+                    return (status, serde_json::from_slice(body).unwrap_or(Value::Null));
                 }
             }
             let n = rx.read(&mut piece).await.unwrap();

@@ -485,7 +485,7 @@ async fn a_replay_reported_past_what_was_recorded_earns_no_credit_and_no_certifi
 struct Newcomer {
     child: std::process::Child,
     url: String,
-    client: reqwest::Client,
+    client: crate::helpers::CheckedClient,
 }
 
 impl Newcomer {
@@ -507,7 +507,7 @@ impl Newcomer {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("the staffroom binary starts");
-        let server = Newcomer { child, url: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
+        let server = Newcomer { child, url: format!("http://127.0.0.1:{port}"), client: Default::default() };
         let deadline = Instant::now() + Duration::from_secs(20);
         while server.client.get(format!("{}/healthz", server.url)).send().await.is_err() {
             assert!(Instant::now() < deadline, "the server came up");

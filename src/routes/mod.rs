@@ -2,6 +2,9 @@
 //! It sits above the capabilities (and `http`, the shared layer they use),
 //! so no capability imports another just to be reachable.
 
+#[cfg(test)]
+mod schema_names;
+
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,8 +14,18 @@ use crate::{
     registration, rooms, AppState,
 };
 
+/// The OpenAPI document served at `/api/openapi.json`; the API tests check
+/// every response they receive against it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::document(api()).1
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = OpenApiRouter::with_openapi(http::ApiDoc::openapi())
+    http::finish(api(), state)
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(http::ApiDoc::openapi())
         .merge(auth::router())
         .merge(account_removal::router())
         .merge(programme::router())
@@ -24,6 +37,5 @@ pub fn router(state: AppState) -> Router {
         .merge(breakout::router())
         .merge(recording::router())
         .merge(attendance::router())
-        .merge(record::router());
-    http::finish(api, state)
+        .merge(record::router())
 }
