@@ -199,7 +199,7 @@ async fn opted_out_among(tx: &mut db::Tx, invitees: &[Invitee]) -> Result<HashSe
 /// Invite people to a session (organisers). Returns at once; the emails go out
 /// in the background, and the batch shows progress.
 #[utoipa::path(security(("bearer" = []), ("cookie" = [])), post, path = "/api/sessions/{id}/invitations", tag = "invitations", request_body = InviteInput,
-    responses((status = 201, body = Batch), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Batch), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session has ended"), (status = 422, body = ErrorBody)))]
 async fn invite(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
