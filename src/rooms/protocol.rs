@@ -163,7 +163,11 @@ pub enum Action {
         participant_id: String,
         kind: String,
     },
+    /// Hosts lift a mute; `participant_id` left out means yourself, which
+    /// only a host may do (anyone else is told `muted_by_host`).
     Unmute {
+        #[serde(default)]
+        participant_id: Option<String>,
         kind: String,
     },
     Remove {
@@ -250,6 +254,8 @@ pub enum ErrorCode {
     Glare,
     /// Media offered without the publish grant: refused, not forwarded.
     PublishNotAllowed,
+    /// You tried to unmute what a host muted: only a host can lift it.
+    MutedByHost,
     /// Interaction refusals: see [`crate::interaction::InteractionError`].
     Empty,
     TooLong,
@@ -413,8 +419,13 @@ pub enum ServerMessage {
         participant_id: String,
         group: Option<u32>,
     },
-    /// A host muted your `kind`; `unmute` to speak again.
+    /// A host muted your `kind`; it stays muted until a host lifts it.
     Muted {
+        kind: &'static str,
+        by: String,
+    },
+    /// A host lifted the mute on your `kind`: you may turn it on again.
+    Unmuted {
         kind: &'static str,
         by: String,
     },
@@ -466,7 +477,7 @@ pub struct ParticipantInfo {
     pub grants: Grants,
     /// An attendee a host brought on stage: they may publish.
     pub on_stage: bool,
-    /// Kinds (`audio`, `video`) a host muted and the person has not unmuted.
+    /// Kinds (`audio`, `video`) a host muted and no host has unmuted yet.
     pub muted: Vec<&'static str>,
 }
 
