@@ -1115,7 +1115,8 @@ async function connect(fresh = false) {
   }
   teardown();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${t.ws_path}?token=${encodeURIComponent(t.token)}`);
+  // The token goes in `join`, not in the URL: URLs end up in access logs.
+  const ws = new WebSocket(`${scheme}//${location.host}${t.ws_path}`);
   room.ws = ws;
   room.pc = newPeerConnection();
   wantOffer = false;
@@ -1124,7 +1125,7 @@ async function connect(fresh = false) {
     room.metrics.joinSentAt = performance.now();
     room.metrics.firstFrameAt = 0;
     room.metrics.firstAudioAt = 0;
-    ws.send(JSON.stringify({ v: 1, type: "join" }));
+    ws.send(JSON.stringify({ v: 1, type: "join", token: t.token }));
   });
   ws.addEventListener("message", (e) => {
     let message;

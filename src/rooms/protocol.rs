@@ -20,7 +20,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// WebSocket close codes (4000–4999 is the range for applications).
 pub mod close {
-    /// The token is missing, forged, expired or not a room token.
+    /// The token (in `join`) is missing, forged, expired or not a room token.
     pub const BAD_TOKEN: u16 = 4001;
     /// The token is valid but for another session.
     pub const WRONG_ROOM: u16 = 4003;
@@ -45,7 +45,11 @@ pub mod close {
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Join,
+    /// The room token comes in `join`, not in the URL: URLs end up in access
+    /// logs, proxies and tracing spans.
+    Join {
+        token: Option<String>,
+    },
     Offer {
         sdp: String,
     },
@@ -517,7 +521,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
         }
     };
     Ok(match kind {
-        "join" => ClientMessage::Join,
+        "join" => ClientMessage::Join { token: map.get("token").and_then(Value::as_str).map(str::to_string) },
         "leave" => ClientMessage::Leave,
         "offer" => ClientMessage::Offer { sdp: sdp()? },
         "answer" => ClientMessage::Answer { sdp: sdp()? },
@@ -551,7 +555,11 @@ mod tests {
 
     #[test]
     fn well_formed_messages_parse() {
-        assert_eq!(parse(r#"{"v":1,"type":"join"}"#), Ok(ClientMessage::Join));
+        assert_eq!(parse(r#"{"v":1,"type":"join"}"#), Ok(ClientMessage::Join { token: None }));
+        assert_eq!(
+            parse(r#"{"v":1,"type":"join","token":"a.b.c"}"#),
+            Ok(ClientMessage::Join { token: Some("a.b.c".into()) })
+        );
         assert_eq!(parse(r#"{"v":1,"type":"offer","sdp":"v=0"}"#), Ok(ClientMessage::Offer { sdp: "v=0".into() }));
         let c = parse(r#"{"v":1,"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#).unwrap();
         let ClientMessage::Candidate { candidate: Some(c) } = c else { panic!("{c:?}") };

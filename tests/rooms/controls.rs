@@ -115,7 +115,7 @@ async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes
     let (status, body) = app.post(&format!("/api/sessions/{id}/join"), Some(&attendees[1]), json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["error"].as_str().unwrap().contains("removed"), "{body}");
-    let (code, _) = connect(&app.url, id, Some(&spare)).await.closed().await;
+    let (code, _) = connect(&app.url, id, Some(&spare)).await.refused().await;
     assert_eq!(code, 4012);
     let reasons: Vec<String> =
         sqlx::query_scalar("select reason from room_events where kind = 'leave' and reason is not null")
