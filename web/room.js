@@ -40,7 +40,7 @@ const room = {
   state: "connecting",
   user: null,
   phase: "lobby", // lobby (attendees wait, presenters are backstage), live, ended
-  hostMuted: new Set(), // kinds a host muted for us: the mic and camera buttons ask the server to unmute
+  hostMuted: new Set(), // kinds a host muted for us: they stay off until a host lifts the mute
   invited: new Set(), // participant ids a host (we) invited on stage, until they answer
   stale: [], // transceivers of an earlier time on stage (a host took us off): never reused
   participants: new Map(), // id -> {id, name, grants}
@@ -110,10 +110,13 @@ function buildRoom() {
 
   ui.mic = controlButton("Microphone on", toggleMic, { "aria-pressed": "true", hidden: true, dataset: { toggle: "mic" } });
   ui.camera = controlButton("Camera on", toggleCamera, { "aria-pressed": "true", hidden: true, dataset: { toggle: "camera" } });
+  // In place of a toggle the person cannot use: only a host lifts a host's mute.
+  ui.micHeld = el("span", { class: "control control-held", role: "status", hidden: true, text: "Mic muted by a host" });
+  ui.cameraHeld = el("span", { class: "control control-held", role: "status", hidden: true, text: "Camera muted by a host" });
   ui.share = controlButton("Share screen", toggleShare, { "aria-pressed": "false", hidden: true });
   ui.sound = el("button", { type: "button", class: "control", text: "Enable sound", hidden: true, onclick: enableSound });
   ui.leave = el("button", { type: "button", class: "button-danger control", text: "Leave", onclick: leave });
-  ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.camera, ui.share, ui.sound, ui.leave);
+  ui.controls = el("div", { class: "controls", role: "toolbar", "aria-label": "Room controls" }, ui.mic, ui.micHeld, ui.camera, ui.cameraHeld, ui.share, ui.sound, ui.leave);
 
   ui.groups = createGroups({
     send,
@@ -310,6 +313,8 @@ function personActions(p) {
     attendee && p.on_stage ? button("Take off stage", "unstage", `Take ${p.name} off stage`, () => send({ type: "stage_remove", participant_id: p.id })) : null,
     kinds.has("audio") && !muted.has("audio") ? button("Mute mic", "mute-audio", `Mute ${p.name}'s microphone`, () => send({ type: "mute", participant_id: p.id, kind: "audio" })) : null,
     kinds.has("video") && !muted.has("video") ? button("Mute camera", "mute-video", `Mute ${p.name}'s camera`, () => send({ type: "mute", participant_id: p.id, kind: "video" })) : null,
+    muted.has("audio") ? button("Unmute mic", "unmute-audio", `Unmute ${p.name}'s microphone`, () => send({ type: "unmute", participant_id: p.id, kind: "audio" })) : null,
+    muted.has("video") ? button("Unmute camera", "unmute-video", `Unmute ${p.name}'s camera`, () => send({ type: "unmute", participant_id: p.id, kind: "video" })) : null,
     button("Remove", "remove", `Remove ${p.name}`, () => removePerson(p), "link-button small danger-link"),
   );
 }
@@ -528,7 +533,22 @@ function renderPeople() {
   ui.talk?.renderPeople();
 }
 
+/** The microphone and camera toggles while we publish; what a host muted shows as such, with no toggle. */
+function renderControls() {
+  if (!ui.mic) return;
+  const publishing = Boolean(room.local);
+  for (const [toggle, held, kind] of [
+    [ui.mic, ui.micHeld, "audio"],
+    [ui.camera, ui.cameraHeld, "video"],
+  ]) {
+    const hostMuted = room.hostMuted.has(kind);
+    toggle.hidden = !publishing || hostMuted;
+    held.hidden = !publishing || !hostMuted;
+  }
+}
+
 function render() {
+  renderControls();
   renderPhase();
   renderStage();
   renderAudio();
@@ -656,34 +676,48 @@ async function setCamera(on) {
   renderStage();
 }
 
-/** Turning on what a host muted asks the server to forward it again. */
-function unmuteIfHostMuted(kind) {
-  if (!room.hostMuted.has(kind)) return;
-  room.hostMuted.delete(kind);
-  send({ type: "unmute", kind });
-  showBanner(null);
-}
-
 function toggleMic() {
+  if (room.hostMuted.has("audio")) return; // only a host lifts that (the toggle is hidden meanwhile)
   setMic(!room.micOn);
-  if (room.micOn) unmuteIfHostMuted("audio");
 }
 
 async function toggleCamera() {
+  if (room.hostMuted.has("video")) return;
   await setCamera(!room.cameraOn);
-  if (room.cameraOn) unmuteIfHostMuted("video");
 }
 
-/** A host muted our microphone or camera: the server already stopped forwarding it. */
+/** Before adding our tracks to a connection: what a host muted starts off. */
+function keepHostMutes() {
+  if (room.hostMuted.has("audio")) setMic(false);
+  if (room.hostMuted.has("video")) {
+    room.cameraOn = false;
+    ui.camera.textContent = "Camera off";
+    ui.camera.setAttribute("aria-pressed", "false");
+  }
+}
+
+/**
+ * A host muted our microphone or camera: the server already stopped
+ * forwarding it, and it stays muted until a host lifts the mute (the server
+ * refuses ours). We may raise a hand to ask.
+ */
 async function hostMuted(kind) {
   room.hostMuted.add(kind);
   if (kind === "audio") {
     setMic(false);
-    showBanner("The host muted your microphone. Press “Microphone off” when you want to speak again.", "info");
+    showBanner("A host muted your microphone. Only a host can turn it back on: raise your hand if you want to speak.", "info");
   } else {
     await setCamera(false);
-    showBanner("The host turned off your camera. Press “Camera off” when you want to turn it on again.", "info");
+    showBanner("A host turned off your camera. Only a host can turn it back on: raise your hand to ask.", "info");
   }
+  render();
+}
+
+/** A host lifted their mute: the toggle is back, still off until we turn it on. */
+function hostUnmuted(kind) {
+  room.hostMuted.delete(kind);
+  showBanner(kind === "audio" ? "A host unmuted your microphone: turn it on when you want to speak." : "A host unmuted your camera: turn it on when you are ready.", "info");
+  render();
 }
 
 // ---------------------------------------------------------------- breakout groups
@@ -780,11 +814,11 @@ function startPublishing(said = "You are on stage: everyone can see and hear you
     }
   }
   room.stale = [];
-  addLocalTracks(pc); // negotiationneeded: we offer
   setMic(true);
   ui.camera.textContent = "Camera on";
   ui.camera.setAttribute("aria-pressed", "true");
-  ui.mic.hidden = ui.camera.hidden = false;
+  keepHostMutes();
+  addLocalTracks(pc); // negotiationneeded: we offer
   ui.phaseSay.textContent = said;
   render();
 }
@@ -804,8 +838,6 @@ async function stopPublishing(message) {
   room.transceivers = { audio: null, video: null, screen: null };
   room.local?.getTracks().forEach((t) => t.stop());
   room.local = null;
-  room.hostMuted.clear();
-  ui.mic.hidden = ui.camera.hidden = true;
   if (message) showBanner(message, "info");
   render();
 }
@@ -959,10 +991,12 @@ async function handle(ws, message) {
       }
       ui.talk.reset();
       ui.recording.reset();
-      ui.mic.hidden = ui.camera.hidden = !room.local;
       ui.share.hidden = !room.me.grants?.publish || !navigator.mediaDevices?.getDisplayMedia;
       // Presenters publish; so does an attendee the server put back on stage after a dropped connection.
-      if (room.me.grants?.publish || (room.local && mayPublish())) addLocalTracks(pc);
+      if (room.me.grants?.publish || (room.local && mayPublish())) {
+        keepHostMutes();
+        addLocalTracks(pc);
+      }
       if (pc.connectionState !== "connected") {
         // Nothing to receive or send yet (an attendee in the lobby, an empty stage): the room is joined all the same.
         const receiving = (room.phase === "live" || mayPublish()) && [...room.tracks.values()].some((t) => t.participant_id !== room.me.id);
@@ -1003,6 +1037,7 @@ async function handle(ws, message) {
       if (room.me && p.id === room.me.id) {
         const wasOnStage = Boolean(room.me.on_stage);
         room.me = { ...room.me, ...p };
+        room.hostMuted = new Set(p.muted || []);
         if (p.on_stage && !wasOnStage) startPublishing();
         else if (!p.on_stage && wasOnStage && !room.me.grants?.publish) await stopPublishing("A host took you off stage. You are watching again.");
       } else {
@@ -1033,6 +1068,9 @@ async function handle(ws, message) {
       break;
     case "muted":
       await hostMuted(message.kind);
+      break;
+    case "unmuted":
+      hostUnmuted(message.kind);
       break;
     case "participant_left":
       room.participants.delete(message.participant_id);
@@ -1096,7 +1134,8 @@ async function connect(fresh = false) {
   }
   teardown();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${t.ws_path}?token=${encodeURIComponent(t.token)}`);
+  // The token goes in `join`, not in the URL: URLs end up in access logs.
+  const ws = new WebSocket(`${scheme}//${location.host}${t.ws_path}`);
   room.ws = ws;
   room.pc = newPeerConnection();
   wantOffer = false;
@@ -1105,7 +1144,7 @@ async function connect(fresh = false) {
     room.metrics.joinSentAt = performance.now();
     room.metrics.firstFrameAt = 0;
     room.metrics.firstAudioAt = 0;
-    ws.send(JSON.stringify({ v: 1, type: "join" }));
+    ws.send(JSON.stringify({ v: 1, type: "join", token: t.token }));
   });
   ws.addEventListener("message", (e) => {
     let message;

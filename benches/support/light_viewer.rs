@@ -237,12 +237,13 @@ pub async fn join_staffroom(
     use futures::{SinkExt, StreamExt};
     use serde_json::{json, Value};
     use tokio_tungstenite::tungstenite::Message;
-    let ws_url = format!("{}/api/rooms/{session}/ws?token={room_token}", url.replace("http://", "ws://"));
+    let ws_url = format!("{}/api/rooms/{session}/ws", url.replace("http://", "ws://"));
     let (socket, _) = tokio_tungstenite::connect_async(ws_url).await.ok()?;
     let (mut sink, mut stream) = socket.split();
     let viewer = LightViewer::new("127.0.0.1").await;
     let joined_at = Instant::now();
-    sink.send(Message::Text(json!({"v": 1, "type": "join"}).to_string().into())).await.ok()?;
+    let join = json!({"v": 1, "type": "join", "token": room_token});
+    sink.send(Message::Text(join.to_string().into())).await.ok()?;
     let (welcomed, welcome) = oneshot::channel();
     let ops = viewer.ops.clone();
     let task = tokio::spawn(async move {

@@ -90,7 +90,11 @@ pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(json_errors))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        .layer(TraceLayer::new_for_http())
+        // The request span names the path, not the query: links carry
+        // tokens there (verification, reset, invitations, shared entries).
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), version = ?req.version())
+        }))
         .with_state(state)
 }
 

@@ -1,6 +1,11 @@
 //! Polls: prepared before the session or made live; single or multiple
 //! choice; optionally anonymous. Each person votes once (the ballot's primary
 //! key guarantees it). Hosts see results live; attendees once revealed.
+//!
+//! An anonymous poll stores who voted (the ballot) and what was chosen (a
+//! count per option, `poll_tallies`) with nothing joining them: no user, no
+//! time, no row per vote on the count side. A promise that "nobody sees who
+//! chose what" that a database backup could break would be no promise.
 
 use axum::{extract::State, http::header, http::StatusCode, response::IntoResponse};
 use serde::{Deserialize, Serialize};
@@ -227,6 +232,7 @@ pub async fn vote(
         return Err(InteractionError::BadChoice(format!("option {bad} is not in this poll")));
     }
     let mut tx = db.begin().await?;
+    // The ballot and the choices commit together: a refused ballot counts nothing.
     let ballot = sqlx::query("insert into poll_ballots (poll_id, user_id, at) values ($1, $2, $3)")
         .bind(poll_id)
         .bind(user_id)
@@ -238,13 +244,31 @@ pub async fn vote(
         Err(e) if db::is_unique_violation(&e) => return Err(InteractionError::AlreadyVoted),
         Err(e) => return Err(e.into()),
     }
-    for option in &chosen {
-        sqlx::query("insert into poll_choices (poll_id, user_id, option_id) values ($1, $2, $3)")
+    if poll.anonymous {
+        // Every option's count is rewritten, chosen or not: on PostgreSQL a
+        // row keeps the id of the transaction that last wrote it (`xmin`),
+        // the same as the ballot's, so writing only the chosen counts would
+        // name the last person to choose each option.
+        for option in &poll.options {
+            sqlx::query(
+                "insert into poll_tallies (option_id, poll_id, votes) values ($1, $2, $3)
+                 on conflict (option_id) do update set votes = poll_tallies.votes + excluded.votes",
+            )
+            .bind(option.id)
             .bind(poll_id)
-            .bind(user_id)
-            .bind(option)
+            .bind(i64::from(chosen.contains(&option.id)))
             .execute(&mut *tx)
             .await?;
+        }
+    } else {
+        for option in &chosen {
+            sqlx::query("insert into poll_choices (poll_id, user_id, option_id) values ($1, $2, $3)")
+                .bind(poll_id)
+                .bind(user_id)
+                .bind(option)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     tx.commit().await?;
     results(db, session_id, poll_id).await
@@ -256,14 +280,26 @@ pub async fn results(db: &Db, session_id: i64, poll_id: i64) -> Result<PollResul
         .bind(poll_id)
         .fetch_one(&db.read)
         .await?;
-    let mut counts = vec![];
-    for option in &poll.options {
-        let votes: i64 = sqlx::query_scalar("select count(*) from poll_choices where option_id = $1")
-            .bind(option.id)
-            .fetch_one(&db.read)
-            .await?;
-        counts.push(OptionCount { option_id: option.id, label: option.label.clone(), votes });
-    }
+    // Anonymous polls keep only a count per option; named ones a row per choice.
+    let votes = if poll.anonymous {
+        "select o.id, coalesce(t.votes, 0) as votes from poll_options o
+         left join poll_tallies t on t.option_id = o.id where o.poll_id = $1"
+    } else {
+        "select o.id, (select count(*) from poll_choices c where c.option_id = o.id) as votes
+         from poll_options o where o.poll_id = $1"
+    };
+    let votes = sqlx::query(votes)
+        .bind(poll_id)
+        .fetch_all(&db.read)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<i64, _>("id")?, r.try_get::<i64, _>("votes")?)))
+        .collect::<Result<std::collections::HashMap<i64, i64>, sqlx::Error>>()?;
+    let counts = poll
+        .options
+        .iter()
+        .map(|o| OptionCount { option_id: o.id, label: o.label.clone(), votes: votes.get(&o.id).copied().unwrap_or(0) })
+        .collect();
     Ok(PollResults { poll_id, ballots, counts })
 }
 

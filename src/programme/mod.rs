@@ -642,10 +642,10 @@ async fn update(
         check_past_start(input.starts_at, input.confirm_past)?;
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    let updated = sqlx::query(
         "update sessions set title = $1, description = $2, kind = $3, series = $4, subject = $5, phase = $6,
                 starts_at = $7, ends_at = $8, capacity = $9, status = $10, ics_sequence = ics_sequence + $11, updated_at = $12
-         where id = $13",
+         where id = $13 and status = $14",
     )
     .bind(&v.title)
     .bind(&v.description)
@@ -660,8 +660,12 @@ async fn update(
     .bind(changed as i64)
     .bind(db::now())
     .bind(id)
+    .bind(before.status.as_str())
     .execute(&mut *tx)
     .await?;
+    if updated.rows_affected() == 0 {
+        return Err(changed_meanwhile(&state.db, id, "your changes were not saved").await);
+    }
     write_details(&mut tx, id, &v).await?;
     if changed {
         registration::session_changed(&state, &mut tx, id, moved).await?;
@@ -678,6 +682,23 @@ pub struct PublishQuery {
     /// Publish even though the start has passed (otherwise 422, field `confirm_past`).
     #[serde(default)]
     pub confirm_past: bool,
+}
+
+/// A status change is conditional on the status it was decided on (`where
+/// status = $read`): otherwise an edit or a publish that read the session
+/// just before a cancellation committed would quietly bring it back. This is
+/// the 409 for when the status moved in between.
+async fn changed_meanwhile(db: &Db, id: i64, consequence: &str) -> ApiError {
+    let now = match load(db, id).await {
+        Ok(Some(s)) => s.status,
+        Ok(None) => return ApiError::NotFound("session"),
+        Err(e) => return e.into(),
+    };
+    let what = match now {
+        Status::Cancelled => "this session was cancelled a moment ago".to_string(),
+        other => format!("this session's status changed a moment ago (it is now {})", other.as_str()),
+    };
+    ApiError::conflict("status", format!("{what}: {consequence}. Reload it and try again"))
 }
 
 /// Publish a draft (organisers).
@@ -699,11 +720,16 @@ async fn publish(
         check_past_start(session.starts_at, q.confirm_past)?;
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query("update sessions set status = 'published', updated_at = $1 where id = $2")
-        .bind(db::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    let published =
+        sqlx::query("update sessions set status = 'published', updated_at = $1 where id = $2 and status = $3")
+            .bind(db::now())
+            .bind(id)
+            .bind(session.status.as_str())
+            .execute(&mut *tx)
+            .await?;
+    if published.rows_affected() == 0 {
+        return Err(changed_meanwhile(&state.db, id, "it was not published").await);
+    }
     tx.commit().await?;
     Ok(Json(load_live(&state, id).await?))
 }
@@ -722,13 +748,19 @@ async fn cancel(
         return Err(ApiError::conflict("status", "this session is already cancelled"));
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "update sessions set status = 'cancelled', ics_sequence = ics_sequence + 1, updated_at = $1 where id = $2",
+    // Two cancellations at once must not mail everyone twice.
+    let cancelled = sqlx::query(
+        "update sessions set status = 'cancelled', ics_sequence = ics_sequence + 1, updated_at = $1
+         where id = $2 and status = $3",
     )
     .bind(db::now())
     .bind(id)
+    .bind(session.status.as_str())
     .execute(&mut *tx)
     .await?;
+    if cancelled.rows_affected() == 0 {
+        return Err(changed_meanwhile(&state.db, id, "it was not cancelled again").await);
+    }
     registration::session_cancelled(&state, &mut tx, id).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();

@@ -266,7 +266,10 @@ impl RoomTask {
             Action::StageDecline => self.state.stage_decline(who),
             Action::StageRemove { participant_id } => self.state.stage_remove(who, target(&participant_id)),
             Action::Mute { participant_id, kind } => self.state.mute(who, target(&participant_id), &kind),
-            Action::Unmute { kind } => self.state.unmute(who, &kind),
+            Action::Unmute { participant_id, kind } => {
+                let target = participant_id.as_deref().map_or(who, target);
+                self.state.unmute(who, target, &kind)
+            }
             Action::Remove { participant_id, bar } => self.state.remove(who, target(&participant_id), bar, now_ms()),
             Action::GoLive => {
                 let fx = self.state.go_live(who, now_ms());

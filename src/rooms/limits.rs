@@ -82,7 +82,7 @@ impl Allowance {
     pub fn check(&mut self, message: &ClientMessage, now: Instant) -> Verdict {
         let bucket = match message {
             // Leaving is always allowed.
-            ClientMessage::Leave | ClientMessage::Join => return Verdict::Pass,
+            ClientMessage::Leave | ClientMessage::Join { .. } => return Verdict::Pass,
             ClientMessage::Action(_) => &mut self.actions,
             ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::Candidate { .. } => {
                 &mut self.negotiation

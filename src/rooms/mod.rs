@@ -27,8 +27,8 @@ use axum::{
     response::Response,
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use registry::Rooms;
@@ -38,7 +38,7 @@ use crate::{
     auth::tokens::Grants,
     http::{
         error::{ApiError, ApiResult, ErrorBody},
-        extract::{AuthUser, Json, Path, Query},
+        extract::{AuthUser, Json, Path},
     },
     programme::{self, Status},
     AppState,
@@ -52,7 +52,7 @@ pub const TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(2);
 /// Everything a client needs to enter the room.
 #[derive(Serialize, ToSchema)]
 pub struct RoomTicket {
-    /// The room token: pass it as `?token=` to the WebSocket.
+    /// The room token: send it in the WebSocket's `join` message (not in the URL).
     pub token: String,
     pub expires_at: DateTime<Utc>,
     /// The signalling WebSocket's path, e.g. `/api/rooms/42/ws`.
@@ -127,28 +127,17 @@ async fn join(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
-struct WsQuery {
-    /// The room token from `POST /api/sessions/{id}/join`.
-    token: Option<String>,
-}
-
-/// The signalling WebSocket (see docs/signalling.md). A bad token is
-/// answered after the upgrade, with close code 4001 (invalid or expired) or
-/// 4003 (another session's), because browsers cannot read an HTTP status.
-#[utoipa::path(get, path = "/api/rooms/{id}/ws", tag = "rooms", params(WsQuery),
+/// The signalling WebSocket (see docs/signalling.md). The room token comes
+/// in the first message (`join`), never in the URL, which access logs and
+/// tracing spans keep. A bad token is answered with close code 4001
+/// (invalid or expired) or 4003 (another session's), because browsers
+/// cannot read an HTTP status.
+#[utoipa::path(get, path = "/api/rooms/{id}/ws", tag = "rooms",
     responses((status = 101, description = "switching to the signalling protocol")))]
-async fn signalling(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-    Query(query): Query<WsQuery>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+async fn signalling(State(state): State<AppState>, Path(id): Path<i64>, upgrade: WebSocketUpgrade) -> Response {
     // Frames beyond this are a protocol error (close 1009); up to it, an
     // oversized message gets an `error` reply and the connection stays.
-    upgrade
-        .max_message_size(4 * protocol::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| ws::serve(state, id, query.token, socket))
+    upgrade.max_message_size(4 * protocol::MAX_MESSAGE_BYTES).on_upgrade(move |socket| ws::serve(state, id, socket))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -156,7 +156,7 @@ impl PeerTask {
             }
             ClientMessage::Candidate { candidate: None } => {}
             // The room task handles these; they never reach the peer.
-            ClientMessage::Join | ClientMessage::Leave | ClientMessage::Action(_) => {}
+            ClientMessage::Join { .. } | ClientMessage::Leave | ClientMessage::Action(_) => {}
         }
     }
 

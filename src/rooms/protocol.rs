@@ -20,7 +20,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// WebSocket close codes (4000–4999 is the range for applications).
 pub mod close {
-    /// The token is missing, forged, expired or not a room token.
+    /// The token (in `join`) is missing, forged, expired or not a room token.
     pub const BAD_TOKEN: u16 = 4001;
     /// The token is valid but for another session.
     pub const WRONG_ROOM: u16 = 4003;
@@ -45,7 +45,11 @@ pub mod close {
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Join,
+    /// The room token comes in `join`, not in the URL: URLs end up in access
+    /// logs, proxies and tracing spans.
+    Join {
+        token: Option<String>,
+    },
     Offer {
         sdp: String,
     },
@@ -163,7 +167,11 @@ pub enum Action {
         participant_id: String,
         kind: String,
     },
+    /// Hosts lift a mute; `participant_id` left out means yourself, which
+    /// only a host may do (anyone else is told `muted_by_host`).
     Unmute {
+        #[serde(default)]
+        participant_id: Option<String>,
         kind: String,
     },
     Remove {
@@ -250,6 +258,8 @@ pub enum ErrorCode {
     Glare,
     /// Media offered without the publish grant: refused, not forwarded.
     PublishNotAllowed,
+    /// You tried to unmute what a host muted: only a host can lift it.
+    MutedByHost,
     /// Interaction refusals: see [`crate::interaction::InteractionError`].
     Empty,
     TooLong,
@@ -413,8 +423,13 @@ pub enum ServerMessage {
         participant_id: String,
         group: Option<u32>,
     },
-    /// A host muted your `kind`; `unmute` to speak again.
+    /// A host muted your `kind`; it stays muted until a host lifts it.
     Muted {
+        kind: &'static str,
+        by: String,
+    },
+    /// A host lifted the mute on your `kind`: you may turn it on again.
+    Unmuted {
         kind: &'static str,
         by: String,
     },
@@ -466,7 +481,7 @@ pub struct ParticipantInfo {
     pub grants: Grants,
     /// An attendee a host brought on stage: they may publish.
     pub on_stage: bool,
-    /// Kinds (`audio`, `video`) a host muted and the person has not unmuted.
+    /// Kinds (`audio`, `video`) a host muted and no host has unmuted yet.
     pub muted: Vec<&'static str>,
 }
 
@@ -506,7 +521,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
         }
     };
     Ok(match kind {
-        "join" => ClientMessage::Join,
+        "join" => ClientMessage::Join { token: map.get("token").and_then(Value::as_str).map(str::to_string) },
         "leave" => ClientMessage::Leave,
         "offer" => ClientMessage::Offer { sdp: sdp()? },
         "answer" => ClientMessage::Answer { sdp: sdp()? },
@@ -540,7 +555,11 @@ mod tests {
 
     #[test]
     fn well_formed_messages_parse() {
-        assert_eq!(parse(r#"{"v":1,"type":"join"}"#), Ok(ClientMessage::Join));
+        assert_eq!(parse(r#"{"v":1,"type":"join"}"#), Ok(ClientMessage::Join { token: None }));
+        assert_eq!(
+            parse(r#"{"v":1,"type":"join","token":"a.b.c"}"#),
+            Ok(ClientMessage::Join { token: Some("a.b.c".into()) })
+        );
         assert_eq!(parse(r#"{"v":1,"type":"offer","sdp":"v=0"}"#), Ok(ClientMessage::Offer { sdp: "v=0".into() }));
         let c = parse(r#"{"v":1,"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#).unwrap();
         let ClientMessage::Candidate { candidate: Some(c) } = c else { panic!("{c:?}") };

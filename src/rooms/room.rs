@@ -257,12 +257,15 @@ pub struct RoomState {
     phase: Phase,
     speakers: ActiveSpeaker,
     breakouts: Breakouts,
-    /// Stage and mutes of people whose connection dropped, kept for
-    /// [`REJOIN_GRACE_MS`] so a quick reconnect finds them as they were.
-    dropped: HashMap<ParticipantId, (bool, BTreeSet<&'static str>, i64)>,
+    /// The stage of people whose connection dropped (Unix ms of the drop),
+    /// kept for [`REJOIN_GRACE_MS`] so a quick reconnect finds them on stage.
+    dropped: HashMap<ParticipantId, i64>,
+    /// Host mutes of people who are out of the room. A host's mute holds
+    /// until a host lifts it: leaving and joining again must not undo it.
+    held_mutes: HashMap<ParticipantId, BTreeSet<&'static str>>,
 }
 
-/// How long a dropped participant's stage and mutes wait for them to reconnect.
+/// How long a dropped participant's place on stage waits for them to reconnect.
 pub const REJOIN_GRACE_MS: i64 = 120_000;
 
 /// Levels are −dBov: 0 is the loudest, 127 silence. Speech sits around 20–40.
@@ -446,23 +449,44 @@ impl RoomState {
         fx
     }
 
-    /// The person unmutes themselves after a host's mute.
-    pub fn unmute(&mut self, who: ParticipantId, kind: &str) -> Vec<Effect> {
+    /// A host lifts a mute. A host's mute is hard: the person muted cannot
+    /// lift it themselves (they are told so, and may raise a hand to ask),
+    /// or a mute would be no more than advice.
+    pub fn unmute(&mut self, by: ParticipantId, target: ParticipantId, kind: &str) -> Vec<Effect> {
         let Some(kind) = MediaKind::parse(kind) else {
-            return refusal(who, ErrorCode::BadMessage, "kind is audio or video");
+            return refusal(by, ErrorCode::BadMessage, "kind is audio or video");
         };
-        let Some(m) = self.members.get_mut(&who) else { return vec![] };
-        if !m.muted.remove(kind.as_str()) {
-            return vec![];
+        let what = match kind {
+            MediaKind::Audio => "microphone",
+            MediaKind::Video => "camera",
+        };
+        let Some(by_member) = self.members.get(&by) else { return vec![] };
+        let (host, host_name) = (by_member.identity.grants.host, by_member.identity.name.clone());
+        if !host {
+            if target != by {
+                return refusal(by, ErrorCode::NotHost, "only hosts can unmute people");
+            }
+            if by_member.muted.contains(kind.as_str()) {
+                let message =
+                    format!("a host muted your {what}: only a host can turn it back on (raise your hand to ask)");
+                return refusal(by, ErrorCode::MutedByHost, &message);
+            }
+            return refusal(by, ErrorCode::WrongState, &format!("your {what} is not muted by a host"));
         }
-        let mut fx = vec![];
-        for track in self.tracks_of(who, Some(kind)) {
+        let Some(m) = self.members.get_mut(&target) else {
+            return refusal(by, ErrorCode::NotFound, "that participant is not in the room");
+        };
+        if !m.muted.remove(kind.as_str()) {
+            return refusal(by, ErrorCode::WrongState, &format!("that participant's {what} is not muted"));
+        }
+        let mut fx = vec![Effect::Send(target, ServerMessage::Unmuted { kind: kind.as_str(), by: host_name })];
+        for track in self.tracks_of(target, Some(kind)) {
             fx.push(Effect::PauseTrack { track: track.clone(), paused: false });
             if kind == MediaKind::Video {
                 fx.push(Effect::RequestKeyframe(track));
             }
         }
-        fx.extend(self.updated(who));
+        fx.extend(self.updated(target));
         fx
     }
 
@@ -794,11 +818,12 @@ impl RoomState {
         let is_host = identity.grants.host;
         // Back to their group after a reconnect; late joiners land in the main room.
         let mut member = Member::new(identity, conn, self.breakouts.space_of(id));
-        // Back on stage, and still muted, after a dropped connection.
-        self.dropped.retain(|_, (_, _, at)| now_ms - *at <= REJOIN_GRACE_MS);
-        if let Some((on_stage, muted, _)) = self.dropped.remove(&id) {
-            member.on_stage = on_stage;
-            member.muted = muted;
+        // A host's mutes hold whenever they come back; their place on stage
+        // only after a dropped connection, within the grace.
+        member.muted = self.held_mutes.remove(&id).unwrap_or_default();
+        self.dropped.retain(|_, at| now_ms - *at <= REJOIN_GRACE_MS);
+        if self.dropped.remove(&id).is_some() {
+            member.on_stage = true;
             if member.may_publish() && !member.publish_allowed {
                 member.publish_allowed = true;
                 fx.push(Effect::AllowPublish { participant: id, allowed: true });
@@ -850,8 +875,11 @@ impl RoomState {
         }
         let mut fx = vec![];
         if let Some(m) = self.members.remove(&participant) {
-            if reason == LeaveReason::Dropped && (m.on_stage || !m.muted.is_empty()) {
-                self.dropped.insert(participant, (m.on_stage, m.muted, now_ms));
+            if reason == LeaveReason::Dropped && m.on_stage {
+                self.dropped.insert(participant, now_ms);
+            }
+            if !m.muted.is_empty() {
+                self.held_mutes.insert(participant, m.muted);
             }
         }
         let owned: Vec<TrackId> =
@@ -1039,6 +1067,19 @@ mod tests {
         }
     }
 
+    /// A room with a host (participant 1, connection 10) and `people`
+    /// (id, may publish) on connections id × 10.
+    fn hosted(live: bool, people: &[(i64, bool)]) -> RoomState {
+        let mut room = RoomState::default();
+        let mut host = person(1, true);
+        host.grants.host = true;
+        room.join(host, 10, 0, live);
+        for &(id, publish) in people {
+            room.join(person(id, publish), id as u64 * 10, 0, live);
+        }
+        room
+    }
+
     fn subscribes(fx: &[Effect]) -> Vec<(ParticipantId, String)> {
         fx.iter()
             .filter_map(|e| match e {
@@ -1068,11 +1109,7 @@ mod tests {
 
     #[test]
     fn a_dropped_attendee_on_stage_comes_back_on_stage_and_still_muted_within_the_grace() {
-        let mut room = RoomState::default();
-        let mut host = person(1, true);
-        host.grants.host = true;
-        room.join(host, 10, 0, true);
-        room.join(person(2, false), 20, 0, true);
+        let mut room = hosted(true, &[(2, false)]);
         room.stage_invite(1, 2);
         room.stage_accept(2);
         room.mute(1, 2, "audio");
@@ -1086,24 +1123,55 @@ mod tests {
         let fx = room.join(person(2, false), 21, 1_000 + REJOIN_GRACE_MS, true);
         assert_eq!(you(&fx), Some((true, vec!["audio"])), "back on stage, still muted");
         assert!(fx.iter().any(|e| matches!(e, Effect::AllowPublish { participant: 2, allowed: true })));
-        // Too late, or after leaving on purpose: an attendee again.
+        // Too late, or after leaving on purpose: an attendee again, and the
+        // host's mute still holds (only a host lifts it).
         room.leave(2, 21, LeaveReason::Dropped, 2_000);
         let fx = room.join(person(2, false), 22, 2_001 + REJOIN_GRACE_MS, true);
-        assert_eq!(you(&fx), Some((false, vec![])));
+        assert_eq!(you(&fx), Some((false, vec!["audio"])));
         room.stage_invite(1, 2);
         room.stage_accept(2);
         room.leave(2, 22, LeaveReason::Left, 3_000);
-        assert_eq!(you(&room.join(person(2, false), 23, 3_001, true)), Some((false, vec![])));
+        assert_eq!(you(&room.join(person(2, false), 23, 3_001, true)), Some((false, vec!["audio"])));
+        room.unmute(1, 2, "audio");
+        room.leave(2, 23, LeaveReason::Left, 4_000);
+        assert_eq!(you(&room.join(person(2, false), 24, 4_001, true)), Some((false, vec![])));
+    }
+
+    #[test]
+    fn a_hosts_mute_holds_until_a_host_lifts_it() {
+        let mut room = hosted(true, &[(2, true), (3, false)]);
+        let (track, _) = room.publish(2, 20, MediaKind::Audio, "audio/opus").unwrap();
+        let fx = room.mute(1, 2, "audio");
+        assert!(fx.iter().any(|e| matches!(e, Effect::PauseTrack { track: t, paused: true } if *t == track)));
+        let refused = |fx: &[Effect], to: ParticipantId| {
+            fx.iter().find_map(|e| match e {
+                Effect::Send(p, ServerMessage::Error { code, message }) if *p == to => Some((*code, message.clone())),
+                _ => None,
+            })
+        };
+        // The person muted cannot lift it, and nothing resumes.
+        let fx = room.unmute(2, 2, "audio");
+        let (code, message) = refused(&fx, 2).expect("a refusal");
+        assert_eq!(code, ErrorCode::MutedByHost);
+        assert!(message.contains("only a host") && message.contains("raise your hand"), "{message}");
+        assert!(!fx.iter().any(|e| matches!(e, Effect::PauseTrack { .. })));
+        assert_eq!(room.members[&2].muted.iter().copied().collect::<Vec<_>>(), vec!["audio"]);
+        // Nor can another attendee.
+        assert_eq!(refused(&room.unmute(3, 2, "audio"), 3).map(|r| r.0), Some(ErrorCode::NotHost));
+        // They may still raise a hand to ask.
+        assert!(room.set_hand(2, true, 5).iter().any(|e| matches!(e, Effect::ToHosts(ServerMessage::Hands { .. }))));
+        // A host lifts it: forwarding resumes and the person is told.
+        let fx = room.unmute(1, 2, "audio");
+        assert!(fx.iter().any(|e| matches!(e, Effect::PauseTrack { track: t, paused: false } if *t == track)));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Send(2, ServerMessage::Unmuted { kind: "audio", .. }))));
+        assert!(room.members[&2].muted.is_empty());
+        // Lifting it twice says it is not muted.
+        assert_eq!(refused(&room.unmute(1, 2, "audio"), 1).map(|r| r.0), Some(ErrorCode::WrongState));
     }
 
     #[test]
     fn raised_hands_queue_in_order_for_hosts_and_leave_with_their_owner() {
-        let mut room = RoomState::default();
-        let mut host = person(1, true);
-        host.grants.host = true;
-        room.join(host, 10, 0, true);
-        room.join(person(2, false), 20, 0, true);
-        room.join(person(3, false), 30, 0, true);
+        let mut room = hosted(true, &[(2, false), (3, false)]);
         room.set_hand(3, true, 100);
         let fx = room.set_hand(2, true, 200);
         let queue = fx.iter().find_map(|e| match e {
@@ -1124,12 +1192,7 @@ mod tests {
 
     #[test]
     fn the_lobby_receives_nothing_until_a_host_goes_live_while_backstage_sees_all() {
-        let mut room = RoomState::default();
-        let mut host = person(1, true);
-        host.grants.host = true;
-        room.join(host, 10, 0, false);
-        room.join(person(2, true), 20, 0, false);
-        room.join(person(3, false), 30, 0, false);
+        let mut room = hosted(false, &[(2, true), (3, false)]);
         let (track, fx) = room.publish(2, 20, MediaKind::Video, "video/VP8").unwrap();
         assert_eq!(subscribes(&fx), vec![(1, track.clone())], "only backstage receives before going live");
         assert!(room.go_live(3, 0).iter().any(|e| matches!(e, Effect::Send(3, ServerMessage::Error { .. }))));
@@ -1143,13 +1206,7 @@ mod tests {
 
     #[test]
     fn groups_opened_in_the_lobby_stay_apart_when_the_room_goes_live() {
-        let mut room = RoomState::default();
-        let mut host = person(1, true);
-        host.grants.host = true;
-        room.join(host, 10, 0, false);
-        for id in [2, 3, 4] {
-            room.join(person(id, false), id as u64 * 10, 0, false);
-        }
+        let mut room = hosted(false, &[(2, false), (3, false), (4, false)]);
         let group = |name: &str, members: &[&str]| crate::breakout::GroupPlan {
             name: name.into(),
             task: String::new(),

@@ -1,5 +1,5 @@
-//! The signalling WebSocket: admits a room token, waits for `join`, then
-//! relays the client's messages to the room task and the room's messages
+//! The signalling WebSocket: waits for `join` with the room token, admits
+//! it, then relays the client's messages to the room task and the room's messages
 //! back. Bad input gets an `error` message and the connection stays open.
 
 use std::time::{Duration, Instant};
@@ -41,20 +41,58 @@ async fn send(sink: &mut Sink, message: &ServerMessage) -> bool {
     sink.send(Message::Text(message.to_json().into())).await.is_ok()
 }
 
-pub async fn serve(state: AppState, session_id: i64, token: Option<String>, socket: WebSocket) {
+/// Waits for `join`, the client's first message, and returns the room token
+/// it carries. Anything else first gets `error not_joined`; no `join` within
+/// [`JOIN_TIMEOUT`] closes with 4008. `None`: the client went away or was
+/// closed.
+async fn first_join(
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Option<Option<String>> {
+    let deadline = tokio::time::sleep(JOIN_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                let frame = CloseFrame { code: close::NO_JOIN, reason: "send join first".into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return None;
+            }
+            message = stream.next() => {
+                let reply = match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(text))) => match protocol::parse(&text) {
+                        Ok(ClientMessage::Join { token }) => return Some(token),
+                        Ok(_) => ServerMessage::error(ErrorCode::NotJoined, "send join first"),
+                        Err((code, message)) => ServerMessage::error(code, message),
+                    },
+                    Some(Ok(Message::Binary(_))) => ServerMessage::error(ErrorCode::BadMessage, "messages are JSON text"),
+                    Some(Ok(_)) => continue,
+                };
+                if !send(sink, &reply).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+pub async fn serve(state: AppState, session_id: i64, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
+    // The token comes in `join`: a URL's query ends up in access logs.
+    let Some(token) = first_join(&mut sink, &mut stream).await else { return };
     let claims = match token.as_deref().map(|t| state.keys.verify_room(t)) {
         Some(Ok(claims)) => claims,
         Some(Err(Refusal::Expired)) => {
             return close(sink, close::BAD_TOKEN, "the room token has expired: ask for a new one").await
         }
-        _ => return close(sink, close::BAD_TOKEN, "a valid room token is needed").await,
+        _ => return close(sink, close::BAD_TOKEN, "a valid room token is needed in join").await,
     };
     if claims.sid != session_id {
         return close(sink, close::WRONG_ROOM, "this room token is for another session").await;
     }
     let Ok(user_id) = claims.sub.parse::<i64>() else {
-        return close(sink, close::BAD_TOKEN, "a valid room token is needed").await;
+        return close(sink, close::BAD_TOKEN, "a valid room token is needed in join").await;
     };
     let identity = Identity { user_id, name: claims.name, grants: claims.grants };
     // A token issued before a removal must not bring the person back.
@@ -78,30 +116,6 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
         }
     }
     let live = schedule.live_at.is_some();
-
-    // Until `join`, only this handler talks to the client.
-    let deadline = tokio::time::sleep(JOIN_TIMEOUT);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => return close(sink, close::NO_JOIN, "send join first").await,
-            message = stream.next() => {
-                let reply = match message {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(Message::Text(text))) => match protocol::parse(&text) {
-                        Ok(ClientMessage::Join) => break,
-                        Ok(_) => ServerMessage::error(ErrorCode::NotJoined, "send join first"),
-                        Err((code, message)) => ServerMessage::error(code, message),
-                    },
-                    Some(Ok(Message::Binary(_))) => ServerMessage::error(ErrorCode::BadMessage, "messages are JSON text"),
-                    Some(Ok(_)) => continue,
-                };
-                if !send(&mut sink, &reply).await {
-                    return;
-                }
-            }
-        }
-    }
 
     let history = match history(&state.db, session_id, user_id, identity.grants.host).await {
         Ok(h) => h,
@@ -188,7 +202,9 @@ pub async fn serve(state: AppState, session_id: i64, token: Option<String>, sock
                         reason = LeaveReason::Left;
                         break;
                     }
-                    Ok(ClientMessage::Join) => ServerMessage::error(ErrorCode::AlreadyJoined, "already in the room"),
+                    Ok(ClientMessage::Join { .. }) => {
+                        ServerMessage::error(ErrorCode::AlreadyJoined, "already in the room")
+                    }
                     Ok(message) => {
                         state.rooms.send(session_id, RoomCommand::Client { participant: user_id, conn, message });
                         continue;

@@ -219,3 +219,100 @@ async fn an_organiser_makes_a_presenter_a_co_host_whose_room_token_carries_it(ba
     assert_eq!(ticket["grants"]["cohost"], false);
 }
 both_backends!(an_organiser_makes_a_presenter_a_co_host_whose_room_token_carries_it);
+
+/// Holds what a session's status change must wait for, so the test can line
+/// requests up: on SQLite the one write connection, on PostgreSQL the
+/// session's row (a lock only: nothing is changed).
+async fn hold_session(app: &crate::helpers::TestApp, backend: Backend, id: i64) -> staffroom::db::Tx {
+    let mut tx = app.state.db.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("select id from sessions where id = $1 for update").bind(id).execute(&mut *tx).await.unwrap();
+    }
+    tx
+}
+
+/// Until `n` requests wait behind [`hold_session`]. PostgreSQL shows its
+/// waiters; SQLite's wait is inside the connection pool, so there the test
+/// gives each request time to read the session and queue.
+async fn waiting(app: &crate::helpers::TestApp, backend: Backend, n: i64) {
+    if matches!(backend, Backend::Sqlite) {
+        return tokio::time::sleep(std::time::Duration::from_millis(800 * n as u64)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.state.db.read)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{waiting} of {n} requests queued");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Cancels session `id` and runs `other` so that `other` reads the session
+/// while the cancellation is under way and writes after it committed.
+async fn cancelled_before(
+    app: &crate::helpers::TestApp,
+    backend: Backend,
+    id: i64,
+    organiser: &str,
+    other: impl std::future::Future<Output = (StatusCode, serde_json::Value)>,
+) -> ((StatusCode, serde_json::Value), (StatusCode, serde_json::Value)) {
+    let cancel = format!("/api/sessions/{id}/cancel");
+    let hold = hold_session(app, backend, id).await;
+    let (cancelled, other, ()) = tokio::join!(
+        app.post(&cancel, Some(organiser), json!({})),
+        async {
+            waiting(app, backend, 1).await;
+            other.await
+        },
+        async {
+            waiting(app, backend, 2).await;
+            hold.commit().await.unwrap();
+        },
+    );
+    (cancelled, other)
+}
+
+async fn an_edit_or_a_publish_that_read_the_session_before_a_cancellation_committed_does_not_undo_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organiser = app.organiser().await;
+    let id = app.session(&organiser, "Adaptive teaching", 30, Duration::days(3)).await;
+    let (_, before) = app.get(&format!("/api/sessions/{id}"), Some(&organiser)).await;
+    let mut edit = json!({
+        "title": "Adaptive teaching in practice", "description": "Edited.", "kind": "masterclass",
+        "series": "Early Career", "subject": "Behaviour", "audiences": ["ect"],
+        "starts_at": before["starts_at"], "ends_at": before["ends_at"], "capacity": 30
+    });
+    let sessions = format!("/api/sessions/{id}");
+
+    // The edit reads the session (published) while the cancellation is under
+    // way, and writes after the cancellation committed.
+    let put = app.request(reqwest::Method::PUT, &sessions, Some(&organiser), Some(edit.clone()));
+    let (cancelled, edited) = cancelled_before(&app, backend, id, &organiser, put).await;
+    assert_eq!(cancelled.0, StatusCode::OK, "{}", cancelled.1);
+    assert_eq!(edited.0, StatusCode::CONFLICT, "{}", edited.1);
+    let message = edited.1["error"].as_str().unwrap();
+    assert!(message.contains("was cancelled a moment ago") && message.contains("not saved"), "{message}");
+    let (_, now) = app.get(&sessions, Some(&organiser)).await;
+    assert_eq!((now["status"].as_str(), now["title"].as_str()), (Some("cancelled"), Some("Adaptive teaching")));
+
+    // The same for publishing a draft.
+    edit["title"] = json!("Metacognition");
+    let (_, draft) = app.post("/api/sessions", Some(&organiser), edit).await;
+    let draft = draft["id"].as_i64().unwrap();
+    let publish_path = format!("/api/sessions/{draft}/publish");
+    let publish = app.post(&publish_path, Some(&organiser), json!({}));
+    let (cancelled, published) = cancelled_before(&app, backend, draft, &organiser, publish).await;
+    assert_eq!(cancelled.0, StatusCode::OK, "{}", cancelled.1);
+    assert_eq!(published.0, StatusCode::CONFLICT, "{}", published.1);
+    assert!(published.1["error"].as_str().unwrap().contains("not published"), "{}", published.1);
+    let (_, now) = app.get(&format!("/api/sessions/{draft}"), Some(&organiser)).await;
+    assert_eq!(now["status"], "cancelled");
+}
+both_backends!(an_edit_or_a_publish_that_read_the_session_before_a_cancellation_committed_does_not_undo_it);

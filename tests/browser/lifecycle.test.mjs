@@ -43,12 +43,12 @@ async function enterRoom(page, sessionId) {
     const r = await fetch(`/api/sessions/${id}/join`, { method: "POST", headers: { "x-staffroom-csrf": "1" } });
     if (!r.ok) throw new Error(`join: ${r.status} ${await r.text()}`);
     const ticket = await r.json();
-    const ws = new WebSocket(`${location.origin.replace(/^http/, "ws")}${ticket.ws_path}?token=${encodeURIComponent(ticket.token)}`);
+    const ws = new WebSocket(`${location.origin.replace(/^http/, "ws")}${ticket.ws_path}`);
     window.roomMessages = [];
     window.roomSocket = ws;
     window.roomClosed = new Promise((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
     await new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: "join" }));
+      ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: "join", token: ticket.token }));
       ws.onerror = () => reject(new Error("the signalling socket failed"));
       ws.onmessage = (e) => {
         const m = JSON.parse(e.data);

@@ -47,9 +47,9 @@ async fn a_flooding_attendee_is_throttled_then_disconnected_while_the_room_and_r
     // Ben joins and then never reads a byte.
     let ws = app.url.replace("http://", "ws://");
     let ben_token = room_token(&app, id, &attendees[1]).await;
-    let (mut ben, _) =
-        tokio_tungstenite::connect_async(format!("{ws}/api/rooms/{id}/ws?token={ben_token}")).await.unwrap();
-    ben.send(Message::Text(json!({"v": 1, "type": "join"}).to_string().into())).await.unwrap();
+    let (mut ben, _) = tokio_tungstenite::connect_async(format!("{ws}/api/rooms/{id}/ws")).await.unwrap();
+    let join = json!({"v": 1, "type": "join", "token": ben_token});
+    ben.send(Message::Text(join.to_string().into())).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while cat.received.lock().unwrap().packets.len() < 2 {
         assert!(Instant::now() < deadline, "Cat receives the presenter's two tracks");

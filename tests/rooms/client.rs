@@ -180,6 +180,8 @@ pub enum Crossing {
 }
 
 pub struct Client {
+    /// The room token `join` carries.
+    token: Option<String>,
     commands: mpsc::UnboundedSender<Command>,
     messages: mpsc::UnboundedReceiver<Value>,
     /// Non-media messages seen so far and not yet taken by `expect`.
@@ -210,11 +212,8 @@ impl Sender {
 }
 
 pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Client {
-    let ws_url = base_url.replace("http://", "ws://");
-    let url = match token {
-        Some(t) => format!("{ws_url}/api/rooms/{session_id}/ws?token={t}"),
-        None => format!("{ws_url}/api/rooms/{session_id}/ws"),
-    };
+    // The token goes in `join` (see `Client::join`), never in the URL.
+    let url = format!("{}/api/rooms/{session_id}/ws", base_url.replace("http://", "ws://"));
     let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket upgrade succeeds");
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (message_tx, messages) = mpsc::unbounded_channel();
@@ -233,6 +232,7 @@ pub async fn connect(base_url: &str, session_id: i64, token: Option<&str>) -> Cl
         closed.clone(),
     ));
     Client {
+        token: token.map(str::to_string),
         commands,
         messages,
         seen: VecDeque::new(),
@@ -265,11 +265,27 @@ impl Client {
         let _ = self.commands.send(Command::Raw(message));
     }
 
-    /// Sends `join` and returns the welcome.
+    /// Sends `join` with the room token and returns the welcome.
     pub async fn join(&mut self) -> Value {
-        self.joined_at = Instant::now();
-        self.send(json!({"v": 1, "type": "join"}));
+        self.send_join();
         self.expect("welcome", |m| m["type"] == "welcome").await
+    }
+
+    /// Sends `join` with the room token (if any), without waiting.
+    pub fn send_join(&mut self) {
+        self.joined_at = Instant::now();
+        let mut join = json!({"v": 1, "type": "join"});
+        if let Some(token) = &self.token {
+            join["token"] = token.as_str().into();
+        }
+        self.send(join);
+    }
+
+    /// Sends `join` and waits for the server to close the connection
+    /// instead: the close code and reason.
+    pub async fn refused(&mut self) -> (u16, String) {
+        self.send_join();
+        self.closed().await
     }
 
     /// Adds a VP8 and an Opus track, offers them, and streams generated media.

@@ -82,7 +82,22 @@ async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes
     let at_mute = packets_on(&ben, &audio);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(packets_on(&ben, &audio) - at_mute <= 2, "Opus at 50 packets/s kept flowing while muted");
+    // The mute is the host's: Ann cannot lift it herself, however she asks.
     ann.send(json!({"v": 1, "type": "unmute", "kind": "audio"}));
+    let refusal = ann.error().await;
+    assert_eq!(refusal["code"], "muted_by_host", "{refusal}");
+    assert!(refusal["message"].as_str().unwrap().contains("only a host"), "{refusal}");
+    ann.send(json!({"v": 1, "type": "unmute", "participant_id": ann_id, "kind": "audio"}));
+    assert_eq!(ann.error().await["code"], "muted_by_host");
+    ben.send(json!({"v": 1, "type": "unmute", "participant_id": ann_id, "kind": "audio"}));
+    assert_eq!(ben.error().await["code"], "not_host");
+    let still = packets_on(&ben, &audio);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(packets_on(&ben, &audio) - still <= 2, "Ann's own unmute let her audio through");
+    // A host lifts it: Ann is told, and her audio reaches Ben again.
+    host.send(json!({"v": 1, "type": "unmute", "participant_id": ann_id, "kind": "audio"}));
+    let unmuted = ann.expect("the host's unmute", |m| m["type"] == "unmuted").await;
+    assert_eq!(unmuted["kind"], "audio");
     let resumed = packets_on(&ben, &audio);
     until("Ann's audio again", Duration::from_secs(5), || packets_on(&ben, &audio) >= resumed + 20).await;
 
@@ -100,7 +115,7 @@ async fn a_host_brings_an_attendee_on_stage_mutes_them_on_the_server_and_removes
     let (status, body) = app.post(&format!("/api/sessions/{id}/join"), Some(&attendees[1]), json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["error"].as_str().unwrap().contains("removed"), "{body}");
-    let (code, _) = connect(&app.url, id, Some(&spare)).await.closed().await;
+    let (code, _) = connect(&app.url, id, Some(&spare)).await.refused().await;
     assert_eq!(code, 4012);
     let reasons: Vec<String> =
         sqlx::query_scalar("select reason from room_events where kind = 'leave' and reason is not null")

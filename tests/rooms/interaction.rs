@@ -4,8 +4,9 @@
 use serde_json::{json, Value};
 
 use crate::{
+    both_backends,
     client::{connect, Client},
-    helpers::{spawn_app, Backend},
+    helpers::{spawn_app, Backend, TestApp},
     room_token, session_with_people,
 };
 
@@ -134,3 +135,106 @@ async fn a_chat_flood_and_bad_interaction_messages_are_refused_and_the_room_goes
         sqlx::query_scalar("select count(*) from chat_messages").fetch_one(&app.state.db.read).await.unwrap();
     assert_eq!(stored, 6, "five from Ann inside the limit, one from Bob");
 }
+
+/// Every (table, column) of the database's schema.
+async fn columns(app: &TestApp, backend: Backend) -> Vec<(String, String)> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "select m.name, p.name from sqlite_master m, pragma_table_info(m.name) p where m.type = 'table'"
+        }
+        Backend::Postgres => {
+            "select table_name::text, column_name::text from information_schema.columns
+             where table_schema = current_schema()"
+        }
+    };
+    sqlx::query_as(sql).fetch_all(&app.state.db.read).await.unwrap()
+}
+
+async fn an_anonymous_poll_counts_one_vote_each_and_stores_nothing_that_links_a_voter_to_a_choice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (id, organiser, _, attendees) = session_with_people(&app, &["Ann", "Bob", "Cy"]).await;
+    let mut host = connect(&app.url, id, Some(&room_token(&app, id, &organiser).await)).await;
+    host.join().await;
+    let mut voters = vec![];
+    for token in &attendees {
+        let mut c = connect(&app.url, id, Some(&room_token(&app, id, token).await)).await;
+        let user_id: i64 = c.join().await["you"]["id"].as_str().unwrap().parse().unwrap();
+        voters.push((c, user_id));
+    }
+    let question = "How confident are you with retrieval practice?";
+    let options = ["Very", "Somewhat", "Not yet"];
+    host.send(json!({"v": 1, "type": "poll_create", "question": question, "options": options, "anonymous": true, "open": true}));
+    let poll = voters[0].0.expect("the poll", of_type("poll")).await;
+    let poll_id = poll["poll"]["id"].as_i64().unwrap();
+    let option = |i: usize| poll["poll"]["options"][i]["id"].as_i64().unwrap();
+
+    // Ann and Cy choose "Very", Bob "Not yet"; Ann's second vote is refused.
+    for (i, choice) in [0, 2, 0].into_iter().enumerate() {
+        let voter = &mut voters[i].0;
+        voter.send(json!({"v": 1, "type": "vote", "poll_id": poll_id, "options": [option(choice)]}));
+        voter.expect("the vote acknowledged", of_type("voted")).await;
+    }
+    voters[0].0.send(json!({"v": 1, "type": "vote", "poll_id": poll_id, "options": [option(1)]}));
+    assert_eq!(voters[0].0.error().await["code"], "already_voted");
+    let results = host.expect("three ballots", |m| m["type"] == "poll_results" && m["results"]["ballots"] == 3).await;
+    let votes: Vec<i64> =
+        results["results"]["counts"].as_array().unwrap().iter().map(|c| c["votes"].as_i64().unwrap()).collect();
+    assert_eq!(votes, [2, 0, 1]);
+
+    // What is stored: who voted (once each)...
+    let db = &app.state.db.read;
+    let mut ballots: Vec<i64> = sqlx::query_scalar("select user_id from poll_ballots where poll_id = $1")
+        .bind(poll_id)
+        .fetch_all(db)
+        .await
+        .unwrap();
+    ballots.sort();
+    let mut expected: Vec<i64> = voters.iter().map(|(_, id)| *id).collect();
+    expected.sort();
+    assert_eq!(ballots, expected);
+    // ...and a count per option, with no row anywhere holding both a person
+    // and one of this poll's options.
+    let schema = columns(&app, backend).await;
+    let has = |table: &str, column: &str| schema.iter().any(|(t, c)| t == table && c == column);
+    let with_options: Vec<&String> = schema.iter().filter(|(_, c)| c == "option_id").map(|(t, _)| t).collect();
+    assert!(with_options.iter().any(|t| *t == "poll_tallies"), "{with_options:?}");
+    for table in with_options {
+        let people = ["user_id", "voter_id", "created_by", "at"].into_iter().filter(|c| has(table, c));
+        for column in people {
+            let linked: i64 = sqlx::query_scalar(&format!(
+                "select count(*) from {table} t join poll_options o on o.id = t.option_id
+                 where o.poll_id = $1 and t.{column} is not null"
+            ))
+            .bind(poll_id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+            assert_eq!(linked, 0, "{table}.{column} ties this poll's choices to a person or a moment");
+        }
+    }
+    assert!(!has("poll_ballots", "option_id"));
+    let tallies: Vec<(i64, i64)> =
+        sqlx::query_as("select option_id, votes from poll_tallies where poll_id = $1 order by option_id")
+            .bind(poll_id)
+            .fetch_all(db)
+            .await
+            .unwrap();
+    assert_eq!(tallies, [(option(0), 2), (option(1), 0), (option(2), 1)]);
+    if matches!(backend, Backend::Postgres) {
+        // A row remembers the transaction that last wrote it: every count was
+        // rewritten by the last vote, so none points at an earlier voter.
+        let writers: i64 = sqlx::query_scalar("select count(distinct xmin::text) from poll_tallies where poll_id = $1")
+            .bind(poll_id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        assert_eq!(writers, 1);
+    }
+
+    // The results CSV still has the counts, and no one's name or address.
+    let csv = app.get_text(&format!("/api/sessions/{id}/polls/{poll_id}/results.csv"), &organiser).await;
+    assert!(csv.contains("Very,2") && csv.contains("Somewhat,0") && csv.contains("Not yet,1"), "{csv}");
+    assert!(csv.contains("ballots,3"), "{csv}");
+    assert!(!csv.contains("oak.sch.uk") && !csv.contains("Ann"), "{csv}");
+}
+both_backends!(an_anonymous_poll_counts_one_vote_each_and_stores_nothing_that_links_a_voter_to_a_choice);

@@ -17,22 +17,22 @@ async fn a_missing_forged_expired_or_foreign_token_is_refused_with_a_close_code(
     let other = app.session(&organiser, "Another session", 30, chrono::Duration::minutes(25)).await;
     app.post(&format!("/api/sessions/{other}/registration"), Some(&attendees[0]), json!({})).await;
 
-    let (code, _) = connect(&app.url, id, None).await.closed().await;
+    let (code, _) = connect(&app.url, id, None).await.refused().await;
     assert_eq!(code, 4001);
-    let (code, _) = connect(&app.url, id, Some("not.a.token")).await.closed().await;
+    let (code, _) = connect(&app.url, id, Some("not.a.token")).await.refused().await;
     assert_eq!(code, 4001);
     // A session token is not a room token.
-    let (code, _) = connect(&app.url, id, Some(&attendees[0])).await.closed().await;
+    let (code, _) = connect(&app.url, id, Some(&attendees[0])).await.refused().await;
     assert_eq!(code, 4001);
 
     let grants = Grants { publish: false, subscribe: true, host: false, cohost: false };
     let expired = app.state.keys.sign_room(1, id, "Ann", grants, chrono::Duration::seconds(-1));
-    let (code, reason) = connect(&app.url, id, Some(&expired)).await.closed().await;
+    let (code, reason) = connect(&app.url, id, Some(&expired)).await.refused().await;
     assert_eq!(code, 4001);
     assert!(reason.contains("expired"), "{reason}");
 
     let foreign = room_token(&app, other, &attendees[0]).await;
-    let (code, reason) = connect(&app.url, id, Some(&foreign)).await.closed().await;
+    let (code, reason) = connect(&app.url, id, Some(&foreign)).await.refused().await;
     assert_eq!(code, 4003);
     assert!(reason.contains("another session"), "{reason}");
 
@@ -188,4 +188,61 @@ async fn when_the_server_stops_everyone_in_a_room_is_told_and_recorded_as_ended(
             .await
             .unwrap();
     assert_eq!(reasons, [Some("ended".to_string()), Some("ended".to_string())]);
+}
+
+/// What the server logs, kept for the test to read.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_token_travels_in_join_not_in_the_url_and_no_log_line_holds_it() {
+    // Requests as the tracing layer logs them (their span and events), and the rooms'.
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("tower_http=debug,staffroom::http=debug,staffroom::rooms=debug")
+        .with_writer(move || writer.clone())
+        .try_init();
+    let app = spawn_app(Backend::Sqlite).await;
+    let (id, _, _, attendees) = session_with_people(&app, &["Ann", "Ben"]).await;
+
+    // A token in the URL opens nothing: it must come in `join`.
+    let token = room_token(&app, id, &attendees[0]).await;
+    let ws = app.url.replace("http://", "ws://");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{ws}/api/rooms/{id}/ws?token={token}")).await.unwrap();
+    use futures::{SinkExt, StreamExt};
+    socket.send(Message::Text(json!({"v": 1, "type": "join"}).to_string().into())).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("the server answers") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Text(text))) => panic!("a token in the URL was let in: {text}"),
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4001));
+
+    // In `join`, it does.
+    let ben_token = room_token(&app, id, &attendees[1]).await;
+    let mut ben = connect(&app.url, id, Some(&ben_token)).await;
+    assert_eq!(ben.join().await["you"]["name"], "Ben");
+    ben.send(json!({"v": 1, "type": "leave"}));
+    ben.closed().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(logs.contains("/api/rooms/"), "the requests were logged: {logs}");
+    for t in [&token, &ben_token] {
+        assert!(!logs.contains(t.as_str()), "a room token is in the logs: {logs}");
+    }
 }

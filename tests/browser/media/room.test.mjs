@@ -299,9 +299,10 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
 
   // The host mutes Ada's microphone: the server stops forwarding it at once.
   await presenter.getByRole("button", { name: "Mute Ada Teacher's microphone" }).click();
-  await first.getByText("The host muted your microphone").waitFor();
-  const micButton = first.getByRole("button", { name: "Microphone off" });
-  assert.equal(await micButton.getAttribute("aria-pressed"), "false");
+  await first.getByText("A host muted your microphone").waitFor();
+  // The mute is the host's: Ada's page says so and offers no way to lift it (she may raise her hand).
+  await first.getByText("Mic muted by a host").waitFor();
+  assert.equal(await first.locator(".controls [data-toggle=mic]").isVisible(), false, "no microphone toggle while a host's mute holds");
   await presenter.locator(".people li", { hasText: "Ada Teacher" }).getByText("Mic muted").waitFor();
   await sleep(300); // packets already on the way
   const muted = await audioFrom(second, adaId);
@@ -309,11 +310,19 @@ test("attendees wait in the lobby until the host goes live; then a presenter's c
   const mutedLater = await audioFrom(second, adaId);
   assert.ok(mutedLater.packets - muted.packets <= 3, `Ada's audio stops reaching Ben while muted (${muted.packets} → ${mutedLater.packets})`);
   await shot(first, "stage-muted-desktop");
+  await first.getByRole("button", { name: "Raise hand" }).click();
+  await presenter.locator(".hand-queue li", { hasText: "Ada Teacher" }).waitFor();
 
-  // Ada turns her microphone back on: the server forwards it again.
+  // The host lifts the mute; Ada turns her microphone back on and the server forwards it again.
+  await presenter.getByRole("button", { name: "Unmute Ada Teacher's microphone" }).click();
+  await first.getByText("A host unmuted your microphone").waitFor();
+  const micButton = first.getByRole("button", { name: "Microphone off" });
+  assert.equal(await micButton.getAttribute("aria-pressed"), "false");
+  assert.equal(await first.getByText("Mic muted by a host").isVisible(), false);
   await micButton.click();
   await first.getByRole("button", { name: "Microphone on" }).waitFor();
-  await waitFor("Ada's audio flows again after she unmutes", async () => {
+  await first.getByRole("button", { name: "Lower hand" }).click();
+  await waitFor("Ada's audio flows again after the host unmutes her", async () => {
     const s = await audioFrom(second, adaId);
     return { ok: s.packets > mutedLater.packets + 20, ...s };
   });
