@@ -15,6 +15,7 @@ pub mod mine;
 pub mod report;
 pub mod settle;
 
+use crate::programme::Schedule;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -94,6 +95,14 @@ pub struct LiveWindow {
     pub live_at: Option<i64>,
     /// `ended_at` if the room was ended, else now.
     pub close: i64,
+}
+
+impl LiveWindow {
+    /// The window of a session's live part as of `now`: from going live to
+    /// the end mark, never past [`Schedule::closes_at`].
+    pub fn of(schedule: &Schedule, now: i64) -> LiveWindow {
+        LiveWindow { live_at: schedule.live_at, close: schedule.ended_at.unwrap_or(now).min(schedule.closes_at()) }
+    }
 }
 
 /// Merges one person's joins and leaves (in the order written) into
@@ -302,6 +311,16 @@ pub fn minutes(ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_window_never_runs_past_the_scheduled_end_plus_the_grace() {
+        const MIN: i64 = 60_000;
+        let at_end = |live_at, ended_at| Schedule { ends_at: 60 * MIN, grace_ms: 30 * MIN, live_at, ended_at };
+        assert_eq!(LiveWindow::of(&at_end(Some(0), None), 20 * MIN).close, 20 * MIN);
+        assert_eq!(LiveWindow::of(&at_end(Some(0), None), 24 * 60 * MIN).close, 90 * MIN);
+        assert_eq!(LiveWindow::of(&at_end(Some(0), Some(50 * MIN)), 24 * 60 * MIN).close, 50 * MIN);
+    }
+
     use RoomEvent::{Join, Leave};
 
     const MIN: i64 = 60_000;

@@ -18,6 +18,7 @@
 //! over one person's segments, or one session's) and combined with the
 //! settled live result by the same rule ([`super::status`]).
 
+use crate::programme::Schedule;
 use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
@@ -37,7 +38,7 @@ pub struct SessionFacts {
     /// Scheduled length, ms.
     pub scheduled_ms: i64,
     pub threshold: Threshold,
-    pub schedule: super::journal::Schedule,
+    pub schedule: Schedule,
     /// When its results were stored (Unix ms), once settled.
     pub settled_at: Option<i64>,
 }
@@ -45,7 +46,7 @@ pub struct SessionFacts {
 impl SessionFacts {
     /// The live window the results are counted in, as of `now`.
     pub fn window(&self, now: i64) -> LiveWindow {
-        self.schedule.window(now)
+        LiveWindow::of(&self.schedule, now)
     }
 }
 
@@ -67,7 +68,7 @@ pub async fn session_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<S
         scheduled_ms: ends_at.saturating_sub(starts_at).max(0),
         // The column only ever holds what `Threshold::parse` accepted.
         threshold: Threshold::parse(percent).unwrap_or_default(),
-        schedule: super::journal::Schedule {
+        schedule: Schedule {
             ends_at,
             grace_ms: row.try_get("live_grace_ms")?,
             live_at: row.try_get("live_at")?,

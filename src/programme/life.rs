@@ -10,8 +10,9 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Schedule;
 use super::{Session, Status};
-use crate::{attendance::journal::Schedule, AppState};
+use crate::AppState;
 
 /// Presenters go backstage, and attendees into the lobby, this long before the start.
 pub const OPENS_BEFORE_MINUTES: i64 = 30;

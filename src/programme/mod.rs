@@ -3,6 +3,7 @@
 //! and cancel; everyone browses what is published.
 
 mod life;
+pub mod schedule;
 
 use std::collections::HashMap;
 
@@ -24,6 +25,7 @@ use crate::{
 };
 
 pub use life::{fill_life, Life, OPENS_BEFORE_MINUTES};
+pub use schedule::Schedule;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

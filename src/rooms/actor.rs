@@ -25,8 +25,9 @@ use super::{
     room::{Attendance, Effect, ParticipantId, PublishRefusal, RoomState, TrackId},
 };
 use crate::{
-    attendance::journal::{Fact, Journal, Schedule},
+    attendance::journal::{Fact, Journal},
     interaction::chat,
+    programme::Schedule,
     recording::Recorder,
 };
 

@@ -12,7 +12,7 @@ use super::{
     protocol::{ClientMessage, History, ServerMessage},
     room::{ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, TrackId},
 };
-use crate::{attendance::journal::Schedule, recording::Recorder};
+use crate::{programme::Schedule, recording::Recorder};
 
 #[derive(Debug)]
 pub enum Outgoing {

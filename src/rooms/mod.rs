@@ -80,7 +80,7 @@ async fn join(
     if session.status == Status::Cancelled {
         return Err(ApiError::Conflict { field: None, message: "this session was cancelled".into() });
     }
-    let schedule = journal::schedule(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
+    let schedule = programme::schedule::load(&state.db, id).await?.ok_or(ApiError::NotFound("session"))?;
     if state.rooms.ended_at(id, &schedule).await?.is_some() {
         return Err(ApiError::Conflict { field: None, message: "this session has ended".into() });
     }

@@ -21,10 +21,7 @@ use super::{
     protocol::History,
     room::{ConnId, Identity},
 };
-use crate::{
-    attendance::journal::{self, Schedule},
-    db::Db,
-};
+use crate::{attendance::journal, db::Db, programme::Schedule};
 
 /// Every live room of this server, by session id.
 pub struct Rooms {

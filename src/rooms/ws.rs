@@ -99,7 +99,7 @@ pub async fn serve(state: AppState, session_id: i64, socket: WebSocket) {
     if journal::is_barred(&state.db, session_id, user_id).await.unwrap_or(false) {
         return close(sink, close::REMOVED, "a host removed you from this session").await;
     }
-    let schedule = match journal::schedule(&state.db, session_id).await {
+    let schedule = match crate::programme::schedule::load(&state.db, session_id).await {
         Ok(Some(schedule)) => schedule,
         Ok(None) => return close(sink, close::WRONG_ROOM, "there is no such session").await,
         Err(e) => {
