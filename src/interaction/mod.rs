@@ -31,6 +31,9 @@ pub enum InteractionError {
     /// Only hosts (and for polls, presenters) may do this.
     #[error("only hosts can {0}")]
     NotHost(&'static str),
+    /// Only hosts and the presenters an organiser made co-hosts may do this.
+    #[error("only hosts and co-hosts can {0}")]
+    NotRunner(&'static str),
     /// A second ballot in one poll.
     #[error("you have already voted in this poll")]
     AlreadyVoted,
@@ -51,7 +54,7 @@ impl From<InteractionError> for ApiError {
             e @ InteractionError::TooLong { .. } => ApiError::Invalid { field: None, message: e.to_string() },
             e @ InteractionError::TooFast => ApiError::TooManyRequests(e.to_string()),
             InteractionError::NotFound(what) => ApiError::NotFound(what),
-            e @ InteractionError::NotHost(_) => ApiError::Forbidden(e.to_string()),
+            e @ (InteractionError::NotHost(_) | InteractionError::NotRunner(_)) => ApiError::Forbidden(e.to_string()),
             e @ (InteractionError::AlreadyVoted | InteractionError::WrongState(_)) => {
                 ApiError::Conflict { field: None, message: e.to_string() }
             }

@@ -615,7 +615,7 @@ async fn create(
 /// SEQUENCE (and shows in the calendar feeds); more places promote
 /// people from the waiting list.
 #[utoipa::path(security(("bearer" = []), ("cookie" = [])), put, path = "/api/sessions/{id}", tag = "programme", request_body = SessionInput,
-    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session changed status after it was read (e.g. cancelled a moment ago)"), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

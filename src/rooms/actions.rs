@@ -168,7 +168,7 @@ impl RoomTask {
             }
             Action::BreakoutOpenSaved => {
                 if !runs {
-                    return self.refuse(who, InteractionError::NotHost("open breakout groups"));
+                    return self.refuse(who, InteractionError::NotRunner("open breakout groups"));
                 }
                 let room = self.tx.clone();
                 tokio::spawn(async move {
@@ -212,7 +212,7 @@ impl RoomTask {
             Action::RecordStart => self.start_recording(who),
             Action::RecordStop => {
                 if !runs {
-                    return self.refuse(who, InteractionError::NotHost("stop recording"));
+                    return self.refuse(who, InteractionError::NotRunner("stop recording"));
                 }
                 if !matches!(self.recording, Recording::On { .. }) {
                     return self.refuse(who, InteractionError::WrongState("the session is not being recorded"));
@@ -221,7 +221,7 @@ impl RoomTask {
             }
             Action::Chapter { title } => {
                 if !runs {
-                    return self.refuse(who, InteractionError::NotHost("mark chapters"));
+                    return self.refuse(who, InteractionError::NotRunner("mark chapters"));
                 }
                 let title = match crate::interaction::clean_text("title", &title, 120) {
                     Ok(t) => t,

@@ -16,7 +16,7 @@ impl RoomTask {
     /// A host or co-host asked to record: the row and directory are made off the room task.
     pub(super) fn start_recording(&mut self, who: ParticipantId) {
         if !self.state.identity(who).is_some_and(|i| i.grants.runs_room()) {
-            return self.refuse(who, InteractionError::NotHost("start recording"));
+            return self.refuse(who, InteractionError::NotRunner("start recording"));
         }
         if !matches!(self.recording, Recording::Off) {
             return self.refuse(who, InteractionError::WrongState("the session is already being recorded"));

@@ -281,7 +281,7 @@ impl From<&crate::interaction::InteractionError> for ErrorCode {
             E::TooLong { .. } => ErrorCode::TooLong,
             E::TooFast => ErrorCode::TooFast,
             E::NotFound(_) => ErrorCode::NotFound,
-            E::NotHost(_) => ErrorCode::NotHost,
+            E::NotHost(_) | E::NotRunner(_) => ErrorCode::NotHost,
             E::AlreadyVoted => ErrorCode::AlreadyVoted,
             E::WrongState(_) => ErrorCode::WrongState,
             E::BadChoice(_) => ErrorCode::BadChoice,
