@@ -514,7 +514,7 @@ async fn register_me(
 
 /// Cancel my place (or my spot on the waiting list) for a session.
 #[utoipa::path(security(("bearer" = []), ("cookie" = [])), delete, path = "/api/sessions/{id}/registration", tag = "registration",
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the session has ended: its places can no longer change")))]
 async fn cancel_mine(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
