@@ -47,14 +47,27 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(maildir: &Path) -> SmtpServer {
-        let port = free_port();
-        let mut s = SmtpServer { port, maildir: maildir.to_path_buf(), child: None };
-        s.restart();
-        s
+        // A free port can be taken by another test between asking for it and
+        // aiosmtpd binding it; then our server exits and the other answers in
+        // its place, receiving our mail. So a start counts only once this
+        // server is seen holding the port, else it tries another.
+        for _ in 0..5 {
+            let mut s = SmtpServer { port: free_port(), maildir: maildir.to_path_buf(), child: None };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("aiosmtpd could not hold a port of its own in five tries");
     }
 
     /// Starts (again) on the same port and maildir.
     pub fn restart(&mut self) {
+        assert!(self.spawn(), "aiosmtpd did not start on port {}", self.port);
+    }
+
+    /// Starts aiosmtpd on `port`; true once it holds the listening socket
+    /// there, false if it exited (the port was taken) or never bound it.
+    fn spawn(&mut self) -> bool {
         let child = Command::new("/usr/bin/python3")
             .args([
                 "-m",
@@ -70,10 +83,18 @@ impl SmtpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3-aiosmtpd is needed for the mail tests (apt-get install python3-aiosmtpd)");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start on port {}", self.port);
+        loop {
+            if listens(pid, self.port) {
+                return true;
+            }
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() > deadline {
+                self.stop();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -208,6 +229,26 @@ pub struct Calendar {
     pub sequence: u32,
     pub dtstart: String,
     pub summary: String,
+}
+
+/// Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port`
+/// (the socket's inode in /proc/net/tcp is one of the process's descriptors).
+fn listens(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return false };
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state: 0A is LISTEN; field 9 the inode.
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
 }
 
 pub fn free_port() -> u16 {
