@@ -404,6 +404,8 @@ export function downloadNote(recording) {
     }
     case "failed":
       return el("span", { class: "muted", text: "The download could not be made." });
+    case "empty":
+      return el("span", { class: "muted", text: "Nothing was recorded: nobody was on stage while it ran." });
     default:
       return null;
   }

@@ -50,7 +50,8 @@ pub async fn run(db: Db, root: PathBuf, ffmpeg: Option<PathBuf>, mut stop: watch
                     _ = stop.changed() => return,
                 };
                 let status = match made {
-                    Ok(()) => "ready",
+                    Ok(Made::File) => "ready",
+                    Ok(Made::Nothing) => "empty",
                     Err(e) => {
                         tracing::error!(recording = %id, error = ?e, "the download could not be made");
                         "failed"
@@ -105,7 +106,16 @@ struct Input {
     duration_ms: i64,
 }
 
-async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<()> {
+/// What making a download came to.
+enum Made {
+    /// The single file is in place.
+    File,
+    /// The recording holds no media (nobody was on stage while it ran):
+    /// there is nothing to put in a file, which is not a failure.
+    Nothing,
+}
+
+async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<Made> {
     set(db, id, "working", 0).await?;
     let total_ms: i64 = sqlx::query_scalar("select coalesce(duration_ms, 0) from recordings where id = $1")
         .bind(id)
@@ -129,6 +139,10 @@ async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<()
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;
+    if inputs.is_empty() {
+        tracing::info!(recording = %id, "nothing was recorded: no download to make");
+        return Ok(Made::Nothing);
+    }
     let args = arguments(&inputs, total_ms.max(1));
     let part = dir.join(format!("{FILE}.part"));
     let mut child = tokio::process::Command::new(ffmpeg)
@@ -162,7 +176,7 @@ async fn make(db: &Db, ffmpeg: &Path, dir: &Path, id: &str) -> anyhow::Result<()
     }
     std::fs::rename(&part, dir.join(FILE))?;
     tracing::info!(recording = %id, "download ready");
-    Ok(())
+    Ok(Made::File)
 }
 
 /// How far along a `-progress` line says ffmpeg is, as a percentage of the

@@ -85,7 +85,8 @@ pub struct RecordingSummary {
     pub bytes: Option<i64>,
     /// The replay page.
     pub replay_url: String,
-    /// The single-file download: `none` (no ffmpeg on the server), `working`, `ready` or `failed`.
+    /// The single-file download: `none` (no ffmpeg on the server), `working`, `ready`, `empty` (nothing was
+    /// recorded: nobody was on stage) or `failed`.
     pub download_status: String,
     /// Percent done while `working`.
     pub download_progress: i64,

@@ -18,8 +18,7 @@ let app;
 let browser;
 // The host records over the socket alone, with no camera: the recording has
 // no media, so there is no single-file download to make (the media tests
-// cover downloads). Without ffmpeg the organiser's page offers none.
-process.env.STAFFROOM_FFMPEG = "off";
+// cover downloads), and the organiser's page says so.
 // The fake camera and microphone: the presenter enters the room backstage.
 serverAndBrowser(MEDIA_ARGS, (a, b) => ([app, browser] = [a, b]));
 
@@ -225,6 +224,7 @@ test("after a host ends the session, the teacher who attended, the one who misse
     await page.getByRole("heading", { name: "Attendance" }).waitFor();
     const order = await page.locator("main h2").allTextContents();
     assert.ok(order.indexOf("Attendance") < order.indexOf("Recordings"), `attendance comes first: ${order}`);
+    await page.getByText("Nothing was recorded: nobody was on stage while it ran.").waitFor();
     for (const gone of ["Cancel session", "Send invitations", "Edit details", "Enter the room (backstage)"]) {
       assert.equal(await shows(page, gone), false, `no "${gone}" once it is over`);
     }
