@@ -61,6 +61,7 @@ fn start(dir: &std::path::Path) -> Server {
     let bin = std::env::var("STAFFROOM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_staffroom").to_string());
     let mut child = Command::new(bin)
         .env("STAFFROOM_ADDR", "127.0.0.1:0")
+        .env("STAFFROOM_RTC_PORT", "0")
         .env("STAFFROOM_DATA_DIR", dir)
         .env("STAFFROOM_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")

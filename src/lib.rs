@@ -15,6 +15,7 @@ pub mod demo;
 pub mod http;
 pub mod interaction;
 pub mod mail;
+pub mod media;
 pub mod programme;
 pub mod record;
 pub mod recording;
@@ -74,7 +75,7 @@ impl App {
         };
         let rooms = Arc::new(rooms::Rooms::new(
             db.clone(),
-            rooms::engine::Engine::new(settings.rtc.clone()),
+            media::Media::start(&settings.rtc)?,
             settings.recordings_dir.clone(),
             settings.room_heartbeat,
             settings.empty_room_end,

@@ -52,17 +52,18 @@ pub enum SmtpTls {
 
 /// Where the media engine binds its UDP sockets and what it announces.
 ///
-/// The engine binds sockets per peer connection (no single-port mux), so a
-/// firewall must open the whole port range.
+/// Every participant's media goes through one UDP port, so a firewall opens
+/// that one port.
 #[derive(Clone, Debug)]
 pub struct RtcSettings {
-    /// The address the media sockets bind: the listen address's IP unless
+    /// The address the media socket binds: the listen address's IP unless
     /// `STAFFROOM_RTC_BIND_IP` says otherwise (`0.0.0.0` means every
-    /// non-loopback interface).
+    /// interface, and then `STAFFROOM_RTC_PUBLIC_IP` says which address
+    /// browsers reach).
     pub bind_ip: IpAddr,
-    /// Inclusive UDP port range for media sockets.
-    pub port_min: u16,
-    pub port_max: u16,
+    /// The UDP port of all media (`STAFFROOM_RTC_PORT`, default 50000; 0
+    /// lets the system choose, for tests).
+    pub port: u16,
     /// The public address announced in candidates instead of the bound one,
     /// for a server behind a 1:1 NAT (a cloud VM with an elastic IP).
     pub public_ip: Option<IpAddr>,
@@ -260,12 +261,14 @@ impl Settings {
         };
         let rtc = RtcSettings {
             bind_ip: ip("RTC_BIND_IP")?.unwrap_or(addr.ip()),
-            port_min: port("RTC_PORT_MIN", 50_000)?,
-            port_max: port("RTC_PORT_MAX", 59_999)?,
+            port: port("RTC_PORT", 50_000)?,
             public_ip: ip("RTC_PUBLIC_IP")?,
         };
-        if rtc.port_min == 0 || rtc.port_min > rtc.port_max {
-            bail!("STAFFROOM_RTC_PORT_MIN must be at least 1 and at most STAFFROOM_RTC_PORT_MAX");
+        if var("RTC_PORT_MIN").is_some() || var("RTC_PORT_MAX").is_some() {
+            bail!("STAFFROOM_RTC_PORT_MIN and _MAX are gone: all media now uses one UDP port, STAFFROOM_RTC_PORT");
+        }
+        if rtc.bind_ip.is_unspecified() && rtc.public_ip.is_none() {
+            bail!("STAFFROOM_RTC_BIND_IP={} needs STAFFROOM_RTC_PUBLIC_IP: the address browsers reach", rtc.bind_ip);
         }
         let jwt_secret = var("JWT_SECRET");
         if let Some(secret) = &jwt_secret {
@@ -339,17 +342,20 @@ mod tests {
     fn media_sockets_bind_where_the_server_listens_unless_told_otherwise() {
         let s = Settings::from_lookup(|_| None).unwrap();
         assert_eq!(s.rtc.bind_ip.to_string(), "127.0.0.1");
-        assert!(s.rtc.port_min <= s.rtc.port_max && s.rtc.public_ip.is_none());
+        assert!(s.rtc.port == 50_000 && s.rtc.public_ip.is_none());
         let s = Settings::from_lookup(|k| match k {
             "STAFFROOM_RTC_PUBLIC_IP" => Some("203.0.113.7".into()),
-            "STAFFROOM_RTC_PORT_MIN" => Some("40000".into()),
-            "STAFFROOM_RTC_PORT_MAX" => Some("40100".into()),
+            "STAFFROOM_RTC_PORT" => Some("40000".into()),
             _ => None,
         })
         .unwrap();
-        assert_eq!((s.rtc.port_min, s.rtc.port_max), (40000, 40100));
+        assert_eq!(s.rtc.port, 40000);
         assert_eq!(s.rtc.public_ip.unwrap().to_string(), "203.0.113.7");
-        assert!(Settings::from_lookup(|k| (k == "STAFFROOM_RTC_PORT_MIN").then(|| "70000".into())).is_err());
+        assert!(Settings::from_lookup(|k| (k == "STAFFROOM_RTC_PORT").then(|| "70000".into())).is_err());
+        let old = Settings::from_lookup(|k| (k == "STAFFROOM_RTC_PORT_MIN").then(|| "40000".into()));
+        assert!(old.unwrap_err().to_string().contains("STAFFROOM_RTC_PORT"));
+        let everywhere = Settings::from_lookup(|k| (k == "STAFFROOM_RTC_BIND_IP").then(|| "0.0.0.0".into()));
+        assert!(everywhere.unwrap_err().to_string().contains("STAFFROOM_RTC_PUBLIC_IP"));
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_staffroom"))
             .env("STAFFROOM_DATA_DIR", data_dir)
             .env("STAFFROOM_ADDR", "127.0.0.1:0")
+            .env("STAFFROOM_RTC_PORT", "0")
             .env("RUST_LOG", "warn")
             .env_remove("STAFFROOM_DATABASE_URL")
             .stdout(Stdio::piped())

@@ -49,6 +49,7 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_staffroom"));
         command
             .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+            .env("STAFFROOM_RTC_PORT", "0")
             .env("STAFFROOM_DATA_DIR", app.data_dir.path())
             .env("STAFFROOM_DATABASE_URL", &app.state.settings.database_url)
             .env("STAFFROOM_JWT_SECRET", "test-secret-test-secret-test-secret")

@@ -34,7 +34,7 @@ use rtc::{
     sansio::Protocol,
     shared::{TaggedBytesMut, TransportContext, TransportProtocol},
 };
-use staffroom::rooms::engine;
+use staffroom::media::codec as engine;
 use tokio::{
     net::UdpSocket,
     sync::{mpsc, oneshot},
@@ -97,7 +97,7 @@ impl LightViewer {
 /// interceptors after `registry`'s, and `settings`.
 pub fn peer_connection(settings: SettingEngineBuilder, registry: Registry) -> anyhow::Result<RTCPeerConnection> {
     let mut media = MediaEngine::default();
-    engine::register_media(&mut media)?;
+    engine::register(&mut media)?;
     let registry = register_default_interceptors(registry, &mut media)?;
     Ok(RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())

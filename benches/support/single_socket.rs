@@ -47,7 +47,7 @@ use rtc::{
     sansio::Protocol,
     shared::{TaggedBytesMut, TransportContext, TransportProtocol},
 };
-use staffroom::rooms::engine;
+use staffroom::media::{codec as engine, interceptors};
 
 use super::light_viewer::{add_host_candidate, peer_connection};
 use tokio::{
@@ -191,7 +191,7 @@ impl Sfu {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .with_ice_credentials(ufrag.clone(), format!("{ufrag}-password-0123456789"));
-        let keyframes = Registry::new().with(Slot::from(14_000), engine::KeyframeRequests::default());
+        let keyframes = Registry::new().with(Slot::from(14_000), interceptors::KeyframeRequests::default());
         let mut pc = peer_connection(settings, keyframes)?;
         let now = Instant::now();
         let mut tracks = vec![];
@@ -298,7 +298,7 @@ impl Sfu {
                 match message {
                     RTCMessage::RtpPacket(_, packet) if matches!(peer.role, Role::Publisher) => media.push(packet),
                     RTCMessage::RtcpPacket(_, packets)
-                        if packets.iter().any(|p| engine::is_keyframe_request(p.as_ref())) =>
+                        if packets.iter().any(|p| interceptors::is_keyframe_request(p.as_ref())) =>
                     {
                         self.keyframe_wanted = true;
                     }

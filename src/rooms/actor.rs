@@ -1,7 +1,7 @@
 //! The room's actor: one task per live room, the only owner of its state.
 //! It takes [`RoomCommand`]s, applies them to [`RoomState`] (the rules) and
 //! carries out the resulting effects: messages to connections, commands to
-//! peers and forwarders, durable facts to the attendance journal.
+//! the media engine's connections and sources, durable facts to the attendance journal.
 //!
 //! The live part has an end even when no host presses End: the room closes
 //! itself at the scheduled end plus the session's grace, and a room left
@@ -18,15 +18,15 @@ use tokio::sync::mpsc;
 
 use super::{
     command::{JoinError, Outbox, Outgoing, RoomCommand},
-    engine::{self, Forwarder, ForwarderCommand},
-    peer::{self, Peer, PeerCommand, PeerContext},
+    peer,
     protocol::{close, ClientMessage, ErrorCode, ServerMessage},
     registry::Rooms,
-    room::{Attendance, Effect, ParticipantId, PublishRefusal, RoomState, TrackId},
+    room::{Attendance, Effect, MediaKind, ParticipantId, PublishRefusal, RoomState, TrackId},
 };
 use crate::{
     attendance::journal::{Fact, Journal},
     interaction::chat,
+    media::{self, Connection, Source},
     programme::Schedule,
     recording::Recorder,
 };
@@ -34,7 +34,7 @@ use crate::{
 pub(super) struct Member {
     pub(super) conn: u64,
     pub(super) out: Outbox,
-    pub(super) peer: Peer,
+    pub(super) peer: Connection,
 }
 
 pub(super) struct RoomTask {
@@ -43,7 +43,8 @@ pub(super) struct RoomTask {
     pub(super) rooms: Arc<Rooms>,
     pub(super) state: RoomState,
     pub(super) members: HashMap<ParticipantId, Member>,
-    pub(super) forwarders: HashMap<TrackId, Forwarder>,
+    /// Published tracks, as the engine forwards them.
+    pub(super) sources: HashMap<TrackId, Source>,
     pub(super) journal: Journal,
     /// For callbacks (peer tasks, forwarders) to reach this task.
     pub(super) tx: mpsc::UnboundedSender<RoomCommand>,
@@ -82,7 +83,7 @@ impl RoomTask {
             rooms,
             state: RoomState::default(),
             members: HashMap::new(),
-            forwarders: HashMap::new(),
+            sources: HashMap::new(),
             tx,
             chat_throttle: chat::Throttle::default(),
             recording: Recording::Off,
@@ -174,21 +175,19 @@ impl RoomTask {
                 self.schedule = Some(schedule);
                 self.empty_since = None;
                 let participant = identity.user_id;
-                let ctx = PeerContext {
+                let peer = peer::open(
+                    &self.rooms.media,
                     participant,
                     conn,
-                    may_publish: identity.grants.publish,
-                    out: out.clone(),
-                    room: self.tx.clone(),
-                };
-                // The peer task builds its connection itself, so a slow build never
-                // holds up the room.
-                let peer = peer::spawn(ctx, self.rooms.engine.clone());
+                    identity.grants.publish,
+                    out.clone(),
+                    self.tx.clone(),
+                );
                 // A rejoin replaces the earlier connection: close it first, so
                 // the effects below only ever meet the new one.
                 if let Some(old) = self.members.remove(&participant) {
                     let _ = old.out.send(Outgoing::Close(close::REPLACED, "joined again from elsewhere"));
-                    let _ = old.peer.send(PeerCommand::Close);
+                    old.peer.close();
                 }
                 let fx = self.state.join(identity, conn, now_ms(), live);
                 self.members.insert(participant, Member { conn, out, peer });
@@ -213,7 +212,7 @@ impl RoomTask {
             }
             RoomCommand::Client { participant, conn, message } => {
                 if let Some(m) = self.members.get(&participant).filter(|m| m.conn == conn) {
-                    let _ = m.peer.send(PeerCommand::Client(message));
+                    peer::signal(&m.peer, message);
                 }
             }
             RoomCommand::Leave { participant, conn, reason } => {
@@ -228,44 +227,34 @@ impl RoomTask {
                 let fx = self.state.audio_level(&track, level, Instant::now());
                 self.apply(fx).await;
             }
-            RoomCommand::TrackArrived { participant, conn, remote, kind, mime_type, audio_level_ext } => {
+            RoomCommand::TrackArrived { participant, conn, track } => {
+                let media::IncomingTrack { source, kind, mime_type, audio_level_ext } = track;
                 let (kind, mime_type) = match (kind, mime_type) {
                     (Some(kind), Some(mime_type)) => (kind, mime_type),
                     (kind, mime_type) => {
+                        // Not accepted: the engine discards its packets.
                         tracing::warn!(
                             participant,
                             ?kind,
                             ?mime_type,
                             "a track without a known kind or codec: not forwarded"
                         );
-                        engine::drain(remote);
                         return;
                     }
                 };
+                let kind = match kind {
+                    media::Kind::Audio => MediaKind::Audio,
+                    media::Kind::Video => MediaKind::Video,
+                };
                 match self.state.publish(participant, conn, kind, &mime_type) {
                     Ok((track, fx)) => {
-                        tracing::info!(participant, %track, %mime_type, "track published");
-                        let room = self.tx.clone();
-                        let ended = track.clone();
-                        tracing::debug!(participant, %track, ?audio_level_ext, "audio level extension");
-                        let level = audio_level_ext.map(|extension_id| {
-                            let (room, track) = (self.tx.clone(), track.clone());
-                            engine::LevelReport {
-                                extension_id,
-                                report: Box::new(move |level| {
-                                    let _ = room.send(RoomCommand::AudioLevel { track: track.clone(), level });
-                                }),
-                            }
-                        });
-                        let forwarder = engine::spawn_forwarder(track.clone(), remote, level, move || {
-                            let _ = room.send(RoomCommand::TrackEnded { track: ended });
-                        });
-                        self.forwarders.insert(track.clone(), forwarder);
+                        tracing::info!(participant, %track, %mime_type, ?audio_level_ext, "track published");
+                        source.accept(&track, audio_level_ext.is_some());
+                        self.sources.insert(track.clone(), source);
                         self.apply(fx).await;
                         self.record_track(&track);
                     }
                     Err(refusal) => {
-                        engine::drain(remote);
                         if refusal == PublishRefusal::NotAllowed {
                             tracing::info!(participant, "media refused: no publish grant");
                             self.send_to(
@@ -353,23 +342,30 @@ impl RoomTask {
                     }
                 }
                 Effect::Subscribe { subscriber, track } => {
-                    if let (Some(m), Some(f)) = (self.members.get(&subscriber), self.forwarders.get(&track.id)) {
-                        let _ = m.peer.send(PeerCommand::Subscribe { track, forwarder: f.clone() });
+                    if let (Some(m), Some(source)) = (self.members.get(&subscriber), self.sources.get(&track.id)) {
+                        let kind = if track.kind == "audio" { media::Kind::Audio } else { media::Kind::Video };
+                        let local = media::LocalTrack {
+                            name: track.id,
+                            stream: track.participant_id,
+                            kind,
+                            mime_type: track.mime_type,
+                        };
+                        m.peer.subscribe(source, local);
                     }
                 }
                 Effect::Unsubscribe { subscriber, track } => {
                     if let Some(m) = self.members.get(&subscriber) {
-                        let _ = m.peer.send(PeerCommand::Unsubscribe { track });
+                        m.peer.unsubscribe(&track);
                     }
                 }
                 Effect::StopTrack(track) => {
-                    if let Some(f) = self.forwarders.remove(&track) {
-                        let _ = f.send(ForwarderCommand::Stop);
+                    if let Some(source) = self.sources.remove(&track) {
+                        source.stop();
                     }
                 }
                 Effect::RequestKeyframe(track) => {
-                    if let Some(f) = self.forwarders.get(&track) {
-                        let _ = f.send(ForwarderCommand::RequestKeyframe);
+                    if let Some(source) = self.sources.get(&track) {
+                        source.request_keyframe();
                     }
                 }
                 Effect::Disconnect { participant, conn, code, reason } => {
@@ -380,18 +376,18 @@ impl RoomTask {
                 Effect::ClosePeer { participant, conn } => {
                     if self.members.get(&participant).is_some_and(|m| m.conn == conn) {
                         if let Some(m) = self.members.remove(&participant) {
-                            let _ = m.peer.send(PeerCommand::Close);
+                            m.peer.close();
                         }
                     }
                 }
                 Effect::PauseTrack { track, paused } => {
-                    if let Some(f) = self.forwarders.get(&track) {
-                        let _ = f.send(ForwarderCommand::Pause(paused));
+                    if let Some(source) = self.sources.get(&track) {
+                        source.pause(paused);
                     }
                 }
                 Effect::AllowPublish { participant, allowed } => {
                     if let Some(m) = self.members.get(&participant) {
-                        let _ = m.peer.send(PeerCommand::AllowPublish(allowed));
+                        m.peer.allow_publish(allowed);
                     }
                 }
                 Effect::ToSpace(space, message) => {

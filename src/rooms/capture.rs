@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use super::{
     actor::{Recording, RoomTask},
     command::RoomCommand,
-    engine::ForwarderCommand,
     protocol::{ErrorCode, ServerMessage},
     room::{Effect, ParticipantId, TrackId},
 };
@@ -58,19 +57,17 @@ impl RoomTask {
         let Some((_, owner, kind, mime)) = self.state.main_room_tracks().into_iter().find(|(t, ..)| t == track) else {
             return;
         };
-        let (Some(forwarder), Some(identity)) = (self.forwarders.get(track), self.state.identity(owner)) else {
+        let (Some(source), Some(identity)) = (self.sources.get(track), self.state.identity(owner)) else {
             return;
         };
         // A video file starts at a keyframe: the writer asks the publisher for
-        // one (through the forwarder) until one arrives. A single request is
+        // one (through the engine) until one arrives. A single request is
         // not enough: a browser may drop one that comes just after a keyframe
         // it sent (seen with Chrome when someone joined a moment before).
-        let asker = forwarder.clone();
-        let ask: crate::recording::track::AskKeyframe = Box::new(move || {
-            let _ = asker.send(ForwarderCommand::RequestKeyframe);
-        });
+        let asker = source.clone();
+        let ask: crate::recording::track::AskKeyframe = Box::new(move || asker.request_keyframe());
         if let Some(packets) = recorder.track(owner, &identity.name, kind.as_str(), &mime, ask) {
-            let _ = forwarder.send(ForwarderCommand::Record(Some(packets)));
+            source.record(Some(packets));
             tracks.insert(track.clone());
         }
     }
@@ -81,8 +78,8 @@ impl RoomTask {
             return;
         };
         for track in &tracks {
-            if let Some(f) = self.forwarders.get(track) {
-                let _ = f.send(ForwarderCommand::Record(None));
+            if let Some(source) = self.sources.get(track) {
+                source.record(None);
             }
         }
         let recording_id = recorder.id.clone();

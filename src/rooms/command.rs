@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
-use webrtc::media_stream::track_remote::TrackRemote;
 
 use super::{
     protocol::{ClientMessage, History, ServerMessage},
-    room::{ConnId, Effect, Identity, LeaveReason, MediaKind, ParticipantId, TrackId},
+    room::{ConnId, Effect, Identity, LeaveReason, ParticipantId, TrackId},
 };
-use crate::{programme::Schedule, recording::Recorder};
+use crate::{media::IncomingTrack, programme::Schedule, recording::Recorder};
 
 #[derive(Debug)]
 pub enum Outgoing {
@@ -93,11 +92,7 @@ pub enum RoomCommand {
     TrackArrived {
         participant: ParticipantId,
         conn: ConnId,
-        remote: Arc<dyn TrackRemote>,
-        kind: Option<MediaKind>,
-        mime_type: Option<String>,
-        /// The audio-level extension's id in the publisher's offer.
-        audio_level_ext: Option<u8>,
+        track: IncomingTrack,
     },
     /// The session is set to record from going live (a host just did).
     RecordAutomatically {

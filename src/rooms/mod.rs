@@ -6,15 +6,15 @@
 //! per room (`actor.rs`), which applies the rules in `room.rs`, carries out
 //! participants' actions (`actions.rs`) and the recorder's taps
 //! (`capture.rs`), and hands durable facts to the attendance journal; the
-//! messages between these parts are in `command.rs`. Each participant's
-//! peer connection has its own task (`peer.rs`); each published track has a
-//! forwarder (`engine.rs`) copying RTP to subscribers without decoding.
+//! messages between these parts are in `command.rs`. Media is the engine's
+//! (`crate::media`): `peer.rs` opens each participant's connection and
+//! turns its events into messages and commands; the room never touches a
+//! socket or a packet.
 
 mod actions;
 mod actor;
 mod capture;
 pub mod command;
-pub mod engine;
 mod limits;
 pub mod peer;
 pub mod protocol;

@@ -17,16 +17,15 @@ use tracing::Instrument;
 use super::{
     actor::RoomTask,
     command::{JoinError, Outbox, RoomCommand},
-    engine::Engine,
     protocol::History,
     room::{ConnId, Identity},
 };
-use crate::{attendance::journal, db::Db, programme::Schedule};
+use crate::{attendance::journal, db::Db, media::Media, programme::Schedule};
 
 /// Every live room of this server, by session id.
 pub struct Rooms {
     pub(super) db: Db,
-    pub(super) engine: Arc<Engine>,
+    pub(super) media: Media,
     pub(super) recordings_dir: PathBuf,
     pub(super) heartbeat: Duration,
     /// How long a room may stay empty after the scheduled end before the live part is over.
@@ -36,16 +35,10 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(
-        db: Db,
-        engine: Engine,
-        recordings_dir: PathBuf,
-        heartbeat: Duration,
-        empty_room_end: Duration,
-    ) -> Rooms {
+    pub fn new(db: Db, media: Media, recordings_dir: PathBuf, heartbeat: Duration, empty_room_end: Duration) -> Rooms {
         Rooms {
             db,
-            engine: Arc::new(engine),
+            media,
             recordings_dir,
             heartbeat,
             empty_room_end,

@@ -255,6 +255,11 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+#[allow(dead_code)]
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 async fn fresh_database(backend: Backend, dir: &Path) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("staffroom.db").display()),
@@ -314,6 +319,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
 fn settings_for(data_dir: &Path, database_url: &str, smtp_port: u16, extra: &HashMap<String, String>) -> Settings {
     let mut vars: HashMap<String, String> = [
         ("ADDR", "127.0.0.1:0".to_string()),
+        // Each test server's media on a port of its own, chosen by the system.
+        ("RTC_PORT", "0".to_string()),
         ("DATA_DIR", data_dir.display().to_string()),
         ("DATABASE_URL", database_url.to_string()),
         ("JWT_SECRET", "test-secret-test-secret-test-secret".into()),

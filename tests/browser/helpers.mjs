@@ -39,6 +39,7 @@ export async function spawnApp() {
     ...process.env,
     STAFFROOM_DATA_DIR: dataDir,
     STAFFROOM_ADDR: "127.0.0.1:0",
+    STAFFROOM_RTC_PORT: "0",
     STAFFROOM_MAIL_POLL_MS: "100",
     RUST_LOG: process.env.RUST_LOG || "warn",
   };

@@ -23,7 +23,7 @@ use rtc::{
     },
 };
 use serde_json::{json, Value};
-use staffroom::rooms::engine;
+use staffroom::media::{codec as engine, interceptors::KeyframeRequests};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message};
 use webrtc::{
@@ -385,10 +385,15 @@ async fn peer(events: mpsc::UnboundedSender<Event>) -> Arc<dyn PeerConnection> {
 
 async fn peer_on(events: mpsc::UnboundedSender<Event>, addr: &str) -> Arc<dyn PeerConnection> {
     let mut media = MediaEngine::default();
-    engine::register_media(&mut media).unwrap();
+    for (codec, kind) in engine::codecs() {
+        media.register_codec(codec, kind).unwrap();
+    }
+    let level =
+        rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: engine::AUDIO_LEVEL_URI.into() };
+    media.register_header_extension(level, RtpCodecKind::Audio, None).unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     // Last in the chain: hands keyframe requests to the application.
-    let registry = registry.with(Slot::from(14_000), engine::KeyframeRequests::default());
+    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
     let settings = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(media)

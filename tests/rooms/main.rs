@@ -36,6 +36,7 @@ pub async fn serve_process(app: &mut TestApp, env: &[(&str, &str)]) -> (std::pro
     let port = helpers::free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_staffroom"))
         .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+        .env("STAFFROOM_RTC_PORT", "0")
         .env("STAFFROOM_DATA_DIR", app.data_dir.path())
         .env(
             "STAFFROOM_DATABASE_URL",

@@ -175,56 +175,55 @@ async fn attendees_already_waiting_receive_each_presenter_as_they_start_and_stop
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn media_sockets_use_the_configured_ports_and_announce_the_public_address() {
+async fn every_connection_uses_the_one_configured_port_and_announces_the_public_address() {
+    use rtc::{
+        peer_connection::{configuration::media_engine::MediaEngine, RTCPeerConnectionBuilder},
+        rtp_transceiver::{rtp_sender::RtpCodecKind, RTCRtpTransceiverDirection, RTCRtpTransceiverInit},
+    };
     use staffroom::{
-        rooms::engine::{Engine, PeerEvent},
+        media::{ClientSignal, Media, MediaEvent},
         settings::RtcSettings,
     };
-    use webrtc::media_stream::track_local::TrackLocal;
 
-    let port_min = crate::helpers::free_port();
-    let engine = Engine::new(RtcSettings {
+    let port = crate::helpers::free_udp_port();
+    let media = Media::start(&RtcSettings {
         bind_ip: "127.0.0.1".parse().unwrap(),
-        port_min,
-        port_max: port_min.saturating_add(2),
+        port,
         public_ip: Some("203.0.113.9".parse().unwrap()),
-    });
-    let (mut ports, mut open) = (vec![], vec![]);
-    for _ in 0..2 {
+    })
+    .expect("the media port binds");
+    assert_eq!(media.local_addr().port(), port);
+    // The port is the engine's for as long as it runs.
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(), "the media port is held");
+    let mut candidates = vec![];
+    for _ in 0..3 {
+        let mut engine = MediaEngine::default();
+        staffroom::media::codec::register(&mut engine).unwrap();
+        let mut client = RTCPeerConnectionBuilder::new().with_media_engine(engine).build(Instant::now()).unwrap();
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        client.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).unwrap();
+        let offer = client.create_offer(None).unwrap();
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let pc = engine.peer(tx).await.expect("a port in the range is free");
-        let (track, _) = staffroom::rooms::engine::local_track(
-            "p1",
-            "t1",
-            staffroom::rooms::room::MediaKind::Audio,
-            staffroom::rooms::engine::codec_for("audio/opus").unwrap(),
-        );
-        pc.add_track(track as std::sync::Arc<dyn TrackLocal>).await.unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        pc.set_local_description(offer).await.unwrap();
-        let candidate = tokio::time::timeout(Duration::from_secs(5), async {
+        let connection = media.open(false, Box::new(move |e| drop(tx.send(e))));
+        connection.signal(ClientSignal::Offer(offer.sdp));
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                if let Some(PeerEvent::Candidate(c)) = events.recv().await {
-                    return c.candidate;
+                if let Some(MediaEvent::Answer(sdp)) = events.recv().await {
+                    return sdp;
                 }
             }
         })
         .await
-        .expect("a host candidate");
-        assert_eq!(candidate.address, "203.0.113.9");
-        assert!((port_min..=port_min + 2).contains(&candidate.port), "{} not in {port_min}..", candidate.port);
-        ports.push(candidate.port);
-        let sdp = engine.announce_sdp(pc.local_description().await.unwrap().sdp);
-        for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
-            assert!(line.contains(" 203.0.113.9 "), "{line}");
+        .expect("an answer");
+        let lines: Vec<String> = answer.lines().filter(|l| l.starts_with("a=candidate:")).map(str::to_string).collect();
+        assert!(!lines.is_empty(), "a host candidate: {answer}");
+        for line in &lines {
+            assert!(line.contains(&format!(" 203.0.113.9 {port} typ host")), "{line}");
         }
-        // Kept open (with its socket) while the next one binds.
-        open.push(pc);
+        candidates.push(lines);
+        connection.close();
     }
-    assert_ne!(ports[0], ports[1], "each connection gets its own port");
-    for pc in open {
-        pc.close().await.unwrap();
-    }
+    assert!(candidates.windows(2).all(|w| w[0] == w[1]), "every connection announces the same port: {candidates:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

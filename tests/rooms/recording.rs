@@ -504,6 +504,7 @@ impl Newcomer {
         let port = crate::helpers::free_port();
         let child = Self::command(folder)
             .env("STAFFROOM_ADDR", format!("127.0.0.1:{port}"))
+            .env("STAFFROOM_RTC_PORT", "0")
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("the staffroom binary starts");
