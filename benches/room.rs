@@ -279,7 +279,7 @@ impl Clients {
     /// The client of the `i`-th viewer.
     fn of(self, i: usize) -> Clients {
         match self {
-            Clients::Mixed if i % 2 == 0 => Clients::Light,
+            Clients::Mixed if i.is_multiple_of(2) => Clients::Light,
             Clients::Mixed => Clients::Counting,
             other => other,
         }
