@@ -4,7 +4,19 @@
 //!
 //!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
 //!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
-//!         [--janus] [--single-socket] [--clients light|full]
+//!         [--janus] [--single-socket] [--no-staffroom]
+//!         [--clients light|full|counting|mixed] [--callgrind]
+//!
+//! - `--clients`: the viewers are light viewers (`support/light_viewer.rs`,
+//!   the default), the tests' full client, counting viewers
+//!   (`support/counting_viewer.rs`: ICE and DTLS, then RTP counted per SSRC
+//!   from the clear header, no decryption, batched receives on one thread;
+//!   `COUNTING_THREADS`, `COUNTING_PACE_MS`), or `mixed`: light and counting
+//!   viewers alternately, whose packets in the window must agree within 1 %.
+//! - `--no-staffroom` runs only the other servers (`--janus`, `--single-socket`).
+//! - `--callgrind` runs each server under `valgrind --tool=callgrind` and
+//!   prints its instructions per forwarded packet next to the floor's
+//!   (`support/instructions.rs`, `scripts/bench-instructions.sh`).
 //!
 //! The server is the real `staffroom` binary in its own process (SQLite in a
 //! temporary folder), so its CPU time (user + system, from /proc/PID/stat)
@@ -18,6 +30,10 @@
 #[allow(dead_code)]
 #[path = "../tests/rooms/client.rs"]
 mod client;
+#[path = "support/counting_viewer.rs"]
+mod counting_viewer;
+#[path = "support/instructions.rs"]
+mod instructions;
 #[path = "support/janus.rs"]
 mod janus;
 #[path = "support/light_viewer.rs"]
@@ -27,7 +43,7 @@ mod single_socket;
 
 use std::{
     io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -59,7 +75,7 @@ fn start(dir: &std::path::Path) -> Server {
     // STAFFROOM_BIN runs another build of the server (an older commit's, to
     // find when a cost changed) with this bench.
     let bin = std::env::var("STAFFROOM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_staffroom").to_string());
-    let mut child = Command::new(bin)
+    let mut child = instructions::command(&bin)
         .env("STAFFROOM_ADDR", "127.0.0.1:0")
         .env("STAFFROOM_RTC_PORT", "0")
         .env("STAFFROOM_DATA_DIR", dir)
@@ -191,6 +207,12 @@ struct Outcome {
     key_ms: [f64; 3],
     first_ms: [f64; 3],
     kib_per_viewer: f64,
+    /// Each viewer's packets in the window, in the order of the viewers given.
+    window_packets: Vec<u64>,
+    /// The counting viewers' threads' CPU per packet, if there are any.
+    counting_us_per_packet: Option<f64>,
+    /// Instructions of the server in the window, under `--callgrind`.
+    instructions: Option<instructions::Window>,
 }
 
 impl Outcome {
@@ -231,6 +253,8 @@ impl Outcome {
             "join_to_first_packet_ms": {"p50": self.first_ms[0], "p95": self.first_ms[1], "p99": self.first_ms[2]},
             "join_to_first_keyframe_ms": {"p50": self.key_ms[0], "p95": self.key_ms[1], "p99": self.key_ms[2]},
             "kib_per_viewer": self.kib_per_viewer,
+            "counting_threads_cpu_us_per_packet": self.counting_us_per_packet,
+            "instructions_per_packet": self.instructions.as_ref().map(|w| w.per_packet()),
         })
     }
 }
@@ -239,18 +263,40 @@ fn millis(sorted: &[Duration]) -> [f64; 3] {
     [0.5, 0.95, 0.99].map(|p| percentile(sorted, p).as_secs_f64() * 1e3)
 }
 
-/// Which client the viewers are: `light_viewer.rs` (the default), or the
-/// full `webrtc`-crate client of the tests (`--clients full`).
+/// Which client the viewers are: `light_viewer.rs` (the default), the
+/// full `webrtc`-crate client of the tests (`--clients full`), the
+/// counting viewer (`counting_viewer.rs`, `--clients counting`), or light
+/// and counting viewers alternately (`--clients mixed`, which compares
+/// their counts).
 #[derive(Clone, Copy, PartialEq)]
 enum Clients {
     Light,
     Full,
+    Counting,
+    Mixed,
+}
+
+impl Clients {
+    /// The client of the `i`-th viewer.
+    fn of(self, i: usize) -> Clients {
+        match self {
+            Clients::Mixed if i.is_multiple_of(2) => Clients::Light,
+            Clients::Mixed => Clients::Counting,
+            other => other,
+        }
+    }
+
+    /// The threads of the counting viewers, if this needs them.
+    fn pool(self) -> Option<Arc<counting_viewer::Pool>> {
+        matches!(self, Clients::Counting | Clients::Mixed).then(counting_viewer::Pool::new)
+    }
 }
 
 /// A viewer that joined a Staffroom room.
 enum Viewer {
     Full(client::Client),
     Light(light_viewer::LightViewer, Instant, tokio::task::JoinHandle<()>),
+    Counting(counting_viewer::CountingViewer, Instant, tokio::task::JoinHandle<()>),
 }
 
 impl Viewer {
@@ -258,34 +304,60 @@ impl Viewer {
         match self {
             Viewer::Full(c) => (c.received.clone(), c.joined_at),
             Viewer::Light(v, at, _) => (v.received.clone(), *at),
+            Viewer::Counting(v, at, _) => (v.received.clone(), *at),
+        }
+    }
+
+    fn client(&self) -> Clients {
+        match self {
+            Viewer::Full(_) => Clients::Full,
+            Viewer::Light(..) => Clients::Light,
+            Viewer::Counting(..) => Clients::Counting,
         }
     }
 
     fn leave(&self) {
         match self {
             Viewer::Full(c) => c.send(serde_json::json!({"v": 1, "type": "leave"})),
-            Viewer::Light(_, _, signalling) => signalling.abort(),
+            Viewer::Light(_, _, signalling) | Viewer::Counting(_, _, signalling) => signalling.abort(),
         }
     }
 }
 
 /// A viewer that joined, or `None` if it could not (the client gives up
 /// after 10 s without a welcome, which an overloaded server can cause).
-async fn join_viewer(http: &reqwest::Client, url: &str, session: i64, token: &str, clients: Clients) -> Option<Viewer> {
+fn join_viewer(
+    http: &reqwest::Client,
+    url: &str,
+    session: i64,
+    token: &str,
+    clients: Clients,
+    pool: Option<Arc<counting_viewer::Pool>>,
+) -> impl std::future::Future<Output = Option<Viewer>> + 'static {
     let (http, url, token) = (http.clone(), url.to_string(), token.to_string());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let token = room_token(&http, &url, session, &token).await;
-        if clients == Clients::Light {
-            let (viewer, at, signalling) = light_viewer::join_staffroom(&url, session, &token).await?;
-            return Some(Viewer::Light(viewer, at, signalling));
+        match (clients, pool) {
+            (Clients::Light, _) => {
+                let (viewer, at, signalling) = light_viewer::join_staffroom(&url, session, &token).await?;
+                return Some(Viewer::Light(viewer, at, signalling));
+            }
+            (Clients::Counting, Some(pool)) => {
+                let make = async move {
+                    let viewer = counting_viewer::CountingViewer::new(&pool, "127.0.0.1");
+                    let ops = viewer.ops.clone();
+                    (viewer, ops)
+                };
+                let (viewer, at, signalling) = light_viewer::join_staffroom_as(&url, session, &token, make).await?;
+                return Some(Viewer::Counting(viewer, at, signalling));
+            }
+            _ => {}
         }
         let mut c = client::connect(&url, session, Some(&token)).await;
         c.join().await;
         Some(Viewer::Full(c))
-    })
-    .await
-    .ok()
-    .flatten()
+    });
+    async move { task.await.ok().flatten() }
 }
 
 async fn run(
@@ -309,11 +381,13 @@ async fn run(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kib(server.pid);
 
+    let pool = clients_kind.pool();
+    let join = |i: usize, t: &String| join_viewer(&http, &server.url, session, t, clients_kind.of(i), pool.clone());
     let mut clients = Vec::with_capacity(viewers);
     match arrival {
         Arrival::Batches => {
-            for chunk in tokens[1..].chunks(25) {
-                let joins = chunk.iter().map(|t| join_viewer(&http, &server.url, session, t, clients_kind));
+            for (c, chunk) in tokens[1..].chunks(25).enumerate() {
+                let joins = chunk.iter().enumerate().map(|(i, t)| join(c * 25 + i, t));
                 clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
             }
         }
@@ -321,42 +395,93 @@ async fn run(
             let start = tokio::time::Instant::now();
             let joins = tokens[1..].iter().enumerate().map(|(i, t)| {
                 let at = start + within.mul_f64(i as f64 / viewers as f64);
-                let (http, url) = (&http, &server.url);
+                let join = &join;
                 async move {
                     tokio::time::sleep_until(at).await;
-                    join_viewer(http, url, session, t, clients_kind).await
+                    join(i, t).await
                 }
             });
             clients.extend(futures::future::join_all(joins).await.into_iter().flatten());
         }
     }
     let counted: Vec<(Arc<Mutex<client::Received>>, Instant)> = clients.iter().map(Viewer::counted).collect();
+    let kinds: Vec<Clients> = clients.iter().map(Viewer::client).collect();
     let mode = match arrival {
         Arrival::Batches => "steady",
         Arrival::Storm(_) => "storm",
     };
-    let outcome = measure("staffroom", mode, server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    let probe = Probe { pid: server.pid, rss_before, pool: pool.as_deref() };
+    let outcome = measure("staffroom", mode, probe, &presenter.sent, &counted, viewers, window).await;
+    compare_mixed(&outcome, &kinds);
     for c in &clients {
         c.leave();
     }
+    drop(clients);
     drop(server);
     outcome
 }
 
-/// Runs `join` once per viewer, 25 at a time, each in its own task; keeps
-/// those that joined (a task that panics is a viewer that gave up).
+/// Runs `join(i)` once per viewer `i`, 25 at a time, each in its own task;
+/// keeps those that joined (a task that panics is a viewer that gave up).
 async fn in_batches<T, F, Fut>(viewers: usize, join: F) -> Vec<T>
 where
-    F: Fn() -> Fut,
+    F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
     let mut joined = Vec::with_capacity(viewers);
     for chunk in (0..viewers).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|_| tokio::spawn(join()));
+        let joins = chunk.iter().map(|&i| tokio::spawn(join(i)));
         joined.extend(futures::future::join_all(joins).await.into_iter().flatten());
     }
     joined
+}
+
+/// A viewer of Janus or of the prototype, whichever client it is.
+enum Subscriber {
+    Full(client::MediaPeer),
+    Light(light_viewer::LightViewer),
+    Counting(counting_viewer::CountingViewer),
+}
+
+impl Subscriber {
+    fn received(&self) -> Arc<Mutex<client::Received>> {
+        match self {
+            Subscriber::Full(p) => p.received.clone(),
+            Subscriber::Light(v) => v.received.clone(),
+            Subscriber::Counting(v) => v.received.clone(),
+        }
+    }
+
+    fn client(&self) -> Clients {
+        match self {
+            Subscriber::Full(_) => Clients::Full,
+            Subscriber::Light(_) => Clients::Light,
+            Subscriber::Counting(_) => Clients::Counting,
+        }
+    }
+}
+
+type Subscribing = futures::future::BoxFuture<'static, (Subscriber, Instant)>;
+
+/// Measures N subscribers (each `subscribe(i)`) of a server already publishing `sent`.
+#[allow(clippy::too_many_arguments)]
+async fn measure_subscribers(
+    server: &'static str,
+    pid: u32,
+    viewers: usize,
+    window: Duration,
+    sent: &AtomicU64,
+    pool: Option<&counting_viewer::Pool>,
+    subscribe: impl Fn(usize) -> Subscribing,
+) -> Outcome {
+    let rss_before = rss_kib(pid);
+    let subscribers = in_batches(viewers, subscribe).await;
+    let counted: Vec<janus::Counted> = subscribers.iter().map(|(s, at)| (s.received(), *at)).collect();
+    let kinds: Vec<Clients> = subscribers.iter().map(|(s, _)| s.client()).collect();
+    let outcome = measure(server, "steady", Probe { pid, rss_before, pool }, sent, &counted, viewers, window).await;
+    compare_mixed(&outcome, &kinds);
+    outcome
 }
 
 /// The same room on Janus: one publisher with the same stream, N subscribers
@@ -366,29 +491,33 @@ async fn run_janus(viewers: usize, window: Duration, stream: client::Stream, cli
     let server = janus::start(dir.path(), 18088).await;
     let (presenter, feed) = janus::publish(&server.url, stream).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let rss_before = rss_kib(server.pid);
-    let (url, feed) = (server.url.clone(), feed.clone());
-    let (subscribers, light) = match clients {
-        Clients::Light => (vec![], in_batches(viewers, || janus::subscribe_light(url.clone(), feed.clone())).await),
-        Clients::Full => (in_batches(viewers, || janus::subscribe_owned(url.clone(), feed.clone())).await, vec![]),
+    let pool = clients.pool();
+    let subscribe = |i: usize| -> Subscribing {
+        let (url, feed, pool) = (server.url.clone(), feed.clone(), pool.clone());
+        Box::pin(async move {
+            match (clients.of(i), pool) {
+                (Clients::Light, _) => {
+                    let (v, at) = janus::subscribe_light(url, feed).await;
+                    (Subscriber::Light(v), at)
+                }
+                (Clients::Counting, Some(pool)) => {
+                    let (v, at) = janus::subscribe_counting(url, feed, pool).await;
+                    (Subscriber::Counting(v), at)
+                }
+                _ => {
+                    let (p, at) = janus::subscribe_owned(url, feed).await;
+                    (Subscriber::Full(p), at)
+                }
+            }
+        })
     };
-    let counted: Vec<janus::Counted> = subscribers
-        .iter()
-        .map(|(p, at)| (p.received.clone(), *at))
-        .chain(light.iter().map(|(v, at)| (v.received.clone(), *at)))
-        .collect();
-    let outcome = measure("janus", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
-    drop(subscribers);
-    drop(light);
-    drop(presenter);
-    drop(server);
-    outcome
+    measure_subscribers("janus", server.pid, viewers, window, &presenter.sent, pool.as_deref(), subscribe).await
 }
 
 /// The same room on the single-socket prototype (`support/single_socket.rs`),
 /// a child process of this bench: one publisher, N viewers, 25 joining at a time.
 async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = instructions::command(std::env::current_exe().unwrap().to_str().unwrap())
         .arg("--serve-single-socket")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -401,48 +530,63 @@ async fn run_single_socket(viewers: usize, window: Duration, stream: client::Str
     presenter.publish(stream).await;
     single_socket::publish(&server.url, &presenter).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let rss_before = rss_kib(server.pid);
-    let url = server.url.clone();
-    let (viewers_joined, light) = match clients {
-        Clients::Light => (
-            vec![],
-            in_batches(viewers, || {
-                let url = url.clone();
-                async move {
-                    let joined_at = Instant::now();
+    let pool = clients.pool();
+    let subscribe = |i: usize| -> Subscribing {
+        let (url, pool) = (server.url.clone(), pool.clone());
+        Box::pin(async move {
+            let joined_at = Instant::now();
+            let subscriber = match (clients.of(i), pool) {
+                (Clients::Light, _) => {
                     let viewer = light_viewer::LightViewer::new("127.0.0.1").await;
-                    single_socket::subscribe_light(&url, &viewer).await;
-                    (viewer, joined_at)
+                    single_socket::subscribe_light(&url, &viewer.ops).await;
+                    Subscriber::Light(viewer)
                 }
-            })
-            .await,
-        ),
-        Clients::Full => (
-            in_batches(viewers, || {
-                let url = url.clone();
-                async move {
-                    let joined_at = Instant::now();
+                (Clients::Counting, Some(pool)) => {
+                    let viewer = counting_viewer::CountingViewer::new(&pool, "127.0.0.1");
+                    single_socket::subscribe_light(&url, &viewer.ops).await;
+                    Subscriber::Counting(viewer)
+                }
+                _ => {
                     let peer = client::MediaPeer::new("127.0.0.1:0").await;
                     single_socket::subscribe(&url, &peer).await;
-                    (peer, joined_at)
+                    Subscriber::Full(peer)
                 }
-            })
-            .await,
-            vec![],
-        ),
+            };
+            (subscriber, joined_at)
+        })
     };
-    let counted: Vec<janus::Counted> = viewers_joined
-        .iter()
-        .map(|(p, at)| (p.received.clone(), *at))
-        .chain(light.iter().map(|(v, at)| (v.received.clone(), *at)))
-        .collect();
-    let outcome =
-        measure("1-socket", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
-    drop(viewers_joined);
-    drop(light);
-    drop(presenter);
-    drop(server);
-    outcome
+    measure_subscribers("1-socket", server.pid, viewers, window, &presenter.sent, pool.as_deref(), subscribe).await
+}
+
+/// What [`measure`] watches besides the viewers: the server's process, its
+/// memory before the viewers joined, and the counting viewers' threads.
+struct Probe<'a> {
+    pid: u32,
+    rss_before: f64,
+    pool: Option<&'a counting_viewer::Pool>,
+}
+
+/// Under `--clients mixed`, the light and counting viewers' packets in the
+/// same window, side by side; they must agree within 1 %.
+fn compare_mixed(outcome: &Outcome, kinds: &[Clients]) {
+    let mean = |kind: Clients| {
+        let of: Vec<u64> =
+            outcome.window_packets.iter().zip(kinds).filter(|(_, k)| **k == kind).map(|(n, _)| *n).collect();
+        (of.len(), of.iter().sum::<u64>() as f64 / of.len().max(1) as f64)
+    };
+    let ((light, light_mean), (counting, counting_mean)) = (mean(Clients::Light), mean(Clients::Counting));
+    if light == 0 || counting == 0 {
+        return;
+    }
+    let differ = 100.0 * (counting_mean - light_mean) / light_mean.max(1.0);
+    // The counting threads' CPU per packet a counting viewer counted.
+    let all: u64 = outcome.window_packets.iter().sum();
+    let per_counted = outcome.counting_us_per_packet.unwrap_or(0.0) * all as f64 / (counting_mean * counting as f64).max(1.0);
+    println!(
+        "|   {}: {light} light viewers {light_mean:.1} packets each in the window, {counting} counting viewers {counting_mean:.1}: {differ:+.2} %; counting threads {per_counted:.3} CPU-µs per packet they counted",
+        outcome.server
+    );
+    assert!(differ.abs() < 1.0, "counting and light viewers disagree by {differ:.2} % (more than 1 %)");
 }
 
 /// Waits for every viewer's first keyframe (60 s at most) and a 2 s settle,
@@ -451,13 +595,13 @@ async fn run_single_socket(viewers: usize, window: Duration, stream: client::Str
 async fn measure(
     server: &'static str,
     mode: &'static str,
-    pid: u32,
-    rss_before: f64,
+    probe: Probe<'_>,
     sent: &AtomicU64,
     clients: &[(Arc<Mutex<client::Received>>, Instant)],
     viewers: usize,
     window: Duration,
 ) -> Outcome {
+    let Probe { pid, rss_before, pool } = probe;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && clients.iter().any(|c| c.0.lock().unwrap().first_keyframe.is_none()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -478,12 +622,20 @@ async fn measure(
             (p + r.packets_of("audio") + r.packets_of("video"), g + r.gaps)
         })
     };
+    let each = || -> Vec<u64> {
+        clients.iter().map(|(r, _)| r.lock().unwrap().packets.values().sum()).collect()
+    };
+    let counting_cpu = || pool.map(|p| p.cpu_seconds()).unwrap_or(0.0);
     let me = std::process::id();
     let (cpu0, sent0, mine0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
+    let (each0, counting0) = (each(), counting_cpu());
     let (got0, gaps0) = totals();
+    let zeroed = instructions::zero(pid).then(|| (got0, totals().0));
     tokio::time::sleep(window).await;
     let (cpu1, sent1, mine1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
+    let (each1, counting1) = (each(), counting_cpu());
     let (got1, gaps1) = totals();
+    let instructions = instructions::dump(pid).map(|n| instructions::Window::new(n, zeroed.unwrap(), (got1, totals().0)));
     let rss_after = rss_kib(pid);
     let got_both = clients
         .iter()
@@ -509,6 +661,85 @@ async fn measure(
         key_ms: millis(&keys),
         first_ms: millis(&firsts),
         kib_per_viewer: (rss_after - rss_before) / viewers as f64,
+        window_packets: each1.iter().zip(&each0).map(|(b, a)| b - a).collect(),
+        counting_us_per_packet: pool.map(|_| (counting1 - counting0) * 1e6 / forwarded.max(1) as f64),
+        instructions,
+    }
+}
+
+/// What the floor does: an SRTP context (the server's own crate) sealing a
+/// 1,200-byte RTP packet at a time, and a socket sending it to a loopback
+/// sink that is never read (the kernel drops what overflows its buffer,
+/// after the sender has paid for the send).
+struct FloorSender {
+    srtp: rtc::srtp::context::Context,
+    plain: Vec<u8>,
+    seq: u16,
+    socket: std::net::UdpSocket,
+    _sink: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+}
+
+impl FloorSender {
+    fn new(profile: rtc::srtp::protection_profile::ProtectionProfile) -> FloorSender {
+        use rtc::srtp::context::Context;
+        let provider = rtc::crypto::default_provider().expect("a crypto provider");
+        let key = vec![7u8; profile.key_len()];
+        let salt = vec![9u8; profile.salt_len()];
+        let srtp = Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("an SRTP context");
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut plain = vec![0u8; 1200];
+        plain[0] = 0x80;
+        plain[1] = 96;
+        plain[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        FloorSender { srtp, plain, seq: 0, socket, _sink: sink, to }
+    }
+
+    fn protect(&mut self) -> bytes::BytesMut {
+        self.seq = self.seq.wrapping_add(1);
+        self.plain[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        self.plain[4..8].copy_from_slice(&(u32::from(self.seq) * 3000).to_be_bytes());
+        self.srtp.encrypt_rtp(&self.plain).expect("SRTP protects")
+    }
+
+    /// `packets` packets, one `send_to` each.
+    fn send_to(&mut self, packets: u32) {
+        for _ in 0..packets {
+            let p = self.protect();
+            let _ = self.socket.send_to(&p, self.to);
+        }
+    }
+
+    /// `packets` packets (rounded down to 32s), 32 a `sendmmsg`.
+    fn sendmmsg(&mut self, packets: u32) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: self.to.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+            sin_zero: [0; 8],
+        };
+        for _ in 0..packets / 32 {
+            let mut batch: Vec<_> = (0..32).map(|_| self.protect()).collect();
+            let mut iovs: Vec<libc::iovec> =
+                batch.iter_mut().map(|p| libc::iovec { iov_base: p.as_mut_ptr().cast(), iov_len: p.len() }).collect();
+            let mut msgs: Vec<libc::mmsghdr> = iovs
+                .iter_mut()
+                .map(|iov| {
+                    // SAFETY: an all-zero msghdr is valid; the fields set point to live locals.
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
+                    m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                    m.msg_hdr.msg_iov = iov;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            // SAFETY: msgs, iovs, batch and addr outlive the call.
+            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+        }
     }
 }
 
@@ -517,61 +748,12 @@ async fn measure(
 /// `send_to` per packet, or 32 per `sendmmsg`. Returns the calling thread's
 /// CPU-µs per packet for each.
 fn srtp_floor(profile: rtc::srtp::protection_profile::ProtectionProfile, packets: u32) -> (f64, f64) {
-    use rtc::srtp::context::Context;
-    let provider = rtc::crypto::default_provider().expect("a crypto provider");
-    let key = vec![7u8; profile.key_len()];
-    let salt = vec![9u8; profile.salt_len()];
-    let mut srtp = Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("an SRTP context");
-    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let to = sink.local_addr().unwrap();
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut plain = vec![0u8; 1200];
-    plain[0] = 0x80;
-    plain[1] = 96;
-    plain[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    let mut seq = 0u16;
-    let mut protect = |plain: &mut [u8]| {
-        seq = seq.wrapping_add(1);
-        plain[2..4].copy_from_slice(&seq.to_be_bytes());
-        plain[4..8].copy_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
-        srtp.encrypt_rtp(plain).expect("SRTP protects")
-    };
-    // The sink is never read: the kernel drops what overflows its buffer,
-    // after the sender has paid for the send.
+    let mut floor = FloorSender::new(profile);
     let t0 = thread_cpu_seconds();
-    for _ in 0..packets {
-        let p = protect(&mut plain);
-        let _ = socket.send_to(&p, to);
-    }
+    floor.send_to(packets);
     let send_to = (thread_cpu_seconds() - t0) * 1e6 / f64::from(packets);
-
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: to.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
-        sin_zero: [0; 8],
-    };
     let t0 = thread_cpu_seconds();
-    for _ in 0..packets / 32 {
-        let mut batch: Vec<_> = (0..32).map(|_| protect(&mut plain)).collect();
-        let mut iovs: Vec<libc::iovec> =
-            batch.iter_mut().map(|p| libc::iovec { iov_base: p.as_mut_ptr().cast(), iov_len: p.len() }).collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: an all-zero msghdr is valid; the fields set point to live locals.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
-                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        // SAFETY: msgs, iovs, batch and addr outlive the call.
-        unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
-    }
+    floor.sendmmsg(packets);
     let sendmmsg = (thread_cpu_seconds() - t0) * 1e6 / f64::from(packets / 32 * 32);
     (send_to, sendmmsg)
 }
@@ -595,6 +777,11 @@ async fn main() {
     if std::env::args().any(|a| a == "--serve-single-socket") {
         // The prototype runs on its own thread and runtime, in this child process.
         return tokio::task::spawn_blocking(single_socket::serve).await.unwrap();
+    }
+    if let Some(packets) = std::env::args().skip_while(|a| a != "--floor-only").nth(1) {
+        // The floor alone, for instructions::floor (under callgrind).
+        let mut floor = FloorSender::new(rtc::srtp::protection_profile::ProtectionProfile::AeadAes128Gcm);
+        return floor.send_to(packets.parse().expect("--floor-only packets"));
     }
     // A viewer that cannot join panics in its own task: one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
@@ -657,11 +844,21 @@ async fn main() {
     let clients = match arg("--clients").as_deref() {
         None | Some("light") => Clients::Light,
         Some("full") => Clients::Full,
-        Some(other) => panic!("--clients light|full, not {other}"),
+        Some("counting") => Clients::Counting,
+        Some("mixed") => Clients::Mixed,
+        Some(other) => panic!("--clients light|full|counting|mixed, not {other}"),
     };
+    let with_staffroom = !argv.iter().any(|a| a == "--no-staffroom");
+    if argv.iter().any(|a| a == "--callgrind") {
+        instructions::enable(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/callgrind")));
+    }
+    let mut counted_instructions = vec![];
     for (n, arrival) in plan {
         for _ in 0..runs {
-            let mut outcomes = vec![run(n, window, stream, arrival, clients).await];
+            let mut outcomes = vec![];
+            if with_staffroom {
+                outcomes.push(run(n, window, stream, arrival, clients).await);
+            }
             if with_janus && matches!(arrival, Arrival::Batches) {
                 outcomes.push(run_janus(n, window, stream, clients).await);
             }
@@ -670,11 +867,18 @@ async fn main() {
             }
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));
+                if let Some(us) = outcome.counting_us_per_packet {
+                    println!("|   {}: the counting viewers' threads {us:.3} CPU-µs per forwarded packet", outcome.server);
+                }
                 if let Some(f) = &mut json {
                     writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();
                 }
             }
-            for theirs in &outcomes[1..] {
+            counted_instructions.extend(outcomes.iter().filter(|o| o.instructions.is_some()).map(|o| {
+                let w = o.instructions.as_ref().unwrap();
+                (o.server, o.viewers, w.per_packet(), w.uncertainty / w.packets.max(1.0))
+            }));
+            for theirs in outcomes.iter().skip(1).filter(|_| with_staffroom) {
                 let ours = &outcomes[0];
                 println!(
                     "|   Staffroom / {}: CPU µs/pkt {:.2}×, memory per viewer {:.2}×",
@@ -683,6 +887,36 @@ async fn main() {
                     ours.kib_per_viewer / theirs.kib_per_viewer
                 );
             }
+        }
+    }
+    if !counted_instructions.is_empty() {
+        instructions_table(&counted_instructions, &stream_name, window, json.as_mut());
+    }
+}
+
+/// The `--callgrind` table: each server's instructions per forwarded packet
+/// next to the floor's, measured the same way (`support/instructions.rs`).
+fn instructions_table(
+    rows: &[(&str, usize, f64, f64)],
+    stream: &str,
+    window: Duration,
+    mut json: Option<&mut std::fs::File>,
+) {
+    let floor = instructions::floor(20_000);
+    println!();
+    println!("Instructions per forwarded packet under callgrind ({stream} stream, {} s window):", window.as_secs());
+    println!("| server    | viewers | instructions/packet | floor instructions/packet | ratio |");
+    println!("|-----------|---------|---------------------|---------------------------|-------|");
+    for (server, viewers, per_packet, uncertainty) in rows {
+        println!(
+            "| {server:<9} | {viewers:>7} | {per_packet:>12.0} ± {:.1} % | {floor:>25.0} | {:>4.1}× |",
+            uncertainty * 100.0,
+            per_packet / floor
+        );
+        if let Some(f) = json.as_deref_mut() {
+            let line = serde_json::json!({"server": server, "viewers": viewers, "stream": stream,
+                "instructions_per_packet": per_packet, "uncertainty": uncertainty, "floor_instructions_per_packet": floor});
+            writeln!(f, "{line}").unwrap();
         }
     }
 }

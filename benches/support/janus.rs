@@ -188,9 +188,27 @@ pub async fn subscribe(url: &str, feed: Value) -> (MediaPeer, Instant) {
 pub async fn subscribe_light(url: String, feed: Value) -> (super::light_viewer::LightViewer, Instant) {
     let (h, offer, joined_at) = join_subscriber(&url, feed).await;
     let viewer = super::light_viewer::LightViewer::new(&local_ip()).await;
-    let answer = viewer.answer(offer).await;
-    h.message(json!({"request": "start", "room": ROOM}), Some(json!({"type": "answer", "sdp": answer}))).await;
+    answer_and_start(&h, &viewer.ops, offer).await;
     (viewer, joined_at)
+}
+
+/// [`subscribe`] with a counting viewer (`counting_viewer.rs`) of `pool`.
+pub async fn subscribe_counting(
+    url: String,
+    feed: Value,
+    pool: Arc<super::counting_viewer::Pool>,
+) -> (super::counting_viewer::CountingViewer, Instant) {
+    let (h, offer, joined_at) = join_subscriber(&url, feed).await;
+    let viewer = super::counting_viewer::CountingViewer::new(&pool, &local_ip());
+    answer_and_start(&h, &viewer.ops, offer).await;
+    (viewer, joined_at)
+}
+
+/// Answers Janus's offer with `ops`'s peer connection (its one candidate is
+/// in its answer) and starts the subscription.
+async fn answer_and_start(h: &Handle, ops: &super::light_viewer::Ops, offer: String) {
+    let answer = ops.answer(offer).await;
+    h.message(json!({"request": "start", "room": ROOM}), Some(json!({"type": "answer", "sdp": answer}))).await;
 }
 
 pub type Counted = (Arc<Mutex<Received>>, Instant);

@@ -5,9 +5,10 @@
 //! so that a few hundred viewers leave most of the two cores to the server
 //! under test.
 //!
-//! Signalling is the caller's: [`LightViewer::answer`] answers an offer
-//! (Staffroom, Janus), [`LightViewer::offer`] makes a receive-only offer for
-//! one video and one audio track (the single-socket prototype).
+//! Signalling is the caller's, through [`Ops`]: [`Ops::answer`] answers an
+//! offer (Staffroom, Janus), [`Ops::offer`] makes a receive-only offer for
+//! one video and one audio track (the single-socket prototype). The
+//! counting viewer (`counting_viewer.rs`) reuses all of it for its handshake.
 
 use std::{
     collections::HashMap,
@@ -42,16 +43,51 @@ use tokio::{
 
 use super::client::Received;
 
-enum Op {
+/// What signalling asks of a viewer's peer connection.
+pub enum Op {
     Answer(String, oneshot::Sender<String>),
     Offer(oneshot::Sender<String>),
     Apply(String),
     Candidate(RTCIceCandidateInit),
 }
 
+/// The way to a viewer's peer connection, whatever drives it (a light
+/// viewer's task, or a counting viewer's thread, `counting_viewer.rs`).
+#[derive(Clone)]
+pub struct Ops(Arc<dyn Fn(Op) + Send + Sync>);
+
+impl Ops {
+    pub fn new(send: impl Fn(Op) + Send + Sync + 'static) -> Ops {
+        Ops(Arc::new(send))
+    }
+
+    fn send(&self, op: Op) {
+        (self.0)(op)
+    }
+
+    /// Applies a remote offer; returns the answer's SDP (with this viewer's candidate).
+    pub async fn answer(&self, offer: String) -> String {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Answer(offer, tx));
+        rx.await.expect("the viewer answers")
+    }
+
+    /// A receive-only offer for one video and one audio track.
+    pub async fn offer(&self) -> String {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Offer(tx));
+        rx.await.expect("the viewer offers")
+    }
+
+    /// Applies the answer to [`Ops::offer`].
+    pub fn apply_answer(&self, answer: String) {
+        self.send(Op::Apply(answer));
+    }
+}
+
 pub struct LightViewer {
     pub received: Arc<Mutex<Received>>,
-    ops: mpsc::UnboundedSender<Op>,
+    pub ops: Ops,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,26 +106,14 @@ impl LightViewer {
         let received = Arc::new(Mutex::new(Received::default()));
         let (ops, op_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(pc, socket, op_rx, received.clone()));
-        LightViewer { received, ops, task }
-    }
-
-    /// Applies a remote offer; returns the answer's SDP (with this viewer's candidate).
-    pub async fn answer(&self, offer: String) -> String {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.ops.send(Op::Answer(offer, tx));
-        rx.await.expect("the viewer answers")
-    }
-
-    /// A receive-only offer for one video and one audio track.
-    pub async fn offer(&self) -> String {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.ops.send(Op::Offer(tx));
-        rx.await.expect("the viewer offers")
-    }
-
-    /// Applies the answer to [`LightViewer::offer`].
-    pub fn apply_answer(&self, answer: String) {
-        let _ = self.ops.send(Op::Apply(answer));
+        let ops: mpsc::UnboundedSender<Op> = ops;
+        LightViewer {
+            received,
+            ops: Ops::new(move |op| {
+                let _ = ops.send(op);
+            }),
+            task,
+        }
     }
 }
 
@@ -132,7 +156,8 @@ fn host_candidate(pc: &mut RTCPeerConnection, local: SocketAddr, added: &mut boo
     }
 }
 
-fn op(pc: &mut RTCPeerConnection, local: SocketAddr, added: &mut bool, op: Op) {
+/// Does what signalling asks (`op`) of `pc`, whose socket is `local`.
+pub fn op(pc: &mut RTCPeerConnection, local: SocketAddr, added: &mut bool, op: Op) {
     let now = Instant::now();
     let sdp = |pc: &RTCPeerConnection| pc.local_description().map(|d| d.sdp.clone()).unwrap_or_default();
     match op {
@@ -173,33 +198,11 @@ async fn run(
     let mut kinds: HashMap<String, &'static str> = HashMap::new();
     let mut candidate_added = false;
     let mut buf = vec![0u8; 2048];
+    let mut writes = vec![];
     loop {
-        while let Some(w) = pc.poll_write() {
+        drain(&mut pc, &mut kinds, &received, &mut writes, |_, _, _, _| {});
+        for w in writes.drain(..) {
             let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
-        }
-        while let Some(event) = pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = event {
-                if let Some(receiver) = pc.rtp_receiver(init.receiver_id) {
-                    let kind = if receiver.track().kind() == RtpCodecKind::Video { "video" } else { "audio" };
-                    kinds.insert(init.track_id.clone(), kind);
-                }
-            }
-        }
-        let mut packets = vec![];
-        while let Some(TaggedRTCMessage { now, message }) = pc.poll_read() {
-            if let RTCMessage::RtpPacket(track, packet) = message {
-                packets.push((track, packet, now));
-            }
-        }
-        if !packets.is_empty() {
-            let mut r = received.lock().unwrap();
-            for (track, packet, now) in &packets {
-                let kind = kinds
-                    .get(track)
-                    .copied()
-                    .unwrap_or(if packet.header.payload_type == engine::VP8_PAYLOAD_TYPE { "video" } else { "audio" });
-                r.count(track, kind, packet, *now);
-            }
         }
         let deadline = pc.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
@@ -210,12 +213,7 @@ async fn run(
             },
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { break };
-                let msg = TaggedBytesMut {
-                    now: Instant::now(),
-                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
-                    message: BytesMut::from(&buf[..n]),
-                };
-                let _ = pc.handle_read(msg);
+                let _ = pc.handle_read(datagram(&buf[..n], local, from, Instant::now()));
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let _ = pc.handle_timeout(Instant::now());
@@ -223,6 +221,61 @@ async fn run(
         }
     }
     let _ = pc.close();
+}
+
+/// Drains `pc`: the datagrams it wants sent go to `writes`; the tracks it
+/// opens are noted in `kinds`; the RTP packets it read are counted in
+/// `received` (exactly as the full client counts them), and each is shown to
+/// `counted` with its track, kind and the counts so far.
+pub fn drain(
+    pc: &mut RTCPeerConnection,
+    kinds: &mut HashMap<String, &'static str>,
+    received: &Mutex<Received>,
+    writes: &mut Vec<TaggedBytesMut>,
+    mut counted: impl FnMut(&str, &'static str, &rtc::rtp::Packet, &Received),
+) {
+    while let Some(w) = pc.poll_write() {
+        writes.push(w);
+    }
+    while let Some(event) = pc.poll_event() {
+        if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = event {
+            if let Some(receiver) = pc.rtp_receiver(init.receiver_id) {
+                let kind = if receiver.track().kind() == RtpCodecKind::Video { "video" } else { "audio" };
+                kinds.insert(init.track_id.clone(), kind);
+            }
+        }
+    }
+    let mut packets = vec![];
+    while let Some(TaggedRTCMessage { now, message }) = pc.poll_read() {
+        if let RTCMessage::RtpPacket(track, packet) = message {
+            packets.push((track, packet, now));
+        }
+    }
+    if !packets.is_empty() {
+        let mut r = received.lock().unwrap();
+        for (track, packet, now) in &packets {
+            let kind = kinds
+                .get(track)
+                .copied()
+                .unwrap_or(if packet.header.payload_type == engine::VP8_PAYLOAD_TYPE { "video" } else { "audio" });
+            r.count(track, kind, packet, *now);
+            counted(track, kind, packet, &r);
+        }
+    }
+}
+
+/// A datagram from `from` to the socket `local`, for `handle_read`.
+pub fn datagram(data: &[u8], local: SocketAddr, from: SocketAddr, now: Instant) -> TaggedBytesMut {
+    TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr: local,
+            peer_addr: from,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: BytesMut::from(data),
+    }
 }
 
 /// A viewer of a Staffroom room: the signalling WebSocket with `room_token`,
@@ -234,18 +287,33 @@ pub async fn join_staffroom(
     session: i64,
     room_token: &str,
 ) -> Option<(LightViewer, Instant, tokio::task::JoinHandle<()>)> {
+    join_staffroom_as(url, session, room_token, async {
+        let viewer = LightViewer::new("127.0.0.1").await;
+        let ops = viewer.ops.clone();
+        (viewer, ops)
+    })
+    .await
+}
+
+/// [`join_staffroom`] with any viewer: `viewer` makes it (once the
+/// WebSocket is open) and the way to its peer connection.
+pub async fn join_staffroom_as<V>(
+    url: &str,
+    session: i64,
+    room_token: &str,
+    viewer: impl std::future::Future<Output = (V, Ops)>,
+) -> Option<(V, Instant, tokio::task::JoinHandle<()>)> {
     use futures::{SinkExt, StreamExt};
     use serde_json::{json, Value};
     use tokio_tungstenite::tungstenite::Message;
     let ws_url = format!("{}/api/rooms/{session}/ws", url.replace("http://", "ws://"));
     let (socket, _) = tokio_tungstenite::connect_async(ws_url).await.ok()?;
     let (mut sink, mut stream) = socket.split();
-    let viewer = LightViewer::new("127.0.0.1").await;
+    let (viewer, ops) = viewer.await;
     let joined_at = Instant::now();
     let join = json!({"v": 1, "type": "join", "token": room_token});
     sink.send(Message::Text(join.to_string().into())).await.ok()?;
     let (welcomed, welcome) = oneshot::channel();
-    let ops = viewer.ops.clone();
     let task = tokio::spawn(async move {
         let mut welcomed = Some(welcomed);
         while let Some(Ok(frame)) = stream.next().await {
@@ -259,7 +327,7 @@ pub async fn join_staffroom(
                 }
                 Some("offer") => {
                     let (tx, rx) = oneshot::channel();
-                    let _ = ops.send(Op::Answer(m["sdp"].as_str().unwrap_or_default().to_string(), tx));
+                    ops.send(Op::Answer(m["sdp"].as_str().unwrap_or_default().to_string(), tx));
                     let Ok(sdp) = rx.await else { break };
                     let answer = json!({"v": 1, "type": "answer", "sdp": sdp});
                     if sink.send(Message::Text(answer.to_string().into())).await.is_err() {
@@ -268,7 +336,7 @@ pub async fn join_staffroom(
                 }
                 Some("candidate") => {
                     if let Ok(c) = serde_json::from_value::<RTCIceCandidateInit>(m["candidate"].clone()) {
-                        let _ = ops.send(Op::Candidate(c));
+                        ops.send(Op::Candidate(c));
                     }
                 }
                 _ => {}

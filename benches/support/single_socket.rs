@@ -472,10 +472,11 @@ pub async fn subscribe(url: &str, peer: &super::client::MediaPeer) {
     offer_and_apply(url, "subscribe", peer).await;
 }
 
-/// Client side: a light viewer (`light_viewer.rs`) offers to receive.
-pub async fn subscribe_light(url: &str, viewer: &super::light_viewer::LightViewer) {
-    let offer = viewer.offer().await;
-    viewer.apply_answer(answer_to(url, "subscribe", offer).await);
+/// Client side: a light viewer (`light_viewer.rs`) or a counting viewer
+/// (`counting_viewer.rs`), through its `ops`, offers to receive.
+pub async fn subscribe_light(url: &str, ops: &super::light_viewer::Ops) {
+    let offer = ops.offer().await;
+    ops.apply_answer(answer_to(url, "subscribe", offer).await);
 }
 
 async fn answer_to(url: &str, path: &str, offer: String) -> String {
