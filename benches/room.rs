@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
 //!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
-//!         [--janus] [--single-socket] [--clients light|full]
+//!         [--janus] [--single-socket] [--str0m] [--clients light|full]
 //!
 //! The server is the real `staffroom` binary in its own process (SQLite in a
 //! temporary folder), so its CPU time (user + system, from /proc/PID/stat)
@@ -15,6 +15,8 @@
 //! `--stream light` for the tests' 33 small VP8 packets); viewers count what
 //! arrives but do not decode.
 
+#[path = "support/callgrind.rs"]
+mod callgrind;
 #[allow(dead_code)]
 #[path = "../tests/rooms/client.rs"]
 mod client;
@@ -24,6 +26,8 @@ mod janus;
 mod light_viewer;
 #[path = "support/single_socket.rs"]
 mod single_socket;
+#[path = "support/str0m_socket.rs"]
+mod str0m_socket;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -387,8 +391,25 @@ async fn run_janus(viewers: usize, window: Duration, stream: client::Stream, cli
 /// The same room on the single-socket prototype (`support/single_socket.rs`),
 /// a child process of this bench: one publisher, N viewers, 25 joining at a time.
 async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--serve-single-socket")
+    run_prototype("--serve-single-socket", "1-socket", viewers, window, stream, clients).await
+}
+
+/// The same on the str0m prototype (`support/str0m_socket.rs`, issue 14).
+async fn run_str0m(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
+    run_prototype("--serve-str0m", "str0m", viewers, window, stream, clients).await
+}
+
+/// A prototype in a child process of this bench (`room SERVE`), with the
+/// same HTTP signalling: one publisher, N viewers, 25 joining at a time.
+async fn run_prototype(
+    serve: &str,
+    name: &'static str,
+    viewers: usize,
+    window: Duration,
+    stream: client::Stream,
+    clients: Clients,
+) -> Outcome {
+    let mut child = callgrind::command(&std::env::current_exe().unwrap(), serve, name, viewers)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -435,8 +456,11 @@ async fn run_single_socket(viewers: usize, window: Duration, stream: client::Str
         .map(|(p, at)| (p.received.clone(), *at))
         .chain(light.iter().map(|(v, at)| (v.received.clone(), *at)))
         .collect();
-    let outcome =
-        measure("1-socket", "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    let outcome = measure(name, "steady", server.pid, rss_before, &presenter.sent, &counted, viewers, window).await;
+    if let Some(instructions) = callgrind::instructions(name, viewers, server.pid) {
+        let packets = outcome.forwarded_per_s * window.as_secs_f64();
+        println!("| callgrind: {name}, N = {viewers}: {instructions} instructions in the window, {packets:.0} packets forwarded, {:.0} a packet", instructions as f64 / packets.max(1.0));
+    }
     drop(viewers_joined);
     drop(light);
     drop(presenter);
@@ -478,9 +502,11 @@ async fn measure(
         })
     };
     let me = std::process::id();
+    callgrind::control(pid, "--zero");
     let (cpu0, sent0, mine0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
     let (got0, gaps0) = totals();
     tokio::time::sleep(window).await;
+    callgrind::control(pid, "--dump");
     let (cpu1, sent1, mine1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
     let (got1, gaps1) = totals();
     let rss_after = rss_kib(pid);
@@ -595,6 +621,9 @@ async fn main() {
         // The prototype runs on its own thread and runtime, in this child process.
         return tokio::task::spawn_blocking(single_socket::serve).await.unwrap();
     }
+    if std::env::args().any(|a| a == "--serve-str0m") {
+        return tokio::task::spawn_blocking(str0m_socket::serve).await.unwrap();
+    }
     // A viewer that cannot join panics in its own task: one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
     let argv: Vec<String> = std::env::args().collect();
@@ -653,6 +682,7 @@ async fn main() {
     }
     let with_janus = argv.iter().any(|a| a == "--janus");
     let with_single_socket = argv.iter().any(|a| a == "--single-socket");
+    let with_str0m = argv.iter().any(|a| a == "--str0m");
     let clients = match arg("--clients").as_deref() {
         None | Some("light") => Clients::Light,
         Some("full") => Clients::Full,
@@ -666,6 +696,9 @@ async fn main() {
             }
             if with_single_socket && matches!(arrival, Arrival::Batches) {
                 outcomes.push(run_single_socket(n, window, stream, clients).await);
+            }
+            if with_str0m && matches!(arrival, Arrival::Batches) {
+                outcomes.push(run_str0m(n, window, stream, clients).await);
             }
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));
