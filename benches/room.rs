@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench room -- [--viewers 50,200,500] [--window 10] [--runs 1]
 //!         [--stream hd|light] [--json FILE] [--storm N --within SECONDS] [--no-floor]
-//!         [--janus] [--single-socket] [--no-staffroom]
+//!         [--janus] [--single-socket] [--str0m] [--no-staffroom]
 //!         [--clients light|full|counting|mixed] [--callgrind]
 //!
 //! - `--clients`: the viewers are light viewers (`support/light_viewer.rs`,
@@ -40,6 +40,8 @@ mod janus;
 mod light_viewer;
 #[path = "support/single_socket.rs"]
 mod single_socket;
+#[path = "support/str0m_socket.rs"]
+mod str0m_socket;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -514,11 +516,28 @@ async fn run_janus(viewers: usize, window: Duration, stream: client::Stream, cli
     measure_subscribers("janus", server.pid, viewers, window, &presenter.sent, pool.as_deref(), subscribe).await
 }
 
-/// The same room on the single-socket prototype (`support/single_socket.rs`),
-/// a child process of this bench: one publisher, N viewers, 25 joining at a time.
+/// The same room on the single-socket prototype (`support/single_socket.rs`).
 async fn run_single_socket(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
+    run_prototype("--serve-single-socket", "1-socket", viewers, window, stream, clients).await
+}
+
+/// The same on the str0m prototype (`support/str0m_socket.rs`, issue 14).
+async fn run_str0m(viewers: usize, window: Duration, stream: client::Stream, clients: Clients) -> Outcome {
+    run_prototype("--serve-str0m", "str0m", viewers, window, stream, clients).await
+}
+
+/// A prototype in a child process of this bench (`room SERVE`), with the
+/// same HTTP signalling: one publisher, N viewers, 25 joining at a time.
+async fn run_prototype(
+    serve: &str,
+    name: &'static str,
+    viewers: usize,
+    window: Duration,
+    stream: client::Stream,
+    clients: Clients,
+) -> Outcome {
     let mut child = instructions::command(std::env::current_exe().unwrap().to_str().unwrap())
-        .arg("--serve-single-socket")
+        .arg(serve)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -555,7 +574,7 @@ async fn run_single_socket(viewers: usize, window: Duration, stream: client::Str
             (subscriber, joined_at)
         })
     };
-    measure_subscribers("1-socket", server.pid, viewers, window, &presenter.sent, pool.as_deref(), subscribe).await
+    measure_subscribers(name, server.pid, viewers, window, &presenter.sent, pool.as_deref(), subscribe).await
 }
 
 /// What [`measure`] watches besides the viewers: the server's process, its
@@ -783,6 +802,9 @@ async fn main() {
         let mut floor = FloorSender::new(rtc::srtp::protection_profile::ProtectionProfile::AeadAes128Gcm);
         return floor.send_to(packets.parse().expect("--floor-only packets"));
     }
+    if std::env::args().any(|a| a == "--serve-str0m") {
+        return tokio::task::spawn_blocking(str0m_socket::serve).await.unwrap();
+    }
     // A viewer that cannot join panics in its own task: one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("viewer gave up: {}", info.payload_as_str().unwrap_or("?"))));
     let argv: Vec<String> = std::env::args().collect();
@@ -841,6 +863,7 @@ async fn main() {
     }
     let with_janus = argv.iter().any(|a| a == "--janus");
     let with_single_socket = argv.iter().any(|a| a == "--single-socket");
+    let with_str0m = argv.iter().any(|a| a == "--str0m");
     let clients = match arg("--clients").as_deref() {
         None | Some("light") => Clients::Light,
         Some("full") => Clients::Full,
@@ -864,6 +887,9 @@ async fn main() {
             }
             if with_single_socket && matches!(arrival, Arrival::Batches) {
                 outcomes.push(run_single_socket(n, window, stream, clients).await);
+            }
+            if with_str0m && matches!(arrival, Arrival::Batches) {
+                outcomes.push(run_str0m(n, window, stream, clients).await);
             }
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));

@@ -79,7 +79,7 @@ struct Peer {
     audio: Option<Outbound>,
 }
 
-enum Command {
+pub enum Command {
     Publish(String, oneshot::Sender<Result<String, String>>),
     Subscribe(String, oneshot::Sender<Result<String, String>>),
 }
@@ -87,6 +87,75 @@ enum Command {
 /// The child process's entry (`room --serve-single-socket`): prints
 /// `http://127.0.0.1:PORT` and serves until killed. One thread for all.
 pub fn serve() {
+    serve_with(Sfu::new);
+}
+
+/// Which connection a datagram is for: by its source address, or, for an
+/// unknown address, by the ICE username of its first STUN request
+/// (`server:client`, the server part chosen for each peer and entered in
+/// `by_ufrag`), which teaches the address.
+#[derive(Default)]
+pub struct Routes {
+    by_addr: HashMap<SocketAddr, usize>,
+    pub by_ufrag: HashMap<String, usize>,
+}
+
+impl Routes {
+    pub fn route(&mut self, data: &[u8], from: SocketAddr) -> Option<usize> {
+        if let Some(&idx) = self.by_addr.get(&from) {
+            return Some(idx);
+        }
+        let idx = *self.by_ufrag.get(stun_username(data)?.split(':').next()?)?;
+        self.by_addr.insert(from, idx);
+        Some(idx)
+    }
+}
+
+/// Keyframe requests to the publisher: wanted when a viewer connects or
+/// asks, sent at most every 300 ms.
+pub struct Keyframes {
+    pub wanted: bool,
+    last: Instant,
+}
+
+impl Default for Keyframes {
+    fn default() -> Keyframes {
+        Keyframes { wanted: false, last: Instant::now() }
+    }
+}
+
+impl Keyframes {
+    /// Whether to ask now (and if so, the request counts as made).
+    pub fn due(&mut self) -> bool {
+        if !self.wanted || self.last.elapsed() < Duration::from_millis(300) {
+            return false;
+        }
+        self.wanted = false;
+        self.last = Instant::now();
+        true
+    }
+}
+
+/// What a prototype's loop does with its inputs (this one's, and
+/// `str0m_socket.rs`'s on str0m): [`serve_with`] runs the loop.
+pub trait Engine {
+    /// A datagram as the connections produce it.
+    type Datagram: std::ops::Deref<Target = [u8]>;
+    fn command(&mut self, command: Command);
+    /// Every 5 ms: the connections whose deadline has passed.
+    fn timers(&mut self);
+    fn datagram(&mut self, data: &[u8], from: SocketAddr);
+    /// After each wake-up, before the datagrams go out.
+    fn ask_keyframe(&mut self);
+    /// What the connections produced since the last flush.
+    fn out(&mut self) -> &mut Vec<(Self::Datagram, SocketAddr)>;
+}
+
+/// What both prototypes run: the UDP socket, the HTTP signalling on the
+/// same thread, and one loop that hands `engine` (made with the socket's
+/// address) every signalling request, datagram and timer tick, and sends
+/// what it produced.
+pub fn serve_with<E: Engine>(engine: impl FnOnce(SocketAddr) -> E) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -104,8 +173,30 @@ pub fn serve() {
             .with_state(tx);
         println!("http://{}", http.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(http, app).await.unwrap() });
-        Sfu::new(socket).run(rx).await;
+        run(engine(socket.local_addr().unwrap()), socket, rx).await;
     });
+}
+
+async fn run(mut engine: impl Engine, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            Some(command) = commands.recv() => engine.command(command),
+            _ = tick.tick() => engine.timers(),
+            Ok(()) = socket.readable() => {
+                loop {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => engine.datagram(&buf[..n], from),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        engine.ask_keyframe();
+        flush(&socket, engine.out()).await;
+    }
 }
 
 async fn ask(
@@ -120,58 +211,29 @@ async fn ask(
 }
 
 struct Sfu {
-    socket: UdpSocket,
     local: SocketAddr,
     peers: Vec<Peer>,
-    by_addr: HashMap<SocketAddr, usize>,
-    by_ufrag: HashMap<String, usize>,
+    routes: Routes,
     publisher: Option<usize>,
     /// The publisher's video SSRC, to ask for keyframes.
     publisher_video: Option<u32>,
     /// Payload types of the publisher's VP8 and Opus.
     publisher_pts: (u8, u8),
-    last_keyframe_request: Instant,
-    keyframe_wanted: bool,
+    keyframes: Keyframes,
     out: Vec<(BytesMut, SocketAddr)>,
 }
 
 impl Sfu {
-    fn new(socket: UdpSocket) -> Sfu {
-        let local = socket.local_addr().unwrap();
+    fn new(local: SocketAddr) -> Sfu {
         Sfu {
-            socket,
             local,
             peers: vec![],
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
+            routes: Routes::default(),
             publisher: None,
             publisher_video: None,
             publisher_pts: (engine::VP8_PAYLOAD_TYPE, engine::OPUS_PAYLOAD_TYPE),
-            last_keyframe_request: Instant::now(),
-            keyframe_wanted: false,
+            keyframes: Keyframes::default(),
             out: Vec::with_capacity(1024),
-        }
-    }
-
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut buf = vec![0u8; 2048];
-        loop {
-            tokio::select! {
-                Some(command) = commands.recv() => self.command(command),
-                _ = tick.tick() => self.timers(),
-                Ok(()) = self.socket.readable() => {
-                    loop {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => self.datagram(&buf[..n], from),
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            self.ask_keyframe();
-            self.flush().await;
         }
     }
 
@@ -236,22 +298,13 @@ impl Sfu {
             );
         }
         self.peers.push(peer);
-        self.by_ufrag.insert(ufrag, idx);
+        self.routes.by_ufrag.insert(ufrag, idx);
         self.drive(idx, Instant::now());
         Ok(sdp)
     }
 
     fn datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let idx = match self.by_addr.get(&from) {
-            Some(&idx) => idx,
-            None => match stun_username(data).and_then(|u| self.by_ufrag.get(u.split(':').next()?).copied()) {
-                Some(idx) => {
-                    self.by_addr.insert(from, idx);
-                    idx
-                }
-                None => return,
-            },
-        };
+        let Some(idx) = self.routes.route(data, from) else { return };
         let now = Instant::now();
         let msg = TaggedBytesMut {
             now,
@@ -281,7 +334,7 @@ impl Sfu {
                 match event {
                     RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) => {
                         peer.connected = true;
-                        self.keyframe_wanted = true;
+                        self.keyframes.wanted = true;
                     }
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                         if let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) {
@@ -300,7 +353,7 @@ impl Sfu {
                     RTCMessage::RtcpPacket(_, packets)
                         if packets.iter().any(|p| interceptors::is_keyframe_request(p.as_ref())) =>
                     {
-                        self.keyframe_wanted = true;
+                        self.keyframes.wanted = true;
                     }
                     _ => {}
                 }
@@ -350,11 +403,9 @@ impl Sfu {
 
     fn ask_keyframe(&mut self) {
         let (Some(publisher), Some(media_ssrc)) = (self.publisher, self.publisher_video) else { return };
-        if !self.keyframe_wanted || self.last_keyframe_request.elapsed() < Duration::from_millis(300) {
+        if !self.keyframes.due() {
             return;
         }
-        self.keyframe_wanted = false;
-        self.last_keyframe_request = Instant::now();
         let pc = &mut self.peers[publisher].pc;
         let receivers: Vec<_> = pc.get_receivers().collect();
         for id in receivers {
@@ -367,27 +418,46 @@ impl Sfu {
         }
         self.drive(publisher, Instant::now());
     }
+}
 
-    /// Sends what the connections produced, 64 datagrams a `sendmmsg`,
-    /// waiting for the socket when its buffer is full.
-    async fn flush(&mut self) {
-        let mut sent = 0;
-        while sent < self.out.len() {
-            let batch = &self.out[sent..(sent + 64).min(self.out.len())];
-            if self.socket.writable().await.is_err() {
-                break;
-            }
-            match self.socket.try_io(Interest::WRITABLE, || sendmmsg(self.socket.as_raw_fd(), batch)) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => sent += 1, // A datagram the kernel refuses is dropped, as a network would.
-            }
-        }
-        self.out.clear();
+impl Engine for Sfu {
+    type Datagram = BytesMut;
+    fn command(&mut self, command: Command) {
+        Sfu::command(self, command);
+    }
+    fn timers(&mut self) {
+        Sfu::timers(self);
+    }
+    fn datagram(&mut self, data: &[u8], from: SocketAddr) {
+        Sfu::datagram(self, data, from);
+    }
+    fn ask_keyframe(&mut self) {
+        Sfu::ask_keyframe(self);
+    }
+    fn out(&mut self) -> &mut Vec<(BytesMut, SocketAddr)> {
+        &mut self.out
     }
 }
 
-fn sendmmsg(fd: i32, batch: &[(BytesMut, SocketAddr)]) -> std::io::Result<usize> {
+/// Sends `out`, 64 datagrams a `sendmmsg`, waiting for the socket when its
+/// buffer is full; leaves `out` empty.
+async fn flush<B: std::ops::Deref<Target = [u8]>>(socket: &UdpSocket, out: &mut Vec<(B, SocketAddr)>) {
+    let mut sent = 0;
+    while sent < out.len() {
+        let batch = &out[sent..(sent + 64).min(out.len())];
+        if socket.writable().await.is_err() {
+            break;
+        }
+        match socket.try_io(Interest::WRITABLE, || sendmmsg(socket.as_raw_fd(), batch)) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => sent += 1, // A datagram the kernel refuses is dropped, as a network would.
+        }
+    }
+    out.clear();
+}
+
+fn sendmmsg<B: std::ops::Deref<Target = [u8]>>(fd: i32, batch: &[(B, SocketAddr)]) -> std::io::Result<usize> {
     // Every peer of the prototype is on 127.0.0.1 (IPv4).
     let addrs: Vec<libc::sockaddr_in> = batch
         .iter()
@@ -449,7 +519,7 @@ fn stun_username(data: &[u8]) -> Option<&str> {
 }
 
 /// The payload type an SDP gives `codec` (`a=rtpmap:PT VP8/90000`).
-fn payload_type(sdp: &str, codec: &str) -> Option<u8> {
+pub fn payload_type(sdp: &str, codec: &str) -> Option<u8> {
     sdp.lines().find_map(|l| {
         let (pt, rest) = l.trim().strip_prefix("a=rtpmap:")?.split_once(' ')?;
         rest.to_ascii_lowercase().starts_with(&format!("{}/", codec.to_ascii_lowercase())).then(|| pt.parse().ok())?
