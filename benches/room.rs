@@ -600,7 +600,8 @@ fn compare_mixed(outcome: &Outcome, kinds: &[Clients]) {
     let differ = 100.0 * (counting_mean - light_mean) / light_mean.max(1.0);
     // The counting threads' CPU per packet a counting viewer counted.
     let all: u64 = outcome.window_packets.iter().sum();
-    let per_counted = outcome.counting_us_per_packet.unwrap_or(0.0) * all as f64 / (counting_mean * counting as f64).max(1.0);
+    let per_counted =
+        outcome.counting_us_per_packet.unwrap_or(0.0) * all as f64 / (counting_mean * counting as f64).max(1.0);
     println!(
         "|   {}: {light} light viewers {light_mean:.1} packets each in the window, {counting} counting viewers {counting_mean:.1}: {differ:+.2} %; counting threads {per_counted:.3} CPU-µs per packet they counted",
         outcome.server
@@ -641,9 +642,7 @@ async fn measure(
             (p + r.packets_of("audio") + r.packets_of("video"), g + r.gaps)
         })
     };
-    let each = || -> Vec<u64> {
-        clients.iter().map(|(r, _)| r.lock().unwrap().packets.values().sum()).collect()
-    };
+    let each = || -> Vec<u64> { clients.iter().map(|(r, _)| r.lock().unwrap().packets.values().sum()).collect() };
     let counting_cpu = || pool.map(|p| p.cpu_seconds()).unwrap_or(0.0);
     let me = std::process::id();
     let (cpu0, sent0, mine0) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
@@ -654,7 +653,8 @@ async fn measure(
     let (cpu1, sent1, mine1) = (cpu_seconds(pid), sent.load(Ordering::Relaxed), cpu_seconds(me));
     let (each1, counting1) = (each(), counting_cpu());
     let (got1, gaps1) = totals();
-    let instructions = instructions::dump(pid).map(|n| instructions::Window::new(n, zeroed.unwrap(), (got1, totals().0)));
+    let instructions =
+        instructions::dump(pid).map(|n| instructions::Window::new(n, zeroed.unwrap(), (got1, totals().0)));
     let rss_after = rss_kib(pid);
     let got_both = clients
         .iter()
@@ -894,7 +894,10 @@ async fn main() {
             for outcome in &outcomes {
                 println!("{}", outcome.row(floor));
                 if let Some(us) = outcome.counting_us_per_packet {
-                    println!("|   {}: the counting viewers' threads {us:.3} CPU-µs per forwarded packet", outcome.server);
+                    println!(
+                        "|   {}: the counting viewers' threads {us:.3} CPU-µs per forwarded packet",
+                        outcome.server
+                    );
                 }
                 if let Some(f) = &mut json {
                     writeln!(f, "{}", outcome.json(&stream_name, floor)).unwrap();

@@ -188,7 +188,9 @@ impl CountingViewer {
             deadline: Instant::now(),
             counting: vec![],
             dirty: false,
-            min_timer: Duration::from_millis(std::env::var("COUNTING_TIMER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(100)),
+            min_timer: Duration::from_millis(
+                std::env::var("COUNTING_TIMER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(100),
+            ),
         };
         let _ = shard.tx.send(Msg::Add(id, Box::new(slot)));
         wake(&shard.wake);
@@ -408,7 +410,12 @@ fn run(rx: mpsc::Receiver<Msg>, wake_fd: Arc<OwnedFd>, tid: Arc<AtomicI32>, pace
                     if let Some(mut s) = slots.remove(&id) {
                         // SAFETY: removes an open descriptor from an open epoll set.
                         unsafe {
-                            libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, s.socket.as_raw_fd(), std::ptr::null_mut())
+                            libc::epoll_ctl(
+                                ep.as_raw_fd(),
+                                libc::EPOLL_CTL_DEL,
+                                s.socket.as_raw_fd(),
+                                std::ptr::null_mut(),
+                            )
                         };
                         s.flush();
                         let _ = s.pc.close();

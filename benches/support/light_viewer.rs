@@ -254,10 +254,11 @@ pub fn drain(
     if !packets.is_empty() {
         let mut r = received.lock().unwrap();
         for (track, packet, now) in &packets {
-            let kind = kinds
-                .get(track)
-                .copied()
-                .unwrap_or(if packet.header.payload_type == engine::VP8_PAYLOAD_TYPE { "video" } else { "audio" });
+            let kind = kinds.get(track).copied().unwrap_or(if packet.header.payload_type == engine::VP8_PAYLOAD_TYPE {
+                "video"
+            } else {
+                "audio"
+            });
             r.count(track, kind, packet, *now);
             counted(track, kind, packet, &r);
         }
